@@ -1,0 +1,12 @@
+"""Production: DJANGO_SECRET_KEY and DATABASE_URL required, secure cookies, ESP email by settings."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=True)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=True)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {})}  # noqa: F405

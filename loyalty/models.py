@@ -1,0 +1,385 @@
+"""The loyalty core: programs, members (the points accounts), activities and the ledger.
+
+The ledger is append-only. A credit entry is a *lot*: it carries the points, the moment they
+become available (`available_at`; `released_at` is stamped once when they do) and the moment
+they expire. A debit entry records, through `Allocation` rows, which lots it consumed and how
+much of each. Only `remaining` (and a lot's write-once `released_at`) ever changes after an
+entry is written; a database trigger (migration 0002) refuses every other UPDATE and every
+DELETE. All writes go through `loyalty.services`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import zoneinfo
+from decimal import ROUND_FLOOR, Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"{value!r} is not a known time zone.") from exc
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(8))
+
+
+class Program(models.Model):
+    """A merchant's loyalty program and the settings every rule reads."""
+
+    class TierMetric(models.TextChoices):
+        POINTS_EARNED = "points_earned", "Points earned"
+        AMOUNT_SPENT = "amount_spent", "Amount spent"
+        ORDER_COUNT = "order_count", "Number of orders"
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60, unique=True)
+    points_name = models.CharField(max_length=40, default="points")
+    currency = models.CharField(max_length=3, default="EUR", help_text="ISO 4217 code, e.g. EUR.")
+    earn_rate = models.DecimalField(
+        max_digits=9,
+        decimal_places=4,
+        default=Decimal("1"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Points per currency unit spent (rounded down).",
+    )
+    min_redemption = models.PositiveIntegerField(
+        default=0, help_text="A redemption must spend at least this many points."
+    )
+    expiry_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Points expire at the end of this many days after the activity; empty = never.",
+    )
+    pending_days = models.PositiveIntegerField(
+        default=0, help_text="Return window: points become available this many days after the activity."
+    )
+    tier_metric = models.CharField(max_length=20, choices=TierMetric.choices, default=TierMetric.POINTS_EARNED)
+    tier_window_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Rolling window of the tier metric in days; empty = lifetime."
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(earn_rate__gte=0), name="program_earn_rate_non_negative"),
+            models.CheckConstraint(condition=Q(expiry_days__isnull=True) | Q(expiry_days__gt=0),
+                                   name="program_expiry_days_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def local_date(self, moment: dt.datetime) -> dt.date:
+        """The calendar day of `moment` in the program's time zone."""
+        return moment.astimezone(self.tz).date()
+
+    def start_of_day(self, day: dt.date) -> dt.datetime:
+        """Midnight at the start of `day` in the program's time zone (aware)."""
+        return dt.datetime.combine(day, dt.time.min, tzinfo=self.tz)
+
+    def expiry_for(self, occurred_at: dt.datetime) -> dt.datetime | None:
+        """Points of an activity on local day D stay valid through day D + expiry_days."""
+        if self.expiry_days is None:
+            return None
+        last_day = self.local_date(occurred_at) + dt.timedelta(days=self.expiry_days)
+        return self.start_of_day(last_day + dt.timedelta(days=1))
+
+    def availability_for(self, occurred_at: dt.datetime) -> dt.datetime:
+        return occurred_at + dt.timedelta(days=self.pending_days)
+
+    def points_for_amount(self, amount: Decimal) -> int:
+        """Base points for spending `amount` at the program's earn rate, rounded down."""
+        return int((Decimal(amount) * self.earn_rate).to_integral_value(rounding=ROUND_FLOOR))
+
+
+class Member(models.Model):
+    """A customer enrolled in a program. The member is the points account.
+
+    The balance columns are a cache of the ledger, changed only in SQL by `loyalty.services`
+    while the row is locked; `verify_ledger` proves them against the entries.
+    `available` is negative only while the member carries a debt (rule 3).
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        BLOCKED = "blocked", "Blocked"
+
+    class Channel(models.TextChoices):
+        ONLINE = "online", "Online shop"
+        POS = "pos", "Point of sale"
+        ADMIN = "admin", "Staff"
+        IMPORT = "import", "Import"
+        API = "api", "API"
+        CARD = "card", "Unassigned card"
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="members")
+    external_id = models.CharField(max_length=255, null=True, blank=True,
+                                   help_text="The shop's customer id.")
+    email = models.EmailField(blank=True)
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    birthday = models.DateField(null=True, blank=True)
+    referral_code = models.CharField(max_length=16, default=new_referral_code)
+    referred_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="referrals")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    enrollment_channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.ONLINE)
+    email_consent = models.BooleanField(default=False)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="loyalty_member")
+    enrolled_at = models.DateTimeField()
+
+    # Cached balances (see the class docstring).
+    available = models.BigIntegerField(default=0, editable=False)
+    pending = models.BigIntegerField(default=0, editable=False)
+    lifetime_earned = models.BigIntegerField(default=0, editable=False)
+    redeemed = models.BigIntegerField(default=0, editable=False)
+    expired = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        constraints = [
+            # The shop's id identifies one member per program (enrol is idempotent on it).
+            models.UniqueConstraint(fields=["program", "external_id"], name="member_unique_external_id",
+                                    condition=Q(external_id__isnull=False)),
+            models.UniqueConstraint(fields=["program", "referral_code"], name="member_unique_referral_code"),
+            models.CheckConstraint(condition=Q(pending__gte=0), name="member_pending_non_negative"),
+            models.CheckConstraint(condition=Q(lifetime_earned__gte=0), name="member_lifetime_non_negative"),
+            models.CheckConstraint(condition=Q(redeemed__gte=0), name="member_redeemed_non_negative"),
+            models.CheckConstraint(condition=Q(expired__gte=0), name="member_expired_non_negative"),
+        ]
+        indexes = [
+            # Admin and API look-ups by email within a program.
+            models.Index(fields=["program", "email"], name="member_program_email"),
+        ]
+
+    def __str__(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or self.email or self.external_id or f"member {self.pk}"
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.status == self.Status.BLOCKED
+
+    @property
+    def debt(self) -> int:
+        return max(0, -self.available)
+
+
+class Activity(models.Model):
+    """Something a member did that may earn points. Stored once; rules read it."""
+
+    class Type(models.TextChoices):
+        PURCHASE = "purchase", "Purchase"
+        REFUND = "refund", "Refund"
+        SIGNUP = "signup", "Signup"
+        BIRTHDAY = "birthday", "Birthday"
+        REFERRAL = "referral", "Referral"
+        SOCIAL_SHARE = "social_share", "Social share"
+        STORE_VISIT = "store_visit", "Store visit"
+        REVIEW = "review", "Review"
+
+    class Channel(models.TextChoices):
+        ONLINE = "online", "Online"
+        POS = "pos", "Point of sale"
+
+    # FK indexes are replaced by the composite/partial indexes in Meta (tables of 10^7+ rows).
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="activities", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="activities", db_index=False)
+    type = models.CharField(max_length=40, help_text="A built-in type or a custom event name.")
+    occurred_at = models.DateTimeField()
+    reported_at = models.DateTimeField(auto_now_add=True)
+    order_id = models.CharField(max_length=255, blank=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
+    items = models.JSONField(default=list, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "activities"
+        constraints = [
+            # One purchase per order: refunds find the order through this.
+            models.UniqueConstraint(fields=["program", "order_id"], name="activity_unique_purchase_order",
+                                    condition=Q(type="purchase") & ~Q(order_id="")),
+            models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gte=0),
+                                   name="activity_amount_non_negative"),
+        ]
+        indexes = [
+            # A member's activity view, newest first.
+            models.Index(fields=["member", "-occurred_at"], name="activity_member_recent"),
+            # Refunds of an order (sum of refunded amounts).
+            models.Index(fields=["program", "order_id"], name="activity_order",
+                         condition=~Q(order_id="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.order_id}".strip()
+
+
+class LedgerEntry(models.Model):
+    """One change of a member's points. Never updated or deleted, `remaining` aside.
+
+    Credits (points > 0) are lots: `remaining` is what is left to spend (0..points).
+    Debits (points < 0) carry in `remaining` the part not yet covered by lots (points..0):
+    that is a debt, which later credits pay first. `available_at`/`released_at` and
+    `expires_at` are set on credits only.
+    """
+
+    class Kind(models.TextChoices):
+        EARN = "earn", "Earn"
+        ADJUST = "adjust", "Adjustment"
+        REDEEM = "redeem", "Redemption"
+        EXPIRE = "expire", "Expiry"
+        REVERSAL = "reversal", "Reversal"
+        TRANSFER = "transfer", "Transfer"
+
+    # FK indexes are replaced by the partial indexes in Meta: at 5*10^8 rows each index counts.
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    points = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    created_at = models.DateTimeField()
+    occurred_at = models.DateTimeField(help_text="When the activity happened; dates the points.")
+    available_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    reference = models.CharField(max_length=255, blank=True, help_text="Order id, coupon code, transfer id...")
+    activity = models.ForeignKey(Activity, null=True, blank=True, on_delete=models.PROTECT, related_name="entries",
+                                 db_index=False)
+    source_entry = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="derived_entries", db_index=False,
+                                     help_text="The debit whose points this credit gives back or moves.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+", db_index=False)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.CheckConstraint(condition=~Q(points=0), name="entry_points_non_zero"),
+            models.CheckConstraint(
+                condition=(Q(points__gt=0) & Q(remaining__gte=0) & Q(remaining__lte=models.F("points")))
+                | (Q(points__lt=0) & Q(remaining__lte=0) & Q(remaining__gte=models.F("points"))),
+                name="entry_remaining_within_points",
+            ),
+            models.CheckConstraint(condition=Q(points__gt=0) | (Q(available_at__isnull=True)
+                                   & Q(released_at__isnull=True) & Q(expires_at__isnull=True)),
+                                   name="entry_debit_has_no_lot_dates"),
+            models.CheckConstraint(condition=Q(points__lt=0) | Q(available_at__isnull=False),
+                                   name="entry_credit_has_available_at"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["earn", "adjust", "reversal", "transfer"]) | Q(points__lt=0),
+                name="entry_kind_sign_credit",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["adjust", "redeem", "expire", "reversal", "transfer"]) | Q(points__gt=0),
+                name="entry_kind_sign_debit",
+            ),
+        ]
+        indexes = [
+            # The member's history (API ledger, admin), newest first.
+            models.Index(fields=["member", "-id"], name="entry_member_recent"),
+            # Open lots of a member: debits consume them; partial, so it stays small.
+            models.Index(fields=["member", "expires_at"], name="entry_open_lots",
+                         condition=Q(remaining__gt=0)),
+            # expire_points: due lots across all members.
+            models.Index(fields=["expires_at"], name="entry_expiring_lots",
+                         condition=Q(remaining__gt=0) & Q(expires_at__isnull=False)),
+            # release_pending_points: lots still pending.
+            models.Index(fields=["available_at"], name="entry_pending_lots",
+                         condition=Q(released_at__isnull=True) & Q(points__gt=0)),
+            # Debts (unpaid debit parts) of a member, paid first by credits.
+            models.Index(fields=["member", "id"], name="entry_open_debts", condition=Q(remaining__lt=0)),
+            # Refunds: the earn entries of an order's purchase activity.
+            models.Index(fields=["activity"], name="entry_activity", condition=Q(activity__isnull=False)),
+            # Cancelling a redemption / finding what a debit gave back.
+            models.Index(fields=["source_entry"], name="entry_source", condition=Q(source_entry__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.points:+d} (member {self.member_id})"
+
+    @property
+    def is_credit(self) -> bool:
+        return self.points > 0
+
+
+class Allocation(models.Model):
+    """`points` of lot `lot` consumed by debit `debit` (spending, expiry, transfer, debt payment)."""
+
+    debit = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="allocations")
+    lot = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="consumptions")
+    points = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(points__gt=0), name="allocation_points_positive"),
+            models.UniqueConstraint(fields=["debit", "lot"], name="allocation_unique_pair"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.points} of lot {self.lot_id} to debit {self.debit_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first result of an externally triggered write, keyed per program (rule 4).
+
+    The unique (program, key) index serialises concurrent requests with one key: the second
+    insert waits for the first transaction and then finds its row.
+    """
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=255)
+    operation = models.CharField(max_length=60)
+    request_hash = models.CharField(max_length=64)
+    member = models.ForeignKey(Member, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    entry_ids = models.JSONField(default=list)
+    result = models.JSONField(default=dict, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["program", "key"], name="idempotency_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.key}"
+
+
+class LedgerJobRun(models.Model):
+    """A run of a scheduled ledger job: who/what/when, for operators (not needed for correctness)."""
+
+    job = models.CharField(max_length=60)
+    as_of = models.DateTimeField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lots = models.BigIntegerField(default=0)
+    points = models.BigIntegerField(default=0)
+    members = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "-started_at"], name="jobrun_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.job} as of {self.as_of:%Y-%m-%d %H:%M}"

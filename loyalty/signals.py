@@ -1,0 +1,15 @@
+"""Signals the ledger sends so higher apps can react without the ledger importing them.
+
+All are sent after the transaction commits; the ledger never depends on a receiver running.
+"""
+
+from django.dispatch import Signal
+
+# kwargs: program, member (fresh balances), entries (list[LedgerEntry])
+points_posted = Signal()
+# kwargs: program, member, channel
+member_enrolled = Signal()
+# kwargs: program, member, old_status, new_status, actor
+member_status_changed = Signal()
+# kwargs: job ("expire_points" / "release_pending_points"), as_of, lots, points, members
+ledger_job_finished = Signal()
