@@ -77,8 +77,9 @@ class Program(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(earn_rate__gte=0), name="program_earn_rate_non_negative"),
-            models.CheckConstraint(condition=Q(expiry_days__isnull=True) | Q(expiry_days__gt=0),
-                                   name="program_expiry_days_positive"),
+            models.CheckConstraint(
+                condition=Q(expiry_days__isnull=True) | Q(expiry_days__gt=0), name="program_expiry_days_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -132,20 +133,19 @@ class Member(models.Model):
         CARD = "card", "Unassigned card"
 
     program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="members")
-    external_id = models.CharField(max_length=255, null=True, blank=True,
-                                   help_text="The shop's customer id.")
+    external_id = models.CharField(max_length=255, null=True, blank=True, help_text="The shop's customer id.")
     email = models.EmailField(blank=True)
     first_name = models.CharField(max_length=150, blank=True)
     last_name = models.CharField(max_length=150, blank=True)
     birthday = models.DateField(null=True, blank=True)
     referral_code = models.CharField(max_length=16, default=new_referral_code)
-    referred_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="referrals")
+    referred_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="referrals")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     enrollment_channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.ONLINE)
     email_consent = models.BooleanField(default=False)
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                on_delete=models.SET_NULL, related_name="loyalty_member")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="loyalty_member"
+    )
     enrolled_at = models.DateTimeField()
 
     # Cached balances (see the class docstring).
@@ -158,8 +158,11 @@ class Member(models.Model):
     class Meta:
         constraints = [
             # The shop's id identifies one member per program (enrol is idempotent on it).
-            models.UniqueConstraint(fields=["program", "external_id"], name="member_unique_external_id",
-                                    condition=Q(external_id__isnull=False)),
+            models.UniqueConstraint(
+                fields=["program", "external_id"],
+                name="member_unique_external_id",
+                condition=Q(external_id__isnull=False),
+            ),
             models.UniqueConstraint(fields=["program", "referral_code"], name="member_unique_referral_code"),
             models.CheckConstraint(condition=Q(pending__gte=0), name="member_pending_non_negative"),
             models.CheckConstraint(condition=Q(lifetime_earned__gte=0), name="member_lifetime_non_negative"),
@@ -218,17 +221,20 @@ class Activity(models.Model):
         verbose_name_plural = "activities"
         constraints = [
             # One purchase per order: refunds find the order through this.
-            models.UniqueConstraint(fields=["program", "order_id"], name="activity_unique_purchase_order",
-                                    condition=Q(type="purchase") & ~Q(order_id="")),
-            models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gte=0),
-                                   name="activity_amount_non_negative"),
+            models.UniqueConstraint(
+                fields=["program", "order_id"],
+                name="activity_unique_purchase_order",
+                condition=Q(type="purchase") & ~Q(order_id=""),
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__isnull=True) | Q(amount__gte=0), name="activity_amount_non_negative"
+            ),
         ]
         indexes = [
             # A member's activity view, newest first.
             models.Index(fields=["member", "-occurred_at"], name="activity_member_recent"),
             # Refunds of an order (sum of refunded amounts).
-            models.Index(fields=["program", "order_id"], name="activity_order",
-                         condition=~Q(order_id="")),
+            models.Index(fields=["program", "order_id"], name="activity_order", condition=~Q(order_id="")),
         ]
 
     def __str__(self) -> str:
@@ -265,13 +271,21 @@ class LedgerEntry(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     reason = models.CharField(max_length=255, blank=True)
     reference = models.CharField(max_length=255, blank=True, help_text="Order id, coupon code, transfer id...")
-    activity = models.ForeignKey(Activity, null=True, blank=True, on_delete=models.PROTECT, related_name="entries",
-                                 db_index=False)
-    source_entry = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
-                                     related_name="derived_entries", db_index=False,
-                                     help_text="The debit whose points this credit gives back or moves.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+", db_index=False)
+    activity = models.ForeignKey(
+        Activity, null=True, blank=True, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
+    source_entry = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="derived_entries",
+        db_index=False,
+        help_text="The debit whose points this credit gives back or moves.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
 
     class Meta:
         verbose_name_plural = "ledger entries"
@@ -282,11 +296,14 @@ class LedgerEntry(models.Model):
                 | (Q(points__lt=0) & Q(remaining__lte=0) & Q(remaining__gte=models.F("points"))),
                 name="entry_remaining_within_points",
             ),
-            models.CheckConstraint(condition=Q(points__gt=0) | (Q(available_at__isnull=True)
-                                   & Q(released_at__isnull=True) & Q(expires_at__isnull=True)),
-                                   name="entry_debit_has_no_lot_dates"),
-            models.CheckConstraint(condition=Q(points__lt=0) | Q(available_at__isnull=False),
-                                   name="entry_credit_has_available_at"),
+            models.CheckConstraint(
+                condition=Q(points__gt=0)
+                | (Q(available_at__isnull=True) & Q(released_at__isnull=True) & Q(expires_at__isnull=True)),
+                name="entry_debit_has_no_lot_dates",
+            ),
+            models.CheckConstraint(
+                condition=Q(points__lt=0) | Q(available_at__isnull=False), name="entry_credit_has_available_at"
+            ),
             models.CheckConstraint(
                 condition=Q(kind__in=["earn", "adjust", "reversal", "transfer"]) | Q(points__lt=0),
                 name="entry_kind_sign_credit",
@@ -300,14 +317,19 @@ class LedgerEntry(models.Model):
             # The member's history (API ledger, admin), newest first.
             models.Index(fields=["member", "-id"], name="entry_member_recent"),
             # Open lots of a member: debits consume them; partial, so it stays small.
-            models.Index(fields=["member", "expires_at"], name="entry_open_lots",
-                         condition=Q(remaining__gt=0)),
+            models.Index(fields=["member", "expires_at"], name="entry_open_lots", condition=Q(remaining__gt=0)),
             # expire_points: due lots across all members.
-            models.Index(fields=["expires_at"], name="entry_expiring_lots",
-                         condition=Q(remaining__gt=0) & Q(expires_at__isnull=False)),
+            models.Index(
+                fields=["expires_at"],
+                name="entry_expiring_lots",
+                condition=Q(remaining__gt=0) & Q(expires_at__isnull=False),
+            ),
             # release_pending_points: lots still pending.
-            models.Index(fields=["available_at"], name="entry_pending_lots",
-                         condition=Q(released_at__isnull=True) & Q(points__gt=0)),
+            models.Index(
+                fields=["available_at"],
+                name="entry_pending_lots",
+                condition=Q(released_at__isnull=True) & Q(points__gt=0),
+            ),
             # Debts (unpaid debit parts) of a member, paid first by credits.
             models.Index(fields=["member", "id"], name="entry_open_debts", condition=Q(remaining__lt=0)),
             # Refunds: the earn entries of an order's purchase activity.

@@ -105,27 +105,32 @@ def ledger_problems(*, chunk: int = 200_000) -> Iterator[LedgerProblem]:
             for row in cur.fetchall():
                 names = ("available", "pending", "lifetime_earned", "redeemed", "expired")
                 cached, computed = row[1:6], row[6:11]
-                diffs = [f"{n} cached {c} != ledger {v}" for n, c, v in zip(names, cached, computed, strict=True)
-                         if c != v]
+                diffs = [
+                    f"{n} cached {c} != ledger {v}" for n, c, v in zip(names, cached, computed, strict=True) if c != v
+                ]
                 if row[11] != row[6] + row[7]:
                     diffs.append(f"sum of entries {row[11]} != remainders {row[6] + row[7]}")
                 yield LedgerProblem(row[0], "balance", "; ".join(diffs))
             cur.execute(_ALLOCATION_CHECK, params)
             for member_id, entry_id, points, remaining, taken, covered in cur.fetchall():
                 if points > 0:
-                    detail = (f"lot {entry_id} of {points} has {remaining} left but allocations took {taken}"
-                              + (" and it is used as a debit" if covered else ""))
+                    detail = f"lot {entry_id} of {points} has {remaining} left but allocations took {taken}" + (
+                        " and it is used as a debit" if covered else ""
+                    )
                 else:
-                    detail = (f"debit {entry_id} of {points} with {remaining} unpaid has allocations of {covered}"
-                              + (" and it is used as a lot" if taken else ""))
+                    detail = f"debit {entry_id} of {points} with {remaining} unpaid has allocations of {covered}" + (
+                        " and it is used as a lot" if taken else ""
+                    )
                 yield LedgerProblem(member_id, "allocations", detail)
             cur.execute(_PAIRING_CHECK, params)
             for member_id, alloc_id, debit_id, lot_id, _dp, _lp, lot_member in cur.fetchall():
-                yield LedgerProblem(member_id, "pairing",
-                                    f"allocation {alloc_id} links debit {debit_id} to lot {lot_id} "
-                                    f"of member {lot_member}")
+                yield LedgerProblem(
+                    member_id,
+                    "pairing",
+                    f"allocation {alloc_id} links debit {debit_id} to lot {lot_id} of member {lot_member}",
+                )
 
 
-def member_ledger(*, member: Member):  # noqa: ANN201 - a queryset
+def member_ledger(*, member: Member):
     """A member's entries, newest first (API ledger, admin)."""
     return LedgerEntry.objects.filter(member=member).select_related("activity", "created_by").order_by("-id")

@@ -40,11 +40,30 @@ MEMBER = Member._meta.db_table
 IDEM = IdempotencyRecord._meta.db_table
 
 _ENTRY_COLUMNS = (
-    "program_id", "member_id", "kind", "points", "remaining", "created_at", "occurred_at",
-    "available_at", "released_at", "expires_at", "reason", "reference", "activity_id",
-    "source_entry_id", "created_by_id",
+    "program_id",
+    "member_id",
+    "kind",
+    "points",
+    "remaining",
+    "created_at",
+    "occurred_at",
+    "available_at",
+    "released_at",
+    "expires_at",
+    "reason",
+    "reference",
+    "activity_id",
+    "source_entry_id",
+    "created_by_id",
 )
 _BALANCES = ("available", "pending", "lifetime_earned", "redeemed", "expired")
+_INSERT_ENTRY = (
+    f"INSERT INTO {ENTRY} ({', '.join(_ENTRY_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_ENTRY_COLUMNS))}) RETURNING id"
+)
+_INSERT_ENTRY_NAMED = (
+    f"INSERT INTO {ENTRY} ({', '.join(_ENTRY_COLUMNS)}) "
+    f"VALUES ({', '.join(f'%(e_{c})s' for c in _ENTRY_COLUMNS)}) RETURNING id"
+)
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,7 @@ class _Posting:
         self.rows: dict[int, dict[str, Any]] = {}
         self.deltas: dict[int, dict[str, int]] = {}
         self.entries: list[LedgerEntry] = []
+        self._deferred: LedgerEntry | None = None
 
     # -- locking and settling ------------------------------------------------------------
 
@@ -160,7 +180,8 @@ class _Posting:
             if row[1] != self.program.id:
                 raise errors.MemberNotFound(
                     f"Member {member_id} does not belong to program {self.program.slug}.",
-                    member_id=member_id, program=self.program.slug,
+                    member_id=member_id,
+                    program=self.program.slug,
                 )
             self.rows[member_id] = dict(zip(("id", "program_id", "status", *_BALANCES), row, strict=True))
             self.deltas[member_id] = dict.fromkeys(_BALANCES, 0)
@@ -197,20 +218,34 @@ class _Posting:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _insert(self, values: dict[str, Any]) -> LedgerEntry:
+    def _row(self, values: dict[str, Any]) -> dict[str, Any]:
         row = {c: values.get(c) for c in _ENTRY_COLUMNS}
         row["program_id"] = self.program.id
         row["created_at"] = self.now
         row["reason"] = row["reason"] or ""
         row["reference"] = row["reference"] or ""
-        self.cur.execute(
-            f"INSERT INTO {ENTRY} ({', '.join(_ENTRY_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_ENTRY_COLUMNS))}) "
-            "RETURNING id",
-            [row[c] for c in _ENTRY_COLUMNS],
-        )
-        entry = LedgerEntry(id=self.cur.fetchone()[0], **row)
+        return row
+
+    def _insert(self, values: dict[str, Any], *, defer: bool = False) -> LedgerEntry:
+        """Insert an entry now, or (`defer`) keep it for `flush`, which writes it in the same
+        statement as the balances: the common earn then costs one statement after the lock.
+        Only an entry nobody needs the id of yet may be deferred."""
+        self._write_deferred()
+        row = self._row(values)
+        entry = LedgerEntry(**row)
         self.entries.append(entry)
+        if defer:
+            self._deferred = entry
+            return entry
+        self.cur.execute(_INSERT_ENTRY, [row[c] for c in _ENTRY_COLUMNS])
+        entry.id = self.cur.fetchone()[0]
         return entry
+
+    def _write_deferred(self) -> None:
+        entry, self._deferred = self._deferred, None
+        if entry is not None:
+            self.cur.execute(_INSERT_ENTRY, [getattr(entry, c) for c in _ENTRY_COLUMNS])
+            entry.id = self.cur.fetchone()[0]
 
     def _allocate(self, debit_id: int, takes: list[tuple[int, int]]) -> None:
         """Record that `debit_id` consumed (lot id, points) and lower the lots' remainders."""
@@ -257,13 +292,24 @@ class _Posting:
                     break
                 debts.append((debit_id, take))
                 paid += take
-        entry = self._insert({
-            "member_id": member_id, "kind": kind, "points": points, "remaining": points - paid,
-            "occurred_at": occurred_at, "available_at": available_at,
-            "released_at": self.now if released else None, "expires_at": expires_at,
-            "reason": reason, "reference": reference, "activity_id": activity_id,
-            "source_entry_id": source_entry_id, "created_by_id": self.actor_id,
-        })
+        entry = self._insert(
+            {
+                "member_id": member_id,
+                "kind": kind,
+                "points": points,
+                "remaining": points - paid,
+                "occurred_at": occurred_at,
+                "available_at": available_at,
+                "released_at": self.now if released else None,
+                "expires_at": expires_at,
+                "reason": reason,
+                "reference": reference,
+                "activity_id": activity_id,
+                "source_entry_id": source_entry_id,
+                "created_by_id": self.actor_id,
+            },
+            defer=not debts,
+        )
         if debts:
             # Each debt payment is an allocation of the new lot to the old debit.
             self.cur.execute(
@@ -326,13 +372,23 @@ class _Posting:
         if shortfall and not allow_debt:
             raise errors.InsufficientPoints(
                 f"Member {member_id} has {from_available + from_pending} points available, {points} needed.",
-                member_id=member_id, available=from_available + from_pending, requested=points,
+                member_id=member_id,
+                available=from_available + from_pending,
+                requested=points,
             )
-        entry = self._insert({
-            "member_id": member_id, "kind": kind, "points": -points, "remaining": -shortfall,
-            "occurred_at": self.now, "reason": reason, "reference": reference, "activity_id": activity_id,
-            "created_by_id": self.actor_id,
-        })
+        entry = self._insert(
+            {
+                "member_id": member_id,
+                "kind": kind,
+                "points": -points,
+                "remaining": -shortfall,
+                "occurred_at": self.now,
+                "reason": reason,
+                "reference": reference,
+                "activity_id": activity_id,
+                "created_by_id": self.actor_id,
+            }
+        )
         self._allocate(entry.id, [(t[0], t[1]) for t in takes])
         d = self.deltas[member_id]
         d["available"] -= from_available + shortfall
@@ -343,55 +399,164 @@ class _Posting:
             d["lifetime_earned"] -= points
         return entry, takes
 
-    def flush(self, *, key: str | None, operation: str, request_hash: str, primary_member_id: int) -> dict[int, Balance]:
-        """Apply the balance deltas in SQL and record the idempotency key (last, so that a
-        duplicate key rolls the whole posting back and the first result is replayed)."""
-        balances: dict[int, Balance] = {}
-        for member_id, d in self.deltas.items():
-            self.cur.execute(
-                f"UPDATE {MEMBER} SET available = available + %s, pending = pending + %s, "
-                "lifetime_earned = lifetime_earned + %s, redeemed = redeemed + %s, expired = expired + %s "
-                f"WHERE id = %s RETURNING {', '.join(_BALANCES)}",
-                [d["available"], d["pending"], d["lifetime_earned"], d["redeemed"], d["expired"], member_id],
-            )
-            balances[member_id] = Balance(*self.cur.fetchone())
+    def flush(
+        self, *, key: str | None, operation: str, request_hash: str, primary_member_id: int
+    ) -> dict[int, Balance]:
+        """Write the deferred entry, apply the balance deltas in SQL and record the idempotency
+        key, in one statement. The key goes last, so a duplicate key (ON CONFLICT: nothing
+        inserted) rolls the whole posting back and the first result is replayed."""
+        deferred, self._deferred = self._deferred, None
+        params: dict[str, Any] = {
+            "ids": list(self.deltas),
+            **{f"d_{c}": [self.deltas[m][c] for m in self.deltas] for c in _BALANCES},
+        }
+        ctes = []
+        if deferred is not None:
+            ctes.append(f"e AS ({_INSERT_ENTRY_NAMED})")
+            params.update({f"e_{c}": getattr(deferred, c) for c in _ENTRY_COLUMNS})
+        ctes.append(
+            f"m AS (UPDATE {MEMBER} m SET "
+            + ", ".join(f"{c} = m.{c} + d.{c}" for c in _BALANCES)
+            + " FROM unnest(%(ids)s::bigint[], "
+            + ", ".join(f"%(d_{c})s::bigint[]" for c in _BALANCES)
+            + f") AS d(id, {', '.join(_BALANCES)}) WHERE m.id = d.id RETURNING m.id, "
+            + ", ".join(f"m.{c}" for c in _BALANCES)
+            + ")"
+        )
         if key is not None:
-            _record_key(self.cur, program_id=self.program.id, key=key, operation=operation,
-                        request_hash=request_hash, member_id=primary_member_id,
-                        entry_ids=[e.id for e in self.entries], now=self.now)
+            new_id = "(SELECT id FROM e)" if deferred is not None else "NULL"
+            ctes.append(
+                f"k AS (INSERT INTO {IDEM} (program_id, key, operation, request_hash, member_id, entry_ids, result, "
+                "created_at) SELECT %(program)s, %(key)s, %(op)s, %(hash)s, %(member)s, "
+                f"to_jsonb(array_remove(%(prior)s::bigint[] || {new_id}::bigint, NULL)), '{{}}', %(now)s "
+                "ON CONFLICT (program_id, key) DO NOTHING RETURNING id)"
+            )
+            params.update(
+                {
+                    "program": self.program.id,
+                    "key": key,
+                    "op": operation,
+                    "hash": request_hash,
+                    "member": primary_member_id,
+                    "prior": [e.id for e in self.entries if e.id is not None],
+                    "now": self.now,
+                }
+            )
+        self.cur.execute(
+            "WITH "
+            + ", ".join(ctes)
+            + " SELECT m.*, "
+            + ("(SELECT id FROM e)" if deferred is not None else "NULL")
+            + ", "
+            + ("(SELECT count(*) FROM k)" if key is not None else "1")
+            + " FROM m",
+            params,
+        )
+        balances: dict[int, Balance] = {}
+        for row in self.cur.fetchall():
+            balances[row[0]] = Balance(*row[1:6])
+            if deferred is not None:
+                deferred.id = row[6]
+            if row[7] == 0:
+                raise _Replay
         return balances
-
-
-def _record_key(cursor: Any, *, program_id: int, key: str, operation: str, request_hash: str,
-                member_id: int | None, entry_ids: list[int], now: dt.datetime,
-                result: dict[str, Any] | None = None) -> None:
-    cursor.execute(
-        f"INSERT INTO {IDEM} (program_id, key, operation, request_hash, member_id, entry_ids, result, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (program_id, key) DO NOTHING RETURNING id",
-        [program_id, key, operation, request_hash, member_id, json.dumps(entry_ids),
-         json.dumps(result or {}), now],
-    )
-    if cursor.fetchone() is None:
-        raise _Replay
 
 
 def _replay(*, program: Program, key: str, request_hash: str) -> PostResult:
     record = IdempotencyRecord.objects.get(program=program, key=key)
     if record.request_hash != request_hash:
         raise errors.IdempotencyConflict(
-            "This idempotency key was used with a different request.", idempotency_key=key,
+            "This idempotency key was used with a different request.",
+            idempotency_key=key,
             operation=record.operation,
         )
     entries = list(LedgerEntry.objects.filter(id__in=record.entry_ids).order_by("id"))
     member_ids = {e.member_id for e in entries} | ({record.member_id} if record.member_id else set())
     balances = {m.id: _balance_of(m) for m in Member.objects.filter(id__in=member_ids)}
     primary = record.member_id or (entries[0].member_id if entries else 0)
-    return PostResult(member_id=primary, entries=entries, balance=balances.get(primary, Balance(0, 0, 0, 0, 0)),
-                      replayed=True, other_balances={k: v for k, v in balances.items() if k != primary})
+    return PostResult(
+        member_id=primary,
+        entries=entries,
+        balance=balances.get(primary, Balance(0, 0, 0, 0, 0)),
+        replayed=True,
+        other_balances={k: v for k, v in balances.items() if k != primary},
+    )
 
 
 def _balance_of(member: Member) -> Balance:
     return Balance(*(getattr(member, c) for c in _BALANCES))
+
+
+def _fast_credit_sql(with_key: bool) -> str:
+    """One statement for the common credit: lock the member row, and only if the member is
+    active and owes nothing, record the idempotency key, insert the lot and add to the
+    balances. It runs as its own transaction (autocommit) or inside the caller's. When the
+    conditions don't hold it writes nothing and says why (the general path takes over); when
+    the key exists already it writes nothing and the first result is replayed.
+
+    Row-lock note: `locked` takes the FOR UPDATE lock; the UPDATE of the same row then applies
+    its increments to the newest committed version (READ COMMITTED re-check), like any
+    `SET x = x + n`."""
+    key_cte = (
+        f", k AS (INSERT INTO {IDEM} (program_id, key, operation, request_hash, member_id, entry_ids, result, "
+        "created_at) SELECT %(program_id)s, %(key)s, %(op)s, %(hash)s, %(member_id)s, to_jsonb(ARRAY[go.entry_id]), "
+        "'{}', %(created_at)s FROM go ON CONFLICT (program_id, key) DO NOTHING RETURNING id)"
+    )
+    return (
+        f"WITH locked AS (SELECT id, status, available FROM {MEMBER} "
+        "WHERE id = %(member_id)s AND program_id = %(program_id)s FOR UPDATE), "
+        f"go AS (SELECT nextval(pg_get_serial_sequence('{ENTRY}', 'id')) AS entry_id FROM locked "
+        "WHERE status = 'active' AND available >= 0)"
+        + (key_cte if with_key else "")
+        + f", e AS (INSERT INTO {ENTRY} (id, {', '.join(_ENTRY_COLUMNS)}) "
+        f"SELECT go.entry_id, {', '.join(f'%({c})s' for c in _ENTRY_COLUMNS)} FROM go"
+        + (" WHERE EXISTS (SELECT 1 FROM k)" if with_key else "")
+        + " RETURNING id), "
+        f"m AS (UPDATE {MEMBER} m SET available = m.available + %(d_available)s, pending = m.pending + %(d_pending)s, "
+        "lifetime_earned = m.lifetime_earned + %(d_lifetime_earned)s FROM e WHERE m.id = %(member_id)s "
+        f"RETURNING {', '.join(f'm.{c}' for c in _BALANCES)}) "
+        "SELECT (SELECT status FROM locked), (SELECT available FROM locked), (SELECT id FROM e), m.* "
+        "FROM (SELECT 1) AS one LEFT JOIN m ON true"
+    )
+
+
+_FAST_CREDIT_SQL = {True: _fast_credit_sql(True), False: _fast_credit_sql(False)}
+
+
+def _try_fast_credit(
+    *, program: Program, credit: dict[str, Any], key: str | None, operation: str, request_hash: str, now: dt.datetime
+) -> PostResult | type[_Replay] | None:
+    """The single-statement credit. None: not applicable (unknown or blocked member, debt)."""
+    released = credit["available_at"] <= now
+    row = {c: credit.get(c) for c in _ENTRY_COLUMNS}
+    row.update(
+        program_id=program.id,
+        created_at=now,
+        remaining=credit["points"],
+        released_at=now if released else None,
+        reason=credit.get("reason") or "",
+        reference=credit.get("reference") or "",
+    )
+    params = {
+        **row,
+        "key": key,
+        "op": operation,
+        "hash": request_hash,
+        "d_available": credit["points"] if released else 0,
+        "d_pending": 0 if released else credit["points"],
+        "d_lifetime_earned": credit["points"] if credit["kind"] == Kind.EARN else 0,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_FAST_CREDIT_SQL[key is not None], params)
+        status, available, entry_id, *balance = cursor.fetchone()
+    if status != Member.Status.ACTIVE or available is None or available < 0:
+        return None
+    if entry_id is None:
+        return _Replay
+    entry = LedgerEntry(id=entry_id, **row)
+    result = PostResult(member_id=row["member_id"], entries=[entry], balance=Balance(*balance))
+    transaction.on_commit(lambda: _send_posted(program, {result.member_id: result.balance}, result.entries))
+    return result
 
 
 def points_post(
@@ -404,34 +569,58 @@ def points_post(
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
     actor_id: int | None = None,
+    simple_credit: dict[str, Any] | None = None,
 ) -> PostResult:
     """Post entries for one member (or two, for a transfer): the single writer of the ledger.
 
     Locks the members' rows in id order, runs `work` (which adds credits and debits through
     the `_Posting`), applies the balance deltas in SQL and records the idempotency key, all in
-    one transaction. With a key seen before: the same request returns the first result and
-    writes nothing; a different request raises `IdempotencyConflict`. `points_posted` is sent
-    after commit. Queries: 1 lock + what `work` needs + 1 per member + 1 for the key.
+    one transaction (the caller's, if it has one open). With a key seen before: the same
+    request returns the first result and writes nothing; a different request raises
+    `IdempotencyConflict`. `points_posted` is sent after commit.
+
+    `simple_credit` describes the same posting as one plain lot for the single-statement fast
+    path (`_try_fast_credit`), tried first; `work` runs when it does not apply.
+    Queries: fast path 1; otherwise 1 lock + what `work` needs + 1.
     """
     _check_key(idempotency_key)
     now = now or timezone.now()
     _check_aware(now, "now")
     request_hash = _request_hash(operation, payload)
+    if simple_credit is not None:
+        fast = _try_fast_credit(
+            program=program,
+            credit=simple_credit,
+            key=idempotency_key,
+            operation=operation,
+            request_hash=request_hash,
+            now=now,
+        )
+        if fast is _Replay:
+            assert idempotency_key is not None
+            return _replay(program=program, key=idempotency_key, request_hash=request_hash)
+        if isinstance(fast, PostResult):
+            return fast
     try:
-        with transaction.atomic(durable=True), connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
             posting = _Posting(cursor, program, now, actor_id)
             posting.lock(member_ids)
             work(posting)
-            balances = posting.flush(key=idempotency_key, operation=operation, request_hash=request_hash,
-                                     primary_member_id=member_ids[0])
+            balances = posting.flush(
+                key=idempotency_key, operation=operation, request_hash=request_hash, primary_member_id=member_ids[0]
+            )
             entries = posting.entries
             transaction.on_commit(lambda: _send_posted(program, balances, entries))
     except _Replay:
         assert idempotency_key is not None
         return _replay(program=program, key=idempotency_key, request_hash=request_hash)
     primary = member_ids[0]
-    return PostResult(member_id=primary, entries=entries, balance=balances[primary],
-                      other_balances={k: v for k, v in balances.items() if k != primary})
+    return PostResult(
+        member_id=primary,
+        entries=entries,
+        balance=balances[primary],
+        other_balances={k: v for k, v in balances.items() if k != primary},
+    )
 
 
 def _send_posted(program: Program, balances: dict[int, Balance], entries: list[LedgerEntry]) -> None:
@@ -468,16 +657,40 @@ def points_earn(
     if activity is not None and activity.member_id != member_id:
         raise errors.InvalidInput("The activity belongs to another member.", field="activity")
 
+    lot = {
+        "member_id": member_id,
+        "kind": Kind.EARN,
+        "points": points,
+        "occurred_at": occurred_at,
+        "available_at": program.availability_for(occurred_at),
+        "expires_at": program.expiry_for(occurred_at),
+        "reason": reason,
+        "reference": reference,
+        "activity_id": activity.id if activity else None,
+    }
+
     def work(p: _Posting) -> None:
         p.require_active(member_id)
-        p.credit(member_id, kind=Kind.EARN, points=points, occurred_at=occurred_at,
-                 available_at=program.availability_for(occurred_at), expires_at=program.expiry_for(occurred_at),
-                 reason=reason, reference=reference, activity_id=activity.id if activity else None)
+        p.credit(member_id, **{k: v for k, v in lot.items() if k != "member_id"})
 
-    payload = {"member": member_id, "points": points, "reason": reason, "reference": reference,
-               "activity": activity.id if activity else None, "occurred_at": given_occurred_at}
-    return points_post(program=program, member_ids=[member_id], operation="earn", payload=payload, work=work,
-                       idempotency_key=idempotency_key, now=now)
+    payload = {
+        "member": member_id,
+        "points": points,
+        "reason": reason,
+        "reference": reference,
+        "activity": activity.id if activity else None,
+        "occurred_at": given_occurred_at,
+    }
+    return points_post(
+        program=program,
+        member_ids=[member_id],
+        operation="earn",
+        payload=payload,
+        work=work,
+        idempotency_key=idempotency_key,
+        now=now,
+        simple_credit=lot,
+    )
 
 
 def points_adjust(
@@ -501,16 +714,29 @@ def points_adjust(
 
     def work(p: _Posting) -> None:
         if points > 0:
-            p.credit(member_id, kind=Kind.ADJUST, points=points, occurred_at=now,
-                     expires_at=program.expiry_for(now), reason=reason)
+            p.credit(
+                member_id,
+                kind=Kind.ADJUST,
+                points=points,
+                occurred_at=now,
+                expires_at=program.expiry_for(now),
+                reason=reason,
+            )
         else:
             p.settle(member_id)
-            p.debit(member_id, kind=Kind.ADJUST, points=-points, allow_debt=True, include_pending=True,
-                    reason=reason)
+            p.debit(member_id, kind=Kind.ADJUST, points=-points, allow_debt=True, include_pending=True, reason=reason)
 
     payload = {"member": member_id, "points": points, "reason": reason, "actor": actor.pk}
-    return points_post(program=program, member_ids=[member_id], operation="adjust", payload=payload, work=work,
-                       idempotency_key=idempotency_key, now=now, actor_id=actor.pk)
+    return points_post(
+        program=program,
+        member_ids=[member_id],
+        operation="adjust",
+        payload=payload,
+        work=work,
+        idempotency_key=idempotency_key,
+        now=now,
+        actor_id=actor.pk,
+    )
 
 
 def points_redeem(
@@ -530,12 +756,26 @@ def points_redeem(
     def work(p: _Posting) -> None:
         p.require_active(member_id)
         p.settle(member_id)
-        p.debit(member_id, kind=Kind.REDEEM, points=points, allow_debt=False, include_pending=False,
-                reason=reason, reference=reference)
+        p.debit(
+            member_id,
+            kind=Kind.REDEEM,
+            points=points,
+            allow_debt=False,
+            include_pending=False,
+            reason=reason,
+            reference=reference,
+        )
 
     payload = {"member": member_id, "points": points, "reason": reason, "reference": reference}
-    return points_post(program=program, member_ids=[member_id], operation="redeem", payload=payload, work=work,
-                       idempotency_key=idempotency_key, now=now)
+    return points_post(
+        program=program,
+        member_ids=[member_id],
+        operation="redeem",
+        payload=payload,
+        work=work,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
 
 
 def points_restore(
@@ -562,13 +802,27 @@ def points_restore(
             [entry.id],
         )
         for expires_at, pts in p.cur.fetchall():
-            p.credit(entry.member_id, kind=Kind.REVERSAL, points=int(pts), occurred_at=p.now, expires_at=expires_at,
-                     reason=reason or f"Redemption {entry.id} cancelled", reference=entry.reference,
-                     source_entry_id=entry.id)
+            p.credit(
+                entry.member_id,
+                kind=Kind.REVERSAL,
+                points=int(pts),
+                occurred_at=p.now,
+                expires_at=expires_at,
+                reason=reason or f"Redemption {entry.id} cancelled",
+                reference=entry.reference,
+                source_entry_id=entry.id,
+            )
 
     payload = {"entry": entry_id, "reason": reason}
-    return points_post(program=program, member_ids=[entry.member_id], operation="restore", payload=payload,
-                       work=work, idempotency_key=idempotency_key, now=now)
+    return points_post(
+        program=program,
+        member_ids=[entry.member_id],
+        operation="restore",
+        payload=payload,
+        work=work,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
 
 
 def points_reverse_order(
@@ -609,7 +863,9 @@ def points_reverse_order(
         if refunded_before + amount > order_amount:
             raise errors.RefundExceedsOrder(
                 f"Refunds of order {order_id} would total {refunded_before + amount}, more than its {order_amount}.",
-                order_id=order_id, order_amount=str(order_amount), refunded=str(refunded_before),
+                order_id=order_id,
+                order_amount=str(order_amount),
+                refunded=str(refunded_before),
                 requested=str(amount),
             )
         p.cur.execute(
@@ -623,20 +879,41 @@ def points_reverse_order(
         )
         reversed_before = int(p.cur.fetchone()[0])
         refund = Activity.objects.create(
-            program=program, member_id=purchase.member_id, type=Activity.Type.REFUND, occurred_at=occurred_at,
-            order_id=order_id, amount=amount, currency=purchase.currency, channel=purchase.channel,
+            program=program,
+            member_id=purchase.member_id,
+            type=Activity.Type.REFUND,
+            occurred_at=occurred_at,
+            order_id=order_id,
+            amount=amount,
+            currency=purchase.currency,
+            channel=purchase.channel,
         )
         share = (refunded_before + amount) / order_amount if order_amount else Decimal(1)
         target = int((Decimal(earned) * share).to_integral_value(rounding=ROUND_FLOOR))
         points = min(target, earned) - reversed_before
         if points > 0:
             p.settle(purchase.member_id)
-            p.debit(purchase.member_id, kind=Kind.REVERSAL, points=points, allow_debt=True, include_pending=True,
-                    first_lots_of_activity=purchase.id, reason=f"Refund of order {order_id}", reference=order_id,
-                    activity_id=refund.id)
+            p.debit(
+                purchase.member_id,
+                kind=Kind.REVERSAL,
+                points=points,
+                allow_debt=True,
+                include_pending=True,
+                first_lots_of_activity=purchase.id,
+                reason=f"Refund of order {order_id}",
+                reference=order_id,
+                activity_id=refund.id,
+            )
 
-    return points_post(program=program, member_ids=[purchase.member_id], operation="reverse", payload=payload,
-                       work=work, idempotency_key=idempotency_key, now=now)
+    return points_post(
+        program=program,
+        member_ids=[purchase.member_id],
+        operation="reverse",
+        payload=payload,
+        work=work,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
 
 
 def points_transfer(
@@ -660,20 +937,40 @@ def points_transfer(
         p.require_active(from_member_id)
         p.require_active(to_member_id)
         p.settle(from_member_id)
-        debit, takes = p.debit(from_member_id, kind=Kind.TRANSFER, points=points, allow_debt=False,
-                               include_pending=False, reason=reason or f"Transfer to member {to_member_id}",
-                               reference=transfer_ref)
+        debit, takes = p.debit(
+            from_member_id,
+            kind=Kind.TRANSFER,
+            points=points,
+            allow_debt=False,
+            include_pending=False,
+            reason=reason or f"Transfer to member {to_member_id}",
+            reference=transfer_ref,
+        )
         by_expiry: dict[dt.datetime | None, int] = {}
         for _lot, take, expires_at in takes:
             by_expiry[expires_at] = by_expiry.get(expires_at, 0) + take
         for expires_at, pts in by_expiry.items():
-            p.credit(to_member_id, kind=Kind.TRANSFER, points=pts, occurred_at=p.now, expires_at=expires_at,
-                     reason=reason or f"Transfer from member {from_member_id}", reference=transfer_ref,
-                     source_entry_id=debit.id)
+            p.credit(
+                to_member_id,
+                kind=Kind.TRANSFER,
+                points=pts,
+                occurred_at=p.now,
+                expires_at=expires_at,
+                reason=reason or f"Transfer from member {from_member_id}",
+                reference=transfer_ref,
+                source_entry_id=debit.id,
+            )
 
     payload = {"from": from_member_id, "to": to_member_id, "points": points, "reason": reason}
-    return points_post(program=program, member_ids=[from_member_id, to_member_id], operation="transfer",
-                       payload=payload, work=work, idempotency_key=idempotency_key, now=now)
+    return points_post(
+        program=program,
+        member_ids=[from_member_id, to_member_id],
+        operation="transfer",
+        payload=payload,
+        work=work,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -745,8 +1042,16 @@ _RELEASE_PICK = (
 )
 
 
-def _run_chunks(*, job: str, pick_sql: str, apply_sql: str, now: dt.datetime, chunk_size: int,
-                program: Program | None, after_chunk: Callable[[int], None] | None) -> JobResult:
+def _run_chunks(
+    *,
+    job: str,
+    pick_sql: str,
+    apply_sql: str,
+    now: dt.datetime,
+    chunk_size: int,
+    program: Program | None,
+    after_chunk: Callable[[int], None] | None,
+) -> JobResult:
     _check_aware(now, "now")
     if chunk_size < 1:
         raise errors.InvalidInput("chunk_size must be positive.", field="chunk_size")
@@ -762,8 +1067,9 @@ def _run_chunks(*, job: str, pick_sql: str, apply_sql: str, now: dt.datetime, ch
             if not picked:
                 break
             # Members first, in id order, like every posting: no deadlock, no lost update.
-            cur.execute(f"SELECT id FROM {MEMBER} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                        [sorted({r[1] for r in picked})])
+            cur.execute(
+                f"SELECT id FROM {MEMBER} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [sorted({r[1] for r in picked})]
+            )
             cur.execute(apply_sql, {"ids": [r[0] for r in picked], "now": now})
             done = cur.fetchall()
             chunks += 1
@@ -773,27 +1079,57 @@ def _run_chunks(*, job: str, pick_sql: str, apply_sql: str, now: dt.datetime, ch
             if after_chunk is not None:
                 after_chunk(chunks)
     result = JobResult(lots=lots, points=points, members=len(members), chunks=chunks)
-    LedgerJobRun.objects.create(job=job, as_of=now, started_at=started, finished_at=timezone.now(),
-                                lots=lots, points=points, members=len(members))
-    ledger_job_finished.send(sender=LedgerJobRun, job=job, as_of=now, lots=lots, points=points,
-                             members=len(members))
+    LedgerJobRun.objects.create(
+        job=job,
+        as_of=now,
+        started_at=started,
+        finished_at=timezone.now(),
+        lots=lots,
+        points=points,
+        members=len(members),
+    )
+    ledger_job_finished.send(sender=LedgerJobRun, job=job, as_of=now, lots=lots, points=points, members=len(members))
     return result
 
 
-def points_expire(*, now: dt.datetime, chunk_size: int = 5000, program: Program | None = None,
-                  after_chunk: Callable[[int], None] | None = None) -> JobResult:
+def points_expire(
+    *,
+    now: dt.datetime,
+    chunk_size: int = 5000,
+    program: Program | None = None,
+    after_chunk: Callable[[int], None] | None = None,
+) -> JobResult:
     """Expire every lot whose expiry moment is at or before `now`, set-based, `chunk_size`
     lots per transaction. Idempotent: a second run (or a run after a crash) expires only what
     is still due. `after_chunk` is a hook for tests and progress reporting."""
-    return _run_chunks(job="expire_points", pick_sql=_EXPIRE_PICK, apply_sql=_expire_lots_sql(), now=now,
-                       chunk_size=chunk_size, program=program, after_chunk=after_chunk)
+    return _run_chunks(
+        job="expire_points",
+        pick_sql=_EXPIRE_PICK,
+        apply_sql=_expire_lots_sql(),
+        now=now,
+        chunk_size=chunk_size,
+        program=program,
+        after_chunk=after_chunk,
+    )
 
 
-def points_release(*, now: dt.datetime, chunk_size: int = 5000, program: Program | None = None,
-                   after_chunk: Callable[[int], None] | None = None) -> JobResult:
+def points_release(
+    *,
+    now: dt.datetime,
+    chunk_size: int = 5000,
+    program: Program | None = None,
+    after_chunk: Callable[[int], None] | None = None,
+) -> JobResult:
     """Make pending lots whose `available_at` has come available. Idempotent like expiry."""
-    return _run_chunks(job="release_pending_points", pick_sql=_RELEASE_PICK, apply_sql=_release_lots_sql(),
-                       now=now, chunk_size=chunk_size, program=program, after_chunk=after_chunk)
+    return _run_chunks(
+        job="release_pending_points",
+        pick_sql=_RELEASE_PICK,
+        apply_sql=_release_lots_sql(),
+        now=now,
+        chunk_size=chunk_size,
+        program=program,
+        after_chunk=after_chunk,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -824,9 +1160,18 @@ def member_enroll(
         existing = Member.objects.filter(program=program, external_id=external_id).first()
         if existing is not None:
             return existing, False
-    member = Member(program=program, external_id=external_id, email=(email or "").strip().lower(),
-                    first_name=first_name, last_name=last_name, birthday=birthday, enrollment_channel=channel,
-                    email_consent=email_consent, referred_by=referred_by, enrolled_at=now)
+    member = Member(
+        program=program,
+        external_id=external_id,
+        email=(email or "").strip().lower(),
+        first_name=first_name,
+        last_name=last_name,
+        birthday=birthday,
+        enrollment_channel=channel,
+        email_consent=email_consent,
+        referred_by=referred_by,
+        enrolled_at=now,
+    )
     _full_clean(member, exclude=["referral_code", "user"])
     for _attempt in range(5):
         member.referral_code = new_referral_code()
@@ -857,9 +1202,11 @@ def member_set_status(*, member: Member, status: str, actor: Any = None) -> Memb
         old = locked.status
         if old != status:
             Member.objects.filter(pk=member.pk).update(status=status)
-            transaction.on_commit(lambda: member_status_changed.send(
-                sender=Member, program=locked.program, member=locked, old_status=old, new_status=status,
-                actor=actor))
+            transaction.on_commit(
+                lambda: member_status_changed.send(
+                    sender=Member, program=locked.program, member=locked, old_status=old, new_status=status, actor=actor
+                )
+            )
     member.status = status
     return member
 
@@ -885,9 +1232,18 @@ def activity_record(
         raise errors.InvalidInput("A purchase needs an order id.", field="order_id")
     if amount is not None and Decimal(amount) < 0:
         raise errors.InvalidInput("The amount must not be negative.", field="amount")
-    activity = Activity(program=program, member=member, type=type, occurred_at=occurred_at, order_id=order_id,
-                        amount=amount, currency=currency or (program.currency if amount is not None else ""),
-                        channel=channel, items=list(items), data=data or {})
+    activity = Activity(
+        program=program,
+        member=member,
+        type=type,
+        occurred_at=occurred_at,
+        order_id=order_id,
+        amount=amount,
+        currency=currency or (program.currency if amount is not None else ""),
+        channel=channel,
+        items=list(items),
+        data=data or {},
+    )
     _full_clean(activity, validate_unique=False)
     try:
         with transaction.atomic():

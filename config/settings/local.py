@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 
-from .base import *  # noqa: E402,F403
+from .base import *  # noqa: F403
 
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405

@@ -5,7 +5,7 @@ import os
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/loyalty")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-key")
 
-from .base import *  # noqa: E402,F403
+from .base import *  # noqa: F403
 
 DEBUG = False
 ALLOWED_HOSTS = ["*"]

@@ -18,7 +18,11 @@ def create(apps, schema_editor):
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     for name, task, cron in SCHEDULES:
         schedule, _ = CrontabSchedule.objects.get_or_create(
-            minute=cron["minute"], hour=cron["hour"], day_of_week="*", day_of_month="*", month_of_year="*",
+            minute=cron["minute"],
+            hour=cron["hour"],
+            day_of_week="*",
+            day_of_month="*",
+            month_of_year="*",
             timezone="UTC",
         )
         PeriodicTask.objects.update_or_create(name=name, defaults={"task": task, "crontab": schedule})

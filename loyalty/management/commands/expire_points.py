@@ -15,5 +15,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         now = parse_now(options["now"])  # type: ignore[arg-type]
         result = services.points_expire(now=now, chunk_size=options["chunk_size"])  # type: ignore[arg-type]
-        self.stdout.write(f"expired {result.points} points in {result.lots} lots of {result.members} members "
-                          f"({result.chunks} chunks) as of {now.isoformat()}")
+        self.stdout.write(
+            f"expired {result.points} points in {result.lots} lots of {result.members} members "
+            f"({result.chunks} chunks) as of {now.isoformat()}"
+        )

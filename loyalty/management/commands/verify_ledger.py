@@ -6,8 +6,10 @@ from loyalty.selectors import ledger_problems
 
 
 class Command(BaseCommand):
-    help = ("Check every member: cached balances equal the sums of entries, lots' remainders match "
-            "their allocations, no lot is over-consumed. Exits non-zero naming each member on a mismatch.")
+    help = (
+        "Check every member: cached balances equal the sums of entries, lots' remainders match "
+        "their allocations, no lot is over-consumed. Exits non-zero naming each member on a mismatch."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--chunk", type=int, default=200_000, help="Member ids per checking query.")
@@ -24,6 +26,7 @@ class Command(BaseCommand):
                 self.stderr.write(str(problem))
         elapsed = time.monotonic() - started
         if count:
-            raise CommandError(f"ledger mismatch: {count} problems in {len(members)} members "
-                               f"(first: member {min(members)})")
+            raise CommandError(
+                f"ledger mismatch: {count} problems in {len(members)} members (first: member {min(members)})"
+            )
         self.stdout.write(f"ledger OK ({elapsed:.1f} s)")

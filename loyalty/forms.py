@@ -1,0 +1,126 @@
+"""Forms of the loyalty core's staff pages (admin). They parse and validate input; the
+writes they lead to are calls of `loyalty.services`."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+
+from django import forms
+from django.conf import settings
+from django.db.models import Q
+
+from .models import Member, Program
+
+TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
+
+
+class ProgramAdminForm(forms.ModelForm):
+    timezone = forms.ChoiceField(choices=TIMEZONE_CHOICES, initial="UTC",
+                                 help_text="Day boundaries (expiry dates, birthdays) use this time zone.")
+
+    class Meta:
+        model = Program
+        fields = "__all__"
+
+    def clean_currency(self) -> str:
+        currency = (self.cleaned_data.get("currency") or "").strip().upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise forms.ValidationError("Use a three-letter ISO 4217 code, e.g. EUR.")
+        return currency
+
+
+class MemberAdminForm(forms.ModelForm):
+    """Profile fields only: balances are not form fields (they change through the ledger)."""
+
+    class Meta:
+        model = Member
+        fields = "__all__"
+
+    def clean_email(self) -> str:
+        # Stored lower-case, like `member_enroll` does, so exact look-ups find it.
+        return (self.cleaned_data.get("email") or "").strip().lower()
+
+    def clean_external_id(self) -> str | None:
+        value = self.cleaned_data.get("external_id")
+        return (value or "").strip() or None
+
+
+class _PostingForm(forms.Form):
+    """A staff posting form. `idempotency_key` is drawn when the form is first rendered and
+    travels in a hidden field: submitting the same page twice posts once (rule 4)."""
+
+    idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("initial", {}).setdefault("idempotency_key", uuid.uuid4())
+        super().__init__(*args, **kwargs)
+
+    def service_key(self, operation: str) -> str:
+        """The ledger idempotency key, namespaced so it never meets an API client's key."""
+        return f"admin:{operation}:{self.cleaned_data['idempotency_key']}"
+
+
+class PointsAdjustForm(_PostingForm):
+    points = forms.IntegerField(
+        help_text="Signed: 50 credits 50 points, -50 takes 50 points away (a debit may leave a debt).",
+    )
+    reason = forms.CharField(max_length=255, help_text="Required; shown in the member's history.",
+                             widget=forms.TextInput(attrs={"size": 60}))
+
+    def clean_points(self) -> int:
+        points = self.cleaned_data["points"]
+        if points == 0:
+            raise forms.ValidationError("Points must not be zero.")
+        limit = settings.LOYALTY_MAX_POINTS_PER_POST
+        if abs(points) > limit:
+            raise forms.ValidationError(f"At most {limit} points can be posted at once.")
+        return points
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("An adjustment needs a reason.")
+        return reason
+
+
+class PointsTransferForm(_PostingForm):
+    to_member = forms.CharField(
+        label="To member", max_length=255,
+        help_text="The receiving member's id, external id or email, in the same program "
+                  "(#123 means member id 123 only).",
+    )
+    points = forms.IntegerField(min_value=1, help_text="Available points to move; they keep their expiry dates.")
+    reason = forms.CharField(max_length=255, help_text="Required; shown in both members' histories.",
+                             widget=forms.TextInput(attrs={"size": 60}))
+
+    def __init__(self, *args, member: Member, **kwargs) -> None:
+        self.member = member
+        super().__init__(*args, **kwargs)
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A transfer needs a reason.")
+        return reason
+
+    def clean_to_member(self) -> Member:
+        """Resolve the receiver within the sender's program by exact, indexed look-ups."""
+        term = self.cleaned_data["to_member"].strip()
+        members = Member.objects.filter(program_id=self.member.program_id)
+        if term.startswith("#") and term[1:].isdigit() and int(term[1:]) < 2**63:
+            found = list(members.filter(pk=int(term[1:])))
+        elif "@" in term:
+            found = list(members.filter(email=term.lower())[:2])
+        else:
+            match = Q(external_id=term)
+            if term.isdigit() and int(term) < 2**63:
+                match |= Q(pk=int(term))
+            found = list(members.filter(match)[:2])
+        if not found:
+            raise forms.ValidationError(f"No member {term!r} in {self.member.program}.")
+        if len(found) > 1:
+            raise forms.ValidationError("Several members match; give the member id as #<id>.")
+        if found[0].pk == self.member.pk:
+            raise forms.ValidationError("Choose another member than the sender.")
+        return found[0]
