@@ -16,12 +16,28 @@ TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones
 
 
 class ProgramAdminForm(forms.ModelForm):
-    timezone = forms.ChoiceField(choices=TIMEZONE_CHOICES, initial="UTC",
-                                 help_text="Day boundaries (expiry dates, birthdays) use this time zone.")
+    timezone = forms.ChoiceField(
+        choices=TIMEZONE_CHOICES,
+        initial="UTC",
+        help_text="Day boundaries (expiry dates, birthdays) use this time zone.",
+    )
 
     class Meta:
         model = Program
-        fields = "__all__"
+        fields = (
+            "name",
+            "slug",
+            "is_active",
+            "points_name",
+            "currency",
+            "earn_rate",
+            "min_redemption",
+            "pending_days",
+            "expiry_days",
+            "tier_metric",
+            "tier_window_days",
+            "timezone",
+        )
 
     def clean_currency(self) -> str:
         currency = (self.cleaned_data.get("currency") or "").strip().upper()
@@ -35,7 +51,18 @@ class MemberAdminForm(forms.ModelForm):
 
     class Meta:
         model = Member
-        fields = "__all__"
+        # The admin narrows this per page (add: + program; change: program is read-only).
+        fields = (
+            "program",
+            "external_id",
+            "email",
+            "first_name",
+            "last_name",
+            "birthday",
+            "email_consent",
+            "referred_by",
+            "user",
+        )
 
     def clean_email(self) -> str:
         # Stored lower-case, like `member_enroll` does, so exact look-ups find it.
@@ -65,8 +92,9 @@ class PointsAdjustForm(_PostingForm):
     points = forms.IntegerField(
         help_text="Signed: 50 credits 50 points, -50 takes 50 points away (a debit may leave a debt).",
     )
-    reason = forms.CharField(max_length=255, help_text="Required; shown in the member's history.",
-                             widget=forms.TextInput(attrs={"size": 60}))
+    reason = forms.CharField(
+        max_length=255, help_text="Required; shown in the member's history.", widget=forms.TextInput(attrs={"size": 60})
+    )
 
     def clean_points(self) -> int:
         points = self.cleaned_data["points"]
@@ -86,13 +114,17 @@ class PointsAdjustForm(_PostingForm):
 
 class PointsTransferForm(_PostingForm):
     to_member = forms.CharField(
-        label="To member", max_length=255,
+        label="To member",
+        max_length=255,
         help_text="The receiving member's id, external id or email, in the same program "
-                  "(#123 means member id 123 only).",
+        "(#123 means member id 123 only).",
     )
     points = forms.IntegerField(min_value=1, help_text="Available points to move; they keep their expiry dates.")
-    reason = forms.CharField(max_length=255, help_text="Required; shown in both members' histories.",
-                             widget=forms.TextInput(attrs={"size": 60}))
+    reason = forms.CharField(
+        max_length=255,
+        help_text="Required; shown in both members' histories.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
 
     def __init__(self, *args, member: Member, **kwargs) -> None:
         self.member = member

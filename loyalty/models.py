@@ -172,6 +172,12 @@ class Member(models.Model):
         indexes = [
             # Admin and API look-ups by email within a program.
             models.Index(fields=["program", "email"], name="member_program_email"),
+            # The admin's "blocked" filter: few rows among millions.
+            models.Index(fields=["id"], name="member_blocked", condition=Q(status="blocked")),
+        ]
+        permissions = [
+            ("adjust_points", "Can adjust a member's points by hand"),
+            ("transfer_points", "Can transfer points between members"),
         ]
 
     def __str__(self) -> str:

@@ -923,6 +923,7 @@ def points_transfer(
     to_member_id: int,
     points: int,
     reason: str = "",
+    actor: Any = None,
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> PostResult:
@@ -961,7 +962,8 @@ def points_transfer(
                 source_entry_id=debit.id,
             )
 
-    payload = {"from": from_member_id, "to": to_member_id, "points": points, "reason": reason}
+    actor_id = getattr(actor, "pk", None)
+    payload = {"from": from_member_id, "to": to_member_id, "points": points, "reason": reason, "actor": actor_id}
     return points_post(
         program=program,
         member_ids=[from_member_id, to_member_id],
@@ -970,6 +972,7 @@ def points_transfer(
         work=work,
         idempotency_key=idempotency_key,
         now=now,
+        actor_id=actor_id,
     )
 
 
@@ -1211,6 +1214,33 @@ def member_set_status(*, member: Member, status: str, actor: Any = None) -> Memb
     return member
 
 
+MEMBER_PROFILE_FIELDS = ("external_id", "email", "first_name", "last_name", "birthday", "email_consent")
+
+
+def member_update(*, member: Member, **changes: Any) -> Member:
+    """Change profile fields of a member (not balances, not status: see `member_set_status`).
+    Writes only the changed columns, so balances posted meanwhile are never overwritten."""
+    unknown = set(changes) - set(MEMBER_PROFILE_FIELDS)
+    if unknown:
+        raise errors.InvalidInput(f"Not a profile field: {', '.join(sorted(unknown))}.", fields=sorted(unknown))
+    if "email" in changes:
+        changes["email"] = (changes["email"] or "").strip().lower()
+    if "external_id" in changes:
+        changes["external_id"] = str(changes["external_id"] or "").strip() or None
+    for name, value in changes.items():
+        setattr(member, name, value)
+    _full_clean(member, exclude=["referral_code", "user", "program", "referred_by"])
+    if changes:
+        try:
+            with transaction.atomic():
+                member.save(update_fields=list(changes))
+        except IntegrityError as exc:
+            raise errors.Conflict(
+                "Another member of this program has this external id.", fields={"external_id": ["already used"]}
+            ) from exc
+    return member
+
+
 def activity_record(
     *,
     program: Program,
@@ -1244,7 +1274,9 @@ def activity_record(
         items=list(items),
         data=data or {},
     )
-    _full_clean(activity, validate_unique=False)
+    # The member and program are objects already; the database checks the constraints
+    # (an IntegrityError below), so validation stays free of queries.
+    _full_clean(activity, exclude=["program", "member"], validate_unique=False, validate_constraints=False)
     try:
         with transaction.atomic():
             activity.save(force_insert=True)

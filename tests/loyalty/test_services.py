@@ -611,3 +611,34 @@ def test_results_report_the_balance_after_the_post(member):
     assert result.balance == services.Balance(available=10, pending=0, lifetime_earned=10, redeemed=0, expired=0)
     assert result.points == 10
     assert timezone.is_aware(result.entries[0].created_at)
+
+
+def test_transfer_by_staff_records_who_made_it(db, staff):
+    program = ProgramFactory()
+    sender, receiver = MemberFactory(program=program), MemberFactory(program=program)
+    earn(sender, 10)
+    result = services.points_transfer(
+        program=program, from_member_id=sender.id, to_member_id=receiver.id, points=5, actor=staff, now=T0
+    )
+    assert {LedgerEntry.objects.get(id=e.id).created_by_id for e in result.entries} == {staff.id}
+
+
+def test_member_update_changes_only_profile_fields_and_keeps_balances(member):
+    stale = Member.objects.get(id=member.id)  # read before the post, like an open admin form
+    earn(member, 10)
+
+    services.member_update(member=stale, email=" New@Example.com ", first_name="Grace")
+
+    member.refresh_from_db()
+    assert member.email == "new@example.com"
+    assert member.first_name == "Grace"
+    assert member.available == 10
+    with pytest.raises(errors.InvalidInput):
+        services.member_update(member=member, available=1_000)
+    with pytest.raises(errors.InvalidInput):
+        services.member_update(member=member, email="broken")
+
+
+def test_member_update_refuses_an_external_id_taken_in_the_program(member, other_member):
+    with pytest.raises(errors.Conflict):
+        services.member_update(member=member, external_id=other_member.external_id)
