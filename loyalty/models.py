@@ -17,7 +17,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -70,6 +70,17 @@ class Program(models.Model):
         null=True, blank=True, help_text="Rolling window of the tier metric in days; empty = lifetime."
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    card_prefix = models.CharField(
+        max_length=8,
+        default="7",
+        validators=[RegexValidator(r"^\d{1,8}$", "Digits only.")],
+        help_text="First digits of every card number of this program.",
+    )
+    card_number_length = models.PositiveSmallIntegerField(
+        default=16,
+        validators=[MinValueValidator(12), MaxValueValidator(19)],
+        help_text="Digits of a card number, prefix and check digit included.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -27,7 +27,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_celery_beat",
     "anymail",
+    "django_htmx",
+    "import_export",
     "loyalty",
+    "cards",
 ]
 
 MIDDLEWARE = [
@@ -39,6 +42,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -134,3 +138,7 @@ LOGGING = {
 
 # Ledger limits: a single post above this is refused as absurd (a typo, an attack).
 LOYALTY_MAX_POINTS_PER_POST = env.int("LOYALTY_MAX_POINTS_PER_POST", default=10_000_000)
+
+# Card claim PINs are an HMAC of the card number with this key (cards/numbers.py). Changing it
+# changes every printed PIN: set it once per installation and keep it.
+CARD_PIN_SECRET = env("CARD_PIN_SECRET", default=SECRET_KEY)

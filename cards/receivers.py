@@ -1,0 +1,1 @@
+"""Reactions of the cards app to loyalty signals."""
