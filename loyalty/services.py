@@ -976,6 +976,87 @@ def points_transfer(
     )
 
 
+def points_credit_bulk(
+    *,
+    program: Program,
+    credits: Sequence[tuple[int, int]],
+    reason: str,
+    actor: Any,
+    now: dt.datetime | None = None,
+) -> int:
+    """Credit many members at once, one staff-adjustment lot each (opening balances of an
+    import). Set-based: members locked in id order, lots inserted and balances raised with
+    one statement each. Members who owe points go through `points_adjust` (their debt is
+    paid first). Joins the caller's transaction, so an import stays all-or-nothing.
+    Returns the number of lots written. Queries: 2 + 1 per indebted member."""
+    if not (reason or "").strip():
+        raise errors.ReasonRequired("Bulk credits need a reason.", field="reason")
+    if actor is None or not getattr(actor, "pk", None):
+        raise errors.InvalidInput("Bulk credits need the acting staff user.", field="actor")
+    for _member_id, points in credits:
+        _check_points(points)
+    member_ids = [c[0] for c in credits]
+    if len(set(member_ids)) != len(member_ids):
+        raise errors.InvalidInput("A member appears twice in one bulk credit.", field="credits")
+    if not credits:
+        return 0
+    now = now or timezone.now()
+    expires_at = program.expiry_for(now)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            f"SELECT id, program_id, available FROM {MEMBER} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            [sorted(member_ids)],
+        )
+        rows = {r[0]: r for r in cur.fetchall()}
+        for member_id in member_ids:
+            if member_id not in rows or rows[member_id][1] != program.id:
+                raise errors.MemberNotFound(f"No member {member_id} in this program.", member_id=member_id)
+        plain = [(m, p) for m, p in credits if rows[m][2] >= 0]
+        cur.execute(
+            f"WITH c AS (SELECT * FROM unnest(%(ids)s::bigint[], %(pts)s::bigint[]) AS c(member_id, points)), "
+            f"e AS (INSERT INTO {ENTRY} ({', '.join(_ENTRY_COLUMNS)}) "
+            "SELECT %(program)s, member_id, 'adjust', points, points, %(now)s, %(now)s, %(now)s, %(now)s, "
+            "%(expires)s, %(reason)s, '', NULL, NULL, %(actor)s FROM c RETURNING id, member_id, points) "
+            f"UPDATE {MEMBER} m SET available = m.available + e.points FROM e WHERE m.id = e.member_id "
+            "RETURNING e.id, e.member_id, e.points",
+            {
+                "ids": [c[0] for c in plain],
+                "pts": [c[1] for c in plain],
+                "program": program.id,
+                "now": now,
+                "expires": expires_at,
+                "reason": reason,
+                "actor": actor.pk,
+            },
+        )
+        written = cur.fetchall()
+    for member_id, points in credits:
+        if rows[member_id][2] < 0:
+            points_adjust(program=program, member_id=member_id, points=points, reason=reason, actor=actor, now=now)
+
+    def announce() -> None:
+        for entry_id, member_id, points in written:
+            entry = LedgerEntry(
+                id=entry_id,
+                program_id=program.id,
+                member_id=member_id,
+                kind=Kind.ADJUST,
+                points=points,
+                remaining=points,
+                created_at=now,
+                occurred_at=now,
+                available_at=now,
+                released_at=now,
+                expires_at=expires_at,
+                reason=reason,
+                created_by_id=actor.pk,
+            )
+            points_posted.send(sender=LedgerEntry, program=program, member_id=member_id, balance=None, entries=[entry])
+
+    transaction.on_commit(announce)
+    return len(credits)
+
+
 # --------------------------------------------------------------------------------------------
 # Set-based jobs: expiry and release of pending points, in chunks, each chunk one transaction.
 

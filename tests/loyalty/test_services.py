@@ -642,3 +642,36 @@ def test_member_update_changes_only_profile_fields_and_keeps_balances(member):
 def test_member_update_refuses_an_external_id_taken_in_the_program(member, other_member):
     with pytest.raises(errors.Conflict):
         services.member_update(member=member, external_id=other_member.external_id)
+
+
+def test_bulk_credit_posts_one_lot_per_member_and_pays_debts_first(db, staff):
+    program = ProgramFactory()
+    a, b, indebted = (MemberFactory(program=program) for _ in range(3))
+    services.points_adjust(program=program, member_id=indebted.id, points=-30, reason="x", actor=staff, now=T0)
+
+    count = services.points_credit_bulk(
+        program=program,
+        credits=[(a.id, 100), (b.id, 5), (indebted.id, 50)],
+        reason="Opening balance",
+        actor=staff,
+        now=T0,
+    )
+
+    assert count == 3
+    assert balance(a)["available"] == 100
+    assert balance(b)["available"] == 5
+    assert balance(indebted)["available"] == 20
+    assert LedgerEntry.objects.filter(reason="Opening balance", created_by=staff).count() == 3
+    assert_consistent()
+
+
+def test_bulk_credit_refuses_bad_rows_and_writes_nothing(db, staff):
+    program = ProgramFactory()
+    a = MemberFactory(program=program)
+    stranger = MemberFactory()
+    for credits in ([(a.id, 0)], [(a.id, 5), (a.id, 6)], [(a.id, 5), (stranger.id, 5)]):
+        with pytest.raises(errors.LoyaltyError):
+            services.points_credit_bulk(program=program, credits=credits, reason="Opening balance", actor=staff)
+    with pytest.raises(errors.ReasonRequired):
+        services.points_credit_bulk(program=program, credits=[(a.id, 5)], reason="", actor=staff)
+    assert entry_count() == 0
