@@ -1,1 +1,27 @@
-"""Reactions of the cards app to loyalty signals."""
+"""Reactions of the cards app to loyalty signals (STYLE.md rule 15). Each calls a service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.dispatch import receiver
+
+from loyalty.models import Member
+from loyalty.signals import member_enrolled
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(member_enrolled, dispatch_uid="cards.issue_digital_card_on_enrolment")
+def issue_digital_card_on_enrolment(sender: Any, *, member: Member, **kwargs: Any) -> None:
+    """Every new member gets a digital card unless a card was assigned at enrolment (API.md:
+    `POST /members` with `card_number`; a purchase on an unassigned card). Runs after the
+    enrolment committed, so it must not fail the enrolment: an error is logged and the member
+    stays without a digital card (staff or a later call can issue one)."""
+    try:
+        services.card_issue_digital_if_cardless(member=member)
+    except Exception:
+        logger.exception("Could not issue a digital card to member %s", member.pk)

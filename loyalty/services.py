@@ -340,30 +340,30 @@ class _Posting:
         reason: str = "",
         reference: str = "",
         activity_id: int | None = None,
-    ) -> tuple[LedgerEntry, list[tuple[int, int, dt.datetime | None]]]:
+    ) -> tuple[LedgerEntry, list[tuple[int, int, dt.datetime | None, dt.datetime | None]]]:
         """Consume `points` from the member's lots, first-expiring first.
 
         Order: the lots of `first_lots_of_activity` (a refunded order's own points), then
         available lots by expiry date, then (when `include_pending`) pending lots. What is
         left becomes a debt when `allow_debt`, else `InsufficientPoints`. Returns the entry
-        and the (lot id, points, expires_at) it consumed.
+        and what it consumed: (lot id, points, expires_at, available_at if still pending).
         """
         pending_clause = "" if include_pending else "AND released_at IS NOT NULL"
         self.cur.execute(
-            f"SELECT id, remaining, released_at IS NOT NULL, expires_at FROM {ENTRY} "
+            f"SELECT id, remaining, released_at IS NOT NULL, expires_at, available_at FROM {ENTRY} "
             f"WHERE member_id = %(m)s AND remaining > 0 {pending_clause} "
             "ORDER BY (activity_id = %(act)s) IS TRUE DESC, released_at IS NULL, "
             "expires_at NULLS LAST, available_at, id",
             {"m": member_id, "act": first_lots_of_activity},
         )
-        takes: list[tuple[int, int, dt.datetime | None]] = []
+        takes: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
         from_available = from_pending = 0
-        for lot_id, remaining, released, expires_at in self.cur.fetchall():
+        for lot_id, remaining, released, expires_at, available_at in self.cur.fetchall():
             need = points - from_available - from_pending
             if need <= 0:
                 break
             take = min(need, remaining)
-            takes.append((lot_id, take, expires_at))
+            takes.append((lot_id, take, expires_at, None if released else available_at))
             if released:
                 from_available += take
             else:
@@ -924,11 +924,16 @@ def points_transfer(
     points: int,
     reason: str = "",
     actor: Any = None,
+    include_pending: bool = False,
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> PostResult:
     """Move available points to another member of the program. The receiver's lots keep the
-    expiry dates of the sender's lots. Never takes the sender below zero."""
+    expiry dates of the sender's lots. Never takes the sender below zero.
+
+    `include_pending` also moves points still in their return window (after the available
+    ones); they stay pending on the receiver until their original date (merging an
+    anonymous card member into a customer's account)."""
     _check_points(points)
     if from_member_id == to_member_id:
         raise errors.InvalidInput("A transfer needs two different members.", field="to")
@@ -943,19 +948,21 @@ def points_transfer(
             kind=Kind.TRANSFER,
             points=points,
             allow_debt=False,
-            include_pending=False,
+            include_pending=include_pending,
             reason=reason or f"Transfer to member {to_member_id}",
             reference=transfer_ref,
         )
-        by_expiry: dict[dt.datetime | None, int] = {}
-        for _lot, take, expires_at in takes:
-            by_expiry[expires_at] = by_expiry.get(expires_at, 0) + take
-        for expires_at, pts in by_expiry.items():
+        # One receiving lot per (expiry, pending date) of the consumed lots.
+        groups: dict[tuple[dt.datetime | None, dt.datetime | None], int] = {}
+        for _lot, take, expires_at, pending_until in takes:
+            groups[(expires_at, pending_until)] = groups.get((expires_at, pending_until), 0) + take
+        for (expires_at, pending_until), pts in groups.items():
             p.credit(
                 to_member_id,
                 kind=Kind.TRANSFER,
                 points=pts,
                 occurred_at=p.now,
+                available_at=pending_until,
                 expires_at=expires_at,
                 reason=reason or f"Transfer from member {from_member_id}",
                 reference=transfer_ref,
@@ -963,7 +970,14 @@ def points_transfer(
             )
 
     actor_id = getattr(actor, "pk", None)
-    payload = {"from": from_member_id, "to": to_member_id, "points": points, "reason": reason, "actor": actor_id}
+    payload = {
+        "from": from_member_id,
+        "to": to_member_id,
+        "points": points,
+        "reason": reason,
+        "actor": actor_id,
+        "pending": include_pending,
+    }
     return points_post(
         program=program,
         member_ids=[from_member_id, to_member_id],

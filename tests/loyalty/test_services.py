@@ -675,3 +675,23 @@ def test_bulk_credit_refuses_bad_rows_and_writes_nothing(db, staff):
     with pytest.raises(errors.ReasonRequired):
         services.points_credit_bulk(program=program, credits=[(a.id, 5)], reason="", actor=staff)
     assert entry_count() == 0
+
+
+def test_transfer_with_pending_points_keeps_their_release_and_expiry_dates(db):
+    program = ProgramFactory(pending_days=14, expiry_days=30)
+    sender, receiver = MemberFactory(program=program), MemberFactory(program=program)
+    old = earn(sender, 20, at=T0 - dt.timedelta(days=20), now=T0 - dt.timedelta(days=20)).entries[0]
+    fresh = earn(sender, 50, at=T0).entries[0]
+
+    with pytest.raises(errors.InsufficientPoints):
+        services.points_transfer(program=program, from_member_id=sender.id, to_member_id=receiver.id, points=70, now=T0)
+    result = services.points_transfer(
+        program=program, from_member_id=sender.id, to_member_id=receiver.id, points=70, include_pending=True, now=T0
+    )
+
+    received = sorted((e.points, e.available_at, e.expires_at) for e in result.entries if e.member_id == receiver.id)
+    assert received == [(20, T0, old.expires_at), (50, fresh.available_at, fresh.expires_at)]
+    assert result.other_balances[receiver.id].available == 20
+    assert result.other_balances[receiver.id].pending == 50
+    assert result.balance.pending == 0
+    assert_consistent()

@@ -1,0 +1,57 @@
+"""Domain errors of the cards app. Each carries a stable `code` and `details` like the ledger's
+(`loyalty.errors`), so the API maps them the same way: `NotFound` -> 404, `Conflict` -> 409,
+`InvalidInput` -> 400, any other `LoyaltyError` -> 422.
+"""
+
+from __future__ import annotations
+
+from loyalty.errors import Conflict, InvalidInput, LoyaltyError, NotFound
+
+
+class InvalidCardNumber(InvalidInput):
+    """Not digits, a wrong length or a wrong check digit: refused before any query."""
+
+    code = "invalid_card_number"
+
+
+class CardNotFound(NotFound):
+    """No card with this number in this program (a card of another program is not found)."""
+
+    code = "card_not_found"
+
+
+class CardNotAssignable(LoyaltyError):
+    """Only unassigned stock can be assigned; details carry the card's `status`."""
+
+    code = "card_not_assignable"
+
+
+class CardBlocked(LoyaltyError):
+    """A blocked or void card identifies nobody; details carry the card's `status`."""
+
+    code = "card_blocked"
+
+
+class CardStatusInvalid(LoyaltyError):
+    """Block, unblock or replace asked of a card in a status that does not allow it."""
+
+    code = "card_status_invalid"
+
+
+class WrongPin(LoyaltyError):
+    """The claim PIN does not match; details `locked: true` once too many attempts failed."""
+
+    code = "wrong_pin"
+
+
+class AlreadyClaimed(Conflict):
+    """A card is claimed once."""
+
+    code = "already_claimed"
+
+
+class PointsStillPending(LoyaltyError):
+    """Claiming into another member moves points with the ledger's transfer, which moves
+    available points only: the anonymous member still has points in the return window."""
+
+    code = "points_still_pending"
