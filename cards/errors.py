@@ -48,10 +48,3 @@ class AlreadyClaimed(Conflict):
     """A card is claimed once."""
 
     code = "already_claimed"
-
-
-class PointsStillPending(LoyaltyError):
-    """Claiming into another member moves points with the ledger's transfer, which moves
-    available points only: the anonymous member still has points in the return window."""
-
-    code = "points_still_pending"

@@ -325,24 +325,20 @@ def _merge_into(*, program: Program, card: Card, into_member: Member, now: dt.da
     moved."""
     anonymous = card.member
     list(Member.objects.select_for_update().filter(pk__in=[anonymous.pk, into_member.pk]).order_by("pk"))
-    movable, pending, pending_until = _movable_points(anonymous.pk, now)
-    if pending > 0:
-        raise errors.PointsStillPending(
-            "Points of this card are still in the return window; the card can be claimed into your "
-            "account once they are available.",
-            pending=pending,
-            available_at=pending_until.isoformat() if pending_until else None,
-        )
-    if movable > 0:
+    movable, pending, _pending_until = _movable_points(anonymous.pk, now)
+    total = movable + pending  # a member in debt has no lots left (debts are paid first)
+    if total > 0:
+        # Pending points move too and stay pending on the receiver until their own date.
         loyalty_services.points_transfer(
             program=program,
             from_member_id=anonymous.pk,
             to_member_id=into_member.pk,
-            points=movable,
+            points=total,
             reason=f"Card {card.number} claimed",
+            include_pending=True,
             now=now,
         )
-    return max(movable, 0)
+    return max(total, 0)
 
 
 def card_claim(
@@ -371,7 +367,8 @@ def card_claim(
     Refusals: `InvalidCardNumber`, `CardNotFound`, `WrongPin` (details `locked: true` after
     too many failures; checked before the card's state, so it reveals nothing without the
     PIN), `AlreadyClaimed`, `CardBlocked`, `MemberNotFound` (`into_member` of another
-    program), `PointsStillPending`, `MemberBlocked` (from the transfer), `InvalidInput`."""
+    program), `MemberBlocked` (from the transfer), `InvalidInput`. Points still in their
+    return window move too and stay pending until their own date."""
     card = card_lookup(program=program, number=number)
     _check_pin(card, pin)
     if into_member is not None:

@@ -365,21 +365,26 @@ def test_claiming_into_an_existing_member_moves_the_points_with_their_expiry(
     assert list(ledger_problems()) == []
 
 
-def test_claiming_into_a_member_refuses_while_points_are_pending(program, member, anonymous_member, anonymous_card):
+def test_claiming_into_a_member_moves_pending_points_with_their_dates(
+    program, member, anonymous_member, anonymous_card
+):
     program.pending_days = 14
     program.save()
     give_points(anonymous_member, 50, occurred_at=T0)
-    with pytest.raises(errors.PointsStillPending) as exc:
-        services.card_claim(
-            program=program,
-            number=anonymous_card.number,
-            pin=numbers.pin_for(anonymous_card.number),
-            into_member=member,
-            now=T0 + dt.timedelta(days=1),
-        )
-    assert exc.value.details["pending"] == 50
+    services.card_claim(
+        program=program,
+        number=anonymous_card.number,
+        pin=numbers.pin_for(anonymous_card.number),
+        into_member=member,
+        now=T0 + dt.timedelta(days=1),
+    )
+    member.refresh_from_db()
+    assert (member.available, member.pending) == (0, 50)
+    moved = LedgerEntry.objects.get(member=member, kind=LedgerEntry.Kind.TRANSFER)
+    assert (moved.available_at, moved.expires_at) == (T0 + dt.timedelta(days=14), program.expiry_for(T0))
     anonymous_card.refresh_from_db()
-    assert (anonymous_card.member, anonymous_card.claimed_at) == (anonymous_member, None)
+    assert anonymous_card.member == member
+    assert list(ledger_problems()) == []
 
 
 def test_claiming_into_a_member_moves_points_whose_return_window_has_passed(
