@@ -1,15 +1,32 @@
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from cards import api as cards_api
 
 
 def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# REST API version 1 (API.md): each app's api.py exports its `urlpatterns`.
+api_v1 = [
+    *cards_api.urlpatterns,
+]
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
+    path("cards/", include("cards.urls")),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
+
+# Unknown paths and crashes under /api/ answer with the API's JSON error envelope.
+handler404 = "loyalty.api.page_not_found"
+handler500 = "loyalty.api.server_error"

@@ -644,3 +644,5 @@ class LedgerJobRunAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "job", "as_of", "started_at", "finished_at", "lots", "points", "members")
     list_filter = ("job",)
     ordering = ("-id",)
+
+from . import admin_api_keys  # noqa: E402,F401  (API keys: shown once on creation)

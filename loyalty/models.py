@@ -16,10 +16,12 @@ import zoneinfo
 from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from rest_framework_api_key.models import AbstractAPIKey
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -422,3 +424,42 @@ class LedgerJobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} as of {self.as_of:%Y-%m-%d %H:%M}"
+
+
+def default_api_key_scopes() -> list[str]:
+    return ["read", "write"]
+
+
+class ProgramAPIKey(AbstractAPIKey):
+    """An integration's key to the REST API (API.md): one program, stored hashed (the library's
+    SHA-512 of a random secret; only the 8-character `prefix` is kept in clear, shown in the
+    admin and used to find the row), revocable (irreversibly) and optionally expiring.
+
+    `scopes` says what the key may do: `read` (GET), `write` (POST/PATCH), `adjust` (manual
+    point adjustments). Every API look-up is filtered by `program` (`loyalty.api`).
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read (GET)"
+        WRITE = "write", "Write (POST, PATCH)"
+        ADJUST = "adjust", "Adjust points by hand"
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="api_keys")
+    scopes = ArrayField(
+        models.CharField(max_length=10, choices=Scope.choices),
+        default=default_api_key_scopes,
+        blank=True,
+        help_text="What the key may do: read (GET), write (POST, PATCH), adjust (manual adjustments).",
+    )
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(scopes__contained_by=["read", "write", "adjust"]), name="api_key_known_scopes"
+            ),
+        ]
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

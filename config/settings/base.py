@@ -25,6 +25,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_api_key",  # before "loyalty": loyalty's admin unregisters the library's unused APIKey
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: no CDN
     "django_celery_beat",
     "anymail",
     "django_htmx",
@@ -124,8 +127,45 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty@example.com")
 ANYMAIL = env.dict("ANYMAIL", default={})
 EMAIL_TIMEOUT = 10
 
+# The REST API (API.md). Its machinery is `loyalty.api.ProgramApi`, the base of every API view:
+# API-key authentication (401), scopes (403), per-key rate limits (429), cursor pagination.
+# Those classes are set on ProgramApi, not here: DRF imports the DEFAULT_* classes while
+# `rest_framework.views` itself is being imported, and loyalty.api needs that module (a cycle).
+# The defaults below close any DRF view that is not a ProgramApi (no authenticator, 403).
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Requests per API key (`loyalty.api.APIKeyRateThrottle`); a view may name another scope
+    # (`throttle_scope`). Counters live in the default cache: configure a shared one (Redis)
+    # when several web processes serve the API, or each process counts on its own.
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env("API_RATE_LIMIT", default="3000/min"),
+    },
+    "EXCEPTION_HANDLER": "loyalty.api.api_exception_handler",  # read per request: no import cycle
+    "DEFAULT_SCHEMA_CLASS": "loyalty.api.ApiAutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Loyalty API",
+    "DESCRIPTION": (
+        "REST API of the loyalty back-office (version 1). Authenticate with `Authorization: Api-Key <key>`. "
+        'Errors are `{"error": {"code", "message", "details"}}`; lists are paginated by cursor '
+        '(`{"results": [...], "next": url|null}`); every POST accepts an `Idempotency-Key` header.'
+    ),
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs are public (they hold no data); the API itself needs a key.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
 }
 
 LOGGING = {

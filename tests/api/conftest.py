@@ -1,0 +1,137 @@
+import datetime as dt
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+import loyalty.admin_api_keys  # noqa: F401  (registers the admin; loyalty/admin.py imports it too)
+from loyalty.api import api_key_issue
+from loyalty.models import ProgramAPIKey
+from loyalty.services import points_earn
+from tests.cards.factories import CardFactory
+from tests.loyalty.factories import MemberFactory, ProgramFactory
+
+
+def make_key(program, scopes=("read", "write"), **fields):
+    """A saved key of `program` and its secret (the full `<prefix>.<secret>` string)."""
+    api_key = ProgramAPIKey(program=program, name=fields.pop("name", "test key"), scopes=list(scopes), **fields)
+    return api_key, api_key_issue(api_key=api_key)
+
+
+def client_with(secret):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Throttle counters live in the (in-memory) cache: no test sees another's."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def program(db):
+    return ProgramFactory()
+
+
+@pytest.fixture
+def other_program(db):
+    return ProgramFactory()
+
+
+@pytest.fixture
+def api_key(program):
+    return make_key(program)
+
+
+@pytest.fixture
+def api_client(api_key):
+    """A client with a read+write key of `program`."""
+    return client_with(api_key[1])
+
+
+@pytest.fixture
+def read_only_client(program):
+    return client_with(make_key(program, scopes=["read"])[1])
+
+
+@pytest.fixture
+def write_only_client(program):
+    return client_with(make_key(program, scopes=["write"])[1])
+
+
+@pytest.fixture
+def other_program_client(other_program):
+    return client_with(make_key(other_program)[1])
+
+
+@pytest.fixture
+def anonymous_client():
+    return APIClient()
+
+
+@pytest.fixture
+def member(program):
+    return MemberFactory(program=program)
+
+
+@pytest.fixture
+def member_with_points(member):
+    """120 available points (an earn through the ledger service)."""
+    points_earn(program=member.program, member_id=member.pk, points=120, reason="test")
+    member.refresh_from_db()
+    return member
+
+
+@pytest.fixture
+def unassigned_card(program):
+    return CardFactory(program=program)
+
+
+@pytest.fixture
+def active_card(member_with_points):
+    return CardFactory(member=member_with_points)
+
+
+@pytest.fixture
+def blocked_card(member):
+    return CardFactory(member=member, blocked=True)
+
+
+@pytest.fixture
+def other_program_card(other_program):
+    return CardFactory(program=other_program)
+
+
+@pytest.fixture
+def other_program_member(other_program):
+    return MemberFactory(program=other_program)
+
+
+@pytest.fixture
+def revoked_key(program):
+    api_key, secret = make_key(program)
+    api_key.revoked = True
+    api_key.save()
+    return secret
+
+
+@pytest.fixture
+def expired_key(program):
+    return make_key(program, expiry_date=timezone.now() - dt.timedelta(minutes=1))[1]
+
+
+def card_url(number):
+    return f"/api/v1/cards/{number}"
+
+
+def assign_url(number):
+    return f"/api/v1/cards/{number}/assign"
+
+
+def wrong_check_digit(number):
+    return number[:-1] + str((int(number[-1]) + 1) % 10)
