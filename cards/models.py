@@ -94,3 +94,53 @@ class Card(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class MemberImport(models.Model):
+    """A CSV import of members into a program (cards.importing): the kept upload, what its dry
+    run found and whether it was applied. The file stays in storage so that "Import" applies
+    exactly the previewed bytes (the checksum is compared again) and staff can look back."""
+
+    class Status(models.TextChoices):
+        DRY_RUN = "dry_run", "Checked (dry run)"
+        APPLIED = "applied", "Applied"
+        FAILED = "failed", "Refused (errors)"
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="member_imports")
+    file = models.FileField(upload_to="member-imports/%Y/%m/", max_length=255)
+    file_name = models.CharField(max_length=255, help_text="Name of the file as uploaded.")
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes.")
+    size = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRY_RUN)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    applied_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    applied_at = models.DateTimeField(null=True, blank=True)
+    rows = models.PositiveIntegerField(default=0, help_text="Data rows in the file.")
+    new_count = models.PositiveIntegerField(default=0, help_text="Members the import creates.")
+    updated_count = models.PositiveIntegerField(default=0, help_text="Existing members whose profile changes.")
+    unchanged_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    opening_balance_total = models.PositiveBigIntegerField(default=0, help_text="Points credited to new members.")
+    opening_balance_members = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{line, field, message, value}], the first 1000.")
+    warnings = models.JSONField(default=list, blank=True)
+    summary = models.JSONField(default=dict, blank=True, help_text="Columns, card counts, tiers, sample changes.")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # Past imports of a program (admin list) and "this file was applied before" (checksum).
+            models.Index(fields=["program", "checksum"], name="memberimport_program_checksum"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} of {self.file_name}"
+
+    @property
+    def can_apply(self) -> bool:
+        return self.status == self.Status.DRY_RUN and self.error_count == 0

@@ -645,4 +645,5 @@ class LedgerJobRunAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_filter = ("job",)
     ordering = ("-id",)
 
+
 from . import admin_api_keys  # noqa: E402,F401  (API keys: shown once on creation)
