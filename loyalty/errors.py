@@ -69,3 +69,7 @@ class RefundExceedsOrder(LoyaltyError):
 
 class ReasonRequired(InvalidInput):
     code = "reason_required"
+
+
+class BelowMinimumRedemption(LoyaltyError):
+    code = "below_minimum_redemption"

@@ -129,8 +129,18 @@ def _full_clean(obj: Any, **kwargs: Any) -> None:
         raise errors.InvalidInput("Invalid input.", fields=fields) from exc
 
 
+def _canonical(value: Any) -> str:
+    """One spelling per value, so that equal requests hash alike: 100 == 100.00, and a moment
+    is the same whatever offset it was written with."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    return str(value)
+
+
 def _request_hash(operation: str, payload: dict[str, Any]) -> str:
-    body = json.dumps({"op": operation, **payload}, sort_keys=True, default=str, separators=(",", ":"))
+    body = json.dumps({"op": operation, **payload}, sort_keys=True, default=_canonical, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -281,7 +291,9 @@ class _Posting:
         released = available_at <= self.now
         debts: list[tuple[int, int]] = []
         paid = 0
-        if self.current(member_id, "available") < 0:
+        # A lot that is already expired (a late-reported activity, a redemption given back after
+        # its dates) pays no debt: it only waits for the expiry to take it.
+        if self.current(member_id, "available") < 0 and (expires_at is None or expires_at > self.now):
             self.cur.execute(
                 f"SELECT id, -remaining FROM {ENTRY} WHERE member_id = %s AND remaining < 0 ORDER BY id",
                 [member_id],
@@ -605,6 +617,15 @@ def points_post(
         with transaction.atomic(), connection.cursor() as cursor:
             posting = _Posting(cursor, program, now, actor_id)
             posting.lock(member_ids)
+            if idempotency_key is not None:
+                # A retry is answered before the use case runs its checks again: it must get
+                # the first result even if the same request would be refused now. Under the
+                # member lock, so a concurrent first attempt has committed or rolled back.
+                cursor.execute(
+                    f"SELECT 1 FROM {IDEM} WHERE program_id = %s AND key = %s", [program.id, idempotency_key]
+                )
+                if cursor.fetchone():
+                    raise _Replay
             work(posting)
             balances = posting.flush(
                 key=idempotency_key, operation=operation, request_hash=request_hash, primary_member_id=member_ids[0]
@@ -750,8 +771,15 @@ def points_redeem(
     now: dt.datetime | None = None,
 ) -> PostResult:
     """Spend available points, first-expiring first. Never leaves the member below zero:
-    `InsufficientPoints` when short (pending and expired points don't count)."""
+    `InsufficientPoints` when short (pending and expired points don't count);
+    `BelowMinimumRedemption` under the program's minimum redemption."""
     _check_points(points)
+    if points < program.min_redemption:
+        raise errors.BelowMinimumRedemption(
+            f"A redemption spends at least {program.min_redemption} points.",
+            points=points,
+            minimum=program.min_redemption,
+        )
 
     def work(p: _Posting) -> None:
         p.require_active(member_id)
@@ -845,7 +873,7 @@ def points_reverse_order(
     if not amount.is_finite() or amount <= 0:
         raise errors.InvalidInput("The refund amount must be positive.", field="amount")
     now = now or timezone.now()
-    payload = {"order": order_id, "amount": str(amount), "occurred_at": occurred_at}
+    payload = {"order": order_id, "amount": amount, "occurred_at": occurred_at}
     occurred_at = occurred_at or now
     _check_aware(occurred_at, "occurred_at")
     purchase = Activity.objects.filter(program=program, type=Activity.Type.PURCHASE, order_id=order_id).first()
@@ -1089,7 +1117,7 @@ WITH due AS (
 ), zeroed AS (
     UPDATE {ENTRY} e SET remaining = 0 FROM due WHERE e.id = due.id
 ), per_member AS (
-    SELECT member_id, program_id, sum(remaining) AS total,
+    SELECT member_id, program_id, sum(remaining) AS total, count(*) AS lots,
            coalesce(sum(remaining) FILTER (WHERE released), 0) AS from_available,
            coalesce(sum(remaining) FILTER (WHERE NOT released), 0) AS from_pending
     FROM due GROUP BY member_id, program_id
@@ -1107,7 +1135,7 @@ UPDATE {MEMBER} m
 SET available = m.available - p.from_available, pending = m.pending - p.from_pending,
     expired = m.expired + p.total
 FROM per_member p WHERE m.id = p.member_id
-RETURNING m.id, p.total
+RETURNING m.id, p.total, p.lots
 """
 
 
@@ -1122,11 +1150,11 @@ WITH due AS (
 ), stamped AS (
     UPDATE {ENTRY} e SET released_at = %(now)s FROM due WHERE e.id = due.id
 ), per_member AS (
-    SELECT member_id, sum(remaining) AS total FROM due GROUP BY member_id
+    SELECT member_id, sum(remaining) AS total, count(*) AS lots FROM due GROUP BY member_id
 )
 UPDATE {MEMBER} m SET pending = m.pending - p.total, available = m.available + p.total
 FROM per_member p WHERE m.id = p.member_id
-RETURNING m.id, p.total
+RETURNING m.id, p.total, p.lots
 """
 
 
@@ -1171,7 +1199,7 @@ def _run_chunks(
             cur.execute(apply_sql, {"ids": [r[0] for r in picked], "now": now})
             done = cur.fetchall()
             chunks += 1
-            lots += len(picked)
+            lots += sum(int(r[2]) for r in done)  # not len(picked): a posting may have taken some
             points += sum(int(r[1]) for r in done)
             members.update(r[0] for r in done)
             if after_chunk is not None:
