@@ -401,7 +401,5 @@ class CardAdmin(LargeTableAdmin):
         return HttpResponseRedirect(self._change_url(card))
 
 
-from . import (
-    batch_admin,  # noqa: F401  (CardBatch admin, bulk creation pages)
-    import_admin,  # noqa: F401  (member CSV import and export pages)
-)
+# Registered on import: CardBatch admin (bulk creation pages), member CSV import and export pages.
+from . import batch_admin, import_admin  # noqa: E402,F401
