@@ -33,8 +33,16 @@ class CardBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    class SheetStatus(models.TextChoices):
+        NONE = "", "Not requested"
+        PENDING = "pending", "Being built"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
     sheet = models.FileField(upload_to="card-sheets/", blank=True, help_text="Printable PDF of the batch.")
-    sheet_status = models.CharField(max_length=12, blank=True)
+    sheet_status = models.CharField(max_length=12, blank=True, choices=SheetStatus.choices, default=SheetStatus.NONE)
+    sheet_error = models.TextField(blank=True)
 
     class Meta:
         verbose_name_plural = "card batches"
@@ -82,9 +90,10 @@ class Card(models.Model):
                 condition=(Q(status="unassigned") & Q(member__isnull=True)) | ~Q(status="unassigned"),
                 name="card_unassigned_has_no_member",
             ),
+            # An active card identifies a member; stock may be blocked (a stolen box of cards).
             models.CheckConstraint(
-                condition=Q(member__isnull=False) | Q(status__in=["unassigned", "void"]),
-                name="card_in_use_has_member",
+                condition=Q(member__isnull=False) | Q(status__in=["unassigned", "void", "blocked"]),
+                name="card_in_use_has_member_v2",
             ),
         ]
         indexes = [
@@ -94,6 +103,62 @@ class Card(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class CardEvent(models.Model):
+    """Who did what to a card, and when (STYLE rule 8), written by `cards.services._record_event`."""
+
+    class Kind(models.TextChoices):
+        ISSUED = "issued", "Digital card issued"
+        ASSIGNED = "assigned", "Assigned to a member"
+        ENROLLED = "enrolled", "Enrolled an anonymous member"
+        CLAIMED = "claimed", "Claimed by the customer"
+        MERGED = "merged", "Claimed into an existing member"
+        BLOCKED = "blocked", "Blocked"
+        UNBLOCKED = "unblocked", "Unblocked"
+        REPLACED = "replaced", "Replaced"
+        VOIDED = "voided", "Voided (batch discarded)"
+        IMPORTED = "imported", "Assigned by a member import"
+
+    card = models.ForeignKey(Card, on_delete=models.PROTECT, related_name="events", db_index=False)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    member = models.ForeignKey(
+        Member, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField()
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["card", "-id"], name="cardevent_card_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.card_id})"
+
+
+class CardBatchEvent(models.Model):
+    """Who did what to a batch, and when."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        RESUMED = "resumed", "Resumed"
+        DISCARDED = "discarded", "Discarded"
+        FAILED = "failed", "Failed"
+        DONE = "done", "Done"
+        SHEET_REQUESTED = "sheet_requested", "PDF sheet requested"
+
+    batch = models.ForeignKey(CardBatch, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField()
+    note = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} (batch {self.batch_id})"
 
 
 class MemberImport(models.Model):

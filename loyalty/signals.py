@@ -13,3 +13,6 @@ member_enrolled = Signal()
 member_status_changed = Signal()
 # kwargs: job ("expire_points" / "release_pending_points"), as_of, lots, points, members
 ledger_job_finished = Signal()
+# kwargs: program, actor (the demo staff user), now, stdout. Sent by `manage.py load_demo` on
+# every run; receivers add their app's demo data once (idempotent) and may print a line.
+demo_loaded = Signal()

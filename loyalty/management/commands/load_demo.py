@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from loyalty import errors, services
 from loyalty.models import Activity, Member, Program
+from loyalty.signals import demo_loaded
 
 DEMO_SLUG = "demo"
 LOGIN_URL = "http://127.0.0.1:8000/admin/"
@@ -480,6 +481,9 @@ class Command(BaseCommand):
                 f"{stats.adjustments} adjustments, {stats.transfers} transfers, {stats.blocked} blocked members, "
                 f"{stats.job_runs} job runs in {time.monotonic() - started:.1f} s."
             )
+        # Higher apps (cards, tiers, rewards...) add their part of the demo; each receiver is
+        # idempotent (it checks what it made before), like this command.
+        demo_loaded.send(sender=Program, program=program, actor=user, now=timezone.now(), stdout=self.stdout)
         self.stdout.write(f"Staff login: {LOGIN_URL}  user: {DEMO_USER}  password: {password}")
 
     def staff_user(self) -> tuple[Any, str]:
