@@ -1077,6 +1077,8 @@ def points_credit_bulk(
             points_adjust(program=program, member_id=member_id, points=points, reason=reason, actor=actor, now=now)
 
     def announce() -> None:
+        if not points_posted.has_listeners(LedgerEntry):
+            return  # nothing to build 10^5 entries for
         for entry_id, member_id, points in written:
             entry = LedgerEntry(
                 id=entry_id,
