@@ -1160,9 +1160,14 @@ RETURNING m.id, p.total, p.lots
 """
 
 
+# A chunk of expiry is whole members: the members of the next `n` due lots (by the
+# expiring-lots index), then all their due lots (by the open-lots index), so that a member
+# gets one expire entry per run however many lots expire.
 _EXPIRE_PICK = (
-    f"SELECT id, member_id FROM {ENTRY} WHERE remaining > 0 AND expires_at IS NOT NULL "
-    "AND expires_at <= %(now)s {program} ORDER BY expires_at LIMIT %(n)s"
+    f"WITH m AS (SELECT DISTINCT member_id FROM (SELECT member_id FROM {ENTRY} WHERE remaining > 0 "
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s {program} ORDER BY expires_at LIMIT %(n)s) x) "
+    f"SELECT e.id, e.member_id FROM {ENTRY} e JOIN m ON e.member_id = m.member_id "
+    "WHERE e.remaining > 0 AND e.expires_at <= %(now)s"
 )
 _RELEASE_PICK = (
     f"SELECT id, member_id FROM {ENTRY} WHERE released_at IS NULL AND points > 0 "
@@ -1223,7 +1228,7 @@ def _run_chunks(
 def points_expire(
     *,
     now: dt.datetime,
-    chunk_size: int = 5000,
+    chunk_size: int = 20_000,
     program: Program | None = None,
     after_chunk: Callable[[int], None] | None = None,
 ) -> JobResult:
@@ -1244,7 +1249,7 @@ def points_expire(
 def points_release(
     *,
     now: dt.datetime,
-    chunk_size: int = 5000,
+    chunk_size: int = 20_000,
     program: Program | None = None,
     after_chunk: Callable[[int], None] | None = None,
 ) -> JobResult:

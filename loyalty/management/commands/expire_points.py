@@ -10,7 +10,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_now_argument(parser)
-        parser.add_argument("--chunk-size", type=int, default=5000, help="Lots per transaction.")
+        parser.add_argument(
+            "--chunk-size",
+            type=int,
+            default=20_000,
+            help="Lots per transaction (expiry: the members of that many lots, all their due lots).",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         now = parse_now(options["now"])  # type: ignore[arg-type]
