@@ -2,8 +2,10 @@
 
 A card's status and member never change through a form: the change page is read-only and
 the writes are the actions (block, unblock, replace) and the assign / replace pages, each a
-service call. Cards are created by batches (`batch_admin`) and by the services (digital
-cards, replacements), never added by hand.
+service call. The change page lists the card's latest events (`CardEvent`, written by the
+services): they are its history, so the admin's "History" link leads there. Cards are
+created by batches (`batch_admin`) and by the services (digital cards, replacements), never
+added by hand.
 
 Scale (a million cards and more): the change list never counts the table (the capped
 paginator and `show_full_result_count = False` of `loyalty.admin.LargeTableAdmin`, no
@@ -34,10 +36,11 @@ from loyalty.errors import LoyaltyError
 from loyalty.models import Member, Program
 from loyalty.selectors import member_ledger
 
-from . import numbers, services
+from . import numbers, selectors, services
 from .models import Card
 
 RECENT_ENTRIES = 10
+RECENT_EVENTS = 20
 
 
 def _when(moment: Any) -> str:
@@ -91,7 +94,17 @@ class CardAdmin(LargeTableAdmin):
         ("Member", {"fields": ("member_link", "balance", "recent_entries")}),
         (
             "History",
-            {"fields": ("created_at", "assigned_at", "claimed_at", "blocked_at", "replaced_by", "replaces_card")},
+            {
+                "fields": (
+                    "created_at",
+                    "assigned_at",
+                    "claimed_at",
+                    "blocked_at",
+                    "replaced_by",
+                    "replaces_card",
+                    "events",
+                )
+            },
         ),
     )
     readonly_fields = (
@@ -109,6 +122,7 @@ class CardAdmin(LargeTableAdmin):
         "blocked_at",
         "replaced_by",
         "replaces_card",
+        "events",
     )
 
     # -- permissions: no hand-made or deleted cards, no direct edits -----------------------------
@@ -210,6 +224,37 @@ class CardAdmin(LargeTableAdmin):
             full,
         )
 
+    @admin.display(description=f"events (latest {RECENT_EVENTS})")
+    def events(self, obj: Card) -> str:
+        events = list(selectors.card_events(card=obj, limit=RECENT_EVENTS))
+        if not events:
+            return "No events recorded."
+        header = format_html_join("", "<th>{}</th>", ((h,) for h in ("When", "What", "Member", "By", "Note")))
+        rows = format_html_join(
+            "",
+            '<tr class="card-event card-event-{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    e.kind,
+                    _when(e.at),
+                    e.get_kind_display(),
+                    format_html(
+                        '<a href="{}">{}</a>', reverse("admin:loyalty_member_change", args=[e.member_id]), e.member
+                    )
+                    if e.member_id
+                    else "—",
+                    e.actor or "customer / system",
+                    e.note,
+                )
+                for e in events
+            ),
+        )
+        return format_html(
+            '<table class="card-events" id="card-events"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            header,
+            rows,
+        )
+
     @admin.display(description="replaces")
     def replaces_card(self, obj: Card) -> str:
         old = Card.objects.filter(replaced_by=obj).only("pk", "number").first()
@@ -228,17 +273,25 @@ class CardAdmin(LargeTableAdmin):
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
             "can_assign": can_change and card.status == Card.Status.UNASSIGNED,
-            "can_block": can_change and card.status == Card.Status.ACTIVE,
-            "can_unblock": can_change
-            and card.status == Card.Status.BLOCKED
-            and card.member_id is not None
-            and card.replaced_by_id is None,
+            # Active cards and stock (a stolen box) can be blocked; unblocking gives stock back
+            # to stock and a member's card back to the member, unless it was replaced.
+            "can_block": can_change and card.status in (Card.Status.ACTIVE, Card.Status.UNASSIGNED),
+            "can_unblock": can_change and card.status == Card.Status.BLOCKED and card.replaced_by_id is None,
             "can_replace": can_change
             and card.status in (Card.Status.ACTIVE, Card.Status.BLOCKED)
             and card.member_id is not None
             and card.replaced_by_id is None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        """The card's history is its events, shown on the change page."""
+        card = self.get_object(request, unquote(object_id))
+        if card is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, card):
+            raise PermissionDenied
+        return HttpResponseRedirect(self._change_url(card) + "#card-events")
 
     # -- actions ----------------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@
 - A batch's page shows a progress bar polled every second through htmx until generation (or
   the PDF) is finished; with eager tasks (no broker) the batch is already done when the page
   first renders. Buttons: resume, discard, build the PDF, download the CSV and the PDF.
+  Below, the batch's events (created, resumed, failed, done, discarded, PDF requested: who
+  and when), which are its history (no admin LogEntry is written).
 
 Every write is a service of `cards.batches`; creating, resuming, discarding, printing and
 downloading (the CSV holds claim PINs) need `cards.add_cardbatch`; the list and the batch
@@ -29,7 +31,7 @@ from loyalty.admin import CappedCountPaginator
 from loyalty.errors import LoyaltyError
 from loyalty.models import Program
 
-from . import batches, views
+from . import batches, selectors, views
 from .models import CardBatch
 
 
@@ -123,7 +125,6 @@ class CardBatchAdmin(admin.ModelAdmin):
                         exc.details.get("field") if exc.details.get("field") in form.fields else None, exc.message
                     )
                 else:
-                    self.log_addition(request, batch, [{"added": {}}])
                     batch.refresh_from_db()
                     self.message_user(request, f"{batch} created.", messages.SUCCESS)
                     return HttpResponseRedirect(self._batch_url(batch))
@@ -161,10 +162,20 @@ class CardBatchAdmin(admin.ModelAdmin):
             "can_resume": can_add and batches.batch_can_resume(batch),
             "can_discard": can_add and batch.status not in (CardBatch.Status.DONE, CardBatch.Status.DISCARDED),
             "can_print": can_add and batch.status == CardBatch.Status.DONE,
-            "sheet_ready": batch.sheet_status == batches.SheetStatus.READY and bool(batch.sheet),
+            "sheet_ready": batch.sheet_status == CardBatch.SheetStatus.READY and bool(batch.sheet),
+            "events": list(selectors.batch_events(batch=batch)),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/cards/cardbatch/batch.html", context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        """A batch's history is its events, listed on the batch page."""
+        batch = self.get_object(request, unquote(object_id))
+        if batch is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        return HttpResponseRedirect(self._batch_url(batch) + "#batch-events")
 
     def _post_on_batch(self, request: HttpRequest, object_id: str) -> CardBatch | HttpResponse:
         if request.method != "POST":
@@ -211,7 +222,6 @@ class CardBatchAdmin(admin.ModelAdmin):
         if before == CardBatch.Status.DONE:
             self.message_user(request, f"{batch}: already complete.", messages.INFO)
             return False
-        self.log_change(request, batch, f"Resumed (was {before}).")
         self.message_user(request, f"{batch}: resumed.", messages.SUCCESS)
         return True
 
@@ -223,8 +233,7 @@ class CardBatchAdmin(admin.ModelAdmin):
             self.message_user(request, f"Batch {batch.pk}: {exc.message}", messages.ERROR)
             return False
         if before != CardBatch.Status.DISCARDED:
-            self.log_change(request, batch, f"Discarded (was {before}); its {batch.created} cards are void.")
-            self.message_user(request, f"{batch}: its {batch.created} cards are void.", messages.SUCCESS)
+            self.message_user(request, f"{batch}: its stock cards are void.", messages.SUCCESS)
         return True
 
     def _build_sheet(self, request: HttpRequest, batch: CardBatch) -> bool:
@@ -233,12 +242,11 @@ class CardBatchAdmin(admin.ModelAdmin):
         except LoyaltyError as exc:
             self.message_user(request, f"Batch {batch.pk}: {exc.message}", messages.ERROR)
             return False
-        self.log_change(request, batch, "PDF sheet requested.")
         state = {
-            batches.SheetStatus.READY: "the PDF is ready",
-            batches.SheetStatus.FAILED: "the PDF failed (see the logs)",
+            CardBatch.SheetStatus.READY: "the PDF is ready",
+            CardBatch.SheetStatus.FAILED: f"the PDF failed ({batch.sheet_error or 'see the logs'})",
         }.get(batch.sheet_status, "the PDF is being built")
-        level = messages.ERROR if batch.sheet_status == batches.SheetStatus.FAILED else messages.SUCCESS
+        level = messages.ERROR if batch.sheet_status == CardBatch.SheetStatus.FAILED else messages.SUCCESS
         self.message_user(request, f"{batch}: {state}.", level)
         return True
 

@@ -14,7 +14,10 @@ Invariants:
 - One generator per batch: a worker holds a session advisory lock on the batch while it
   generates. A second delivery of the task finds the lock taken and does nothing; a `running`
   batch whose lock nobody holds has lost its worker (killed, crashed) and may be resumed.
-- Numbers are never deleted or reused: discarding a batch voids its cards.
+- Numbers are never deleted or reused: discarding a batch voids its stock cards.
+- Who/what/when: every change of a batch's state writes a `CardBatchEvent` (created, resumed,
+  discarded, failed, done, sheet_requested) in the transaction of the change; voiding the
+  cards of a discarded batch writes their `CardEvent`s with one INSERT ... SELECT.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from django.core.files import File
 from django.db import connection, transaction
 from django.utils import timezone
 
-from loyalty.errors import InvalidInput, LoyaltyError
+from loyalty.errors import InvalidInput
 from loyalty.models import Program
 
 from . import numbers
-from .models import Card, CardBatch
+from .errors import BatchStateInvalid
+from .models import Card, CardBatch, CardBatchEvent, CardEvent
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +52,25 @@ MAX_TOP_UPS = 20
 ADVISORY_NAMESPACE = 0x63617264
 
 Status = CardBatch.Status
+SheetStatus = CardBatch.SheetStatus
+EventKind = CardBatchEvent.Kind
 ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING, Status.FAILED)
 
 
-class BatchStateInvalid(LoyaltyError):
-    """The batch's status does not allow the operation (e.g. resuming a discarded batch,
-    printing a batch that is not done). Details carry the batch's `status`."""
+def _actor(actor: Any) -> Any:
+    """The staff user to record, or None (the system, an anonymous caller)."""
+    return actor if getattr(actor, "pk", None) is not None and getattr(actor, "is_authenticated", False) else None
 
-    code = "batch_state_invalid"
+
+def _record_batch_event(
+    *, batch_id: int, kind: str, actor: Any = None, note: str = "", when: Any = None
+) -> CardBatchEvent:
+    """The who/what/when of a batch's state change, in the caller's transaction. Queries: 1."""
+    event = CardBatchEvent(
+        batch_id=batch_id, kind=EventKind(kind), actor=_actor(actor), at=when or timezone.now(), note=note
+    )
+    event.save(force_insert=True)
+    return event
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +87,7 @@ def batch_create(*, program: Program, quantity: int, note: str = "", actor: Any)
     """A pending batch of `quantity` unassigned physical cards, and its generation queued
     after commit (with no broker, the task runs eagerly at commit: the batch is complete
     when this returns). Raises `InvalidInput` for a quantity outside 1..5,000,000 or a
-    program whose number format leaves too little room. Queries: 2 (program check, insert)."""
+    program whose number format leaves too little room. Queries: 2 (insert, event)."""
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         raise InvalidInput(f"The quantity must be a whole number from 1 to {MAX_QUANTITY:,}.", field="quantity")
     space = _number_space(program)
@@ -86,12 +101,11 @@ def batch_create(*, program: Program, quantity: int, note: str = "", actor: Any)
             f"The program's number format allows too few numbers for {quantity:,} cards; use longer numbers.",
             field="quantity",
         )
-    batch = CardBatch(
-        program=program, quantity=quantity, note=note or "", created_by=actor if getattr(actor, "pk", None) else None
-    )
+    batch = CardBatch(program=program, quantity=quantity, note=note or "", created_by=_actor(actor))
     batch.full_clean()
     with transaction.atomic(durable=True):
         batch.save()
+        _record_batch_event(batch_id=batch.pk, kind=EventKind.CREATED, actor=actor, note=f"{quantity:,} cards")
         _enqueue_generation(batch.pk)
     return batch
 
@@ -131,7 +145,7 @@ def batch_resume(*, batch: CardBatch, actor: Any) -> CardBatch:
     """Queue the generation again for a failed, pending or stalled batch; generation goes on
     from the cards already committed. Idempotent: a done batch and a batch a live worker is
     generating are returned unchanged, a second resume only queues a task that finds nothing
-    or the lock taken. Raises `BatchStateInvalid` for a discarded batch. Queries: 3."""
+    or the lock taken. Raises `BatchStateInvalid` for a discarded batch. Queries: 4."""
     with transaction.atomic(durable=True):
         locked = CardBatch.objects.select_for_update().get(pk=batch.pk)
         if locked.status == Status.DISCARDED:
@@ -141,26 +155,66 @@ def batch_resume(*, batch: CardBatch, actor: Any) -> CardBatch:
         if locked.status == Status.RUNNING and batch_worker_alive(batch_id=locked.pk):
             return locked
         CardBatch.objects.filter(pk=locked.pk).update(status=Status.PENDING, error="")
+        _record_batch_event(
+            batch_id=locked.pk,
+            kind=EventKind.RESUMED,
+            actor=actor,
+            note=f"was {locked.get_status_display().lower()} at {locked.created:,} of {locked.quantity:,} cards",
+        )
         _enqueue_generation(locked.pk)
         logger.info("Card batch %s resumed by %s", locked.pk, getattr(actor, "pk", None))
     locked.refresh_from_db()
     return locked
 
 
+_VOID_STOCK_SQL = f"""
+WITH voided AS (
+    UPDATE {Card._meta.db_table} SET status = %(void)s
+    WHERE batch_id = %(batch)s AND member_id IS NULL AND status IN (%(unassigned)s, %(blocked)s)
+    RETURNING id
+)
+INSERT INTO {CardEvent._meta.db_table} (card_id, kind, member_id, actor_id, at, note)
+SELECT id, %(kind)s, NULL, %(actor)s, %(at)s, %(note)s FROM voided
+"""
+
+
 def batch_discard(*, batch: CardBatch, actor: Any) -> CardBatch:
-    """Discard a batch that is not done: status `discarded`, its unassigned cards `void`.
-    Numbers stay in the table, so they are never issued again. A worker still generating it
-    stops at its next chunk (it re-reads the status under the same row lock). Idempotent on a
-    discarded batch; raises `BatchStateInvalid` for a done batch. Queries: 3 (one UPDATE of
-    the batch's cards through the batch_id index)."""
+    """Discard a batch that is not done: status `discarded`, its stock cards (unassigned, or
+    blocked without a member) `void`, each with a `voided` event. Numbers stay in the table,
+    so they are never issued again. A worker still generating it stops at its next chunk (it
+    re-reads the status under the same row lock). Idempotent on a discarded batch; raises
+    `BatchStateInvalid` for a done batch. Queries: 4 (one UPDATE ... RETURNING of the batch's
+    cards through the batch_id index feeding one INSERT of their events)."""
+    now = timezone.now()
     with transaction.atomic(durable=True):
         locked = CardBatch.objects.select_for_update().get(pk=batch.pk)
         if locked.status == Status.DISCARDED:
             return locked
         if locked.status == Status.DONE:
             raise BatchStateInvalid("A complete batch cannot be discarded.", status=locked.status)
-        Card.objects.filter(batch_id=locked.pk, status=Card.Status.UNASSIGNED).update(status=Card.Status.VOID)
-        CardBatch.objects.filter(pk=locked.pk).update(status=Status.DISCARDED, finished_at=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _VOID_STOCK_SQL,
+                {
+                    "void": Card.Status.VOID.value,
+                    "batch": locked.pk,
+                    "unassigned": Card.Status.UNASSIGNED.value,
+                    "blocked": Card.Status.BLOCKED.value,
+                    "kind": CardEvent.Kind.VOIDED.value,
+                    "actor": getattr(_actor(actor), "pk", None),
+                    "at": now,
+                    "note": f"batch {locked.pk} discarded",
+                },
+            )
+            voided = cursor.rowcount
+        CardBatch.objects.filter(pk=locked.pk).update(status=Status.DISCARDED, finished_at=now)
+        _record_batch_event(
+            batch_id=locked.pk,
+            kind=EventKind.DISCARDED,
+            actor=actor,
+            note=f"was {locked.get_status_display().lower()}; {voided:,} cards void",
+            when=now,
+        )
         logger.info("Card batch %s discarded by %s", locked.pk, getattr(actor, "pk", None))
     locked.refresh_from_db()
     return locked
@@ -225,6 +279,7 @@ def _generation_start(batch_id: int) -> bool:
         fields: dict[str, Any] = {"created": existing, "error": ""}
         if existing == batch.quantity:
             fields.update(status=Status.DONE, finished_at=now)
+            _record_batch_event(batch_id=batch_id, kind=EventKind.DONE, note=f"{existing:,} cards", when=now)
         else:
             fields.update(status=Status.RUNNING, finished_at=None)
             if batch.started_at is None:
@@ -278,7 +333,9 @@ def _generate_chunk(batch_id: int, chunk_size: int, prefetcher: _NumberPrefetche
         created = batch.created + inserted
         fields: dict[str, Any] = {"created": created}
         if created >= batch.quantity:
-            fields.update(status=Status.DONE, finished_at=timezone.now())
+            now = timezone.now()
+            fields.update(status=Status.DONE, finished_at=now)
+            _record_batch_event(batch_id=batch_id, kind=EventKind.DONE, note=f"{created:,} cards", when=now)
         else:  # the next chunk's numbers are drawn while this one commits
             prefetcher.prefetch(
                 program.card_prefix, program.card_number_length, min(chunk_size, batch.quantity - created)
@@ -361,11 +418,16 @@ def _insert_cards_staged(pg: Any, batch: CardBatch, need: int, candidates: list[
 
 def _generation_fail(batch_id: int, exc: BaseException) -> None:
     text = f"{type(exc).__name__}: {exc}"[:2000]
+    now = timezone.now()
     try:
         with transaction.atomic(durable=True):
-            CardBatch.objects.filter(pk=batch_id).exclude(status__in=[Status.DONE, Status.DISCARDED]).update(
-                status=Status.FAILED, error=text, finished_at=timezone.now()
+            changed = (
+                CardBatch.objects.filter(pk=batch_id)
+                .exclude(status__in=[Status.DONE, Status.DISCARDED])
+                .update(status=Status.FAILED, error=text, finished_at=now)
             )
+            if changed:
+                _record_batch_event(batch_id=batch_id, kind=EventKind.FAILED, note=text, when=now)
     except Exception:  # the connection itself may be gone; the batch then shows as stalled
         logger.exception("Could not mark card batch %s as failed", batch_id)
 
@@ -374,25 +436,23 @@ def _generation_fail(batch_id: int, exc: BaseException) -> None:
 # Printable sheet (PDF)
 
 
-class SheetStatus:
-    """Values of `CardBatch.sheet_status` ("" = never requested)."""
-
-    PENDING = "pending"
-    READY = "ready"
-    FAILED = "failed"
-
-
 def batch_sheet_request(*, batch: CardBatch, actor: Any) -> CardBatch:
     """Queue the printable PDF of a done batch (`sheet_status` pending; the task renders it
     and stores it in `batch.sheet`). Asking again re-renders (same numbers and PINs).
-    Raises `BatchStateInvalid` unless the batch is done. Queries: 2."""
+    Raises `BatchStateInvalid` unless the batch is done. Queries: 3."""
     from .tasks import render_batch_sheet_task
 
     with transaction.atomic(durable=True):
         locked = CardBatch.objects.select_for_update().get(pk=batch.pk)
         if locked.status != Status.DONE:
             raise BatchStateInvalid("Only a complete batch can be printed.", status=locked.status)
-        CardBatch.objects.filter(pk=locked.pk).update(sheet_status=SheetStatus.PENDING)
+        CardBatch.objects.filter(pk=locked.pk).update(sheet_status=SheetStatus.PENDING, sheet_error="")
+        _record_batch_event(
+            batch_id=locked.pk,
+            kind=EventKind.SHEET_REQUESTED,
+            actor=actor,
+            note="rebuild" if locked.sheet_status else "",
+        )
         render_batch_sheet_task.delay_on_commit(locked.pk)
         logger.info("Card batch %s sheet requested by %s", locked.pk, getattr(actor, "pk", None))
     locked.refresh_from_db()
@@ -401,8 +461,9 @@ def batch_sheet_request(*, batch: CardBatch, actor: Any) -> CardBatch:
 
 def batch_sheet_build(*, batch_id: int) -> CardBatch:
     """Render the batch's PDF into a temporary file, store it as `batch.sheet` and mark the
-    sheet ready; on an error mark it failed (logged, not raised). A batch that is not done
-    is left alone. Reads the cards with a server-side cursor (memory stays flat)."""
+    sheet ready; on an error mark it failed with the error in `sheet_error` (logged, not
+    raised). A batch that is not done is left alone. Reads the cards with a server-side
+    cursor (memory stays flat)."""
     from .printing import render_sheet
 
     batch = CardBatch.objects.select_related("program").get(pk=batch_id)
@@ -414,11 +475,15 @@ def batch_sheet_build(*, batch_id: int) -> CardBatch:
             out.seek(0)
             old_name = batch.sheet.name
             batch.sheet.save(f"card-batch-{batch.pk}.pdf", File(out), save=False)
-        CardBatch.objects.filter(pk=batch.pk).update(sheet=batch.sheet.name, sheet_status=SheetStatus.READY)
+        CardBatch.objects.filter(pk=batch.pk).update(
+            sheet=batch.sheet.name, sheet_status=SheetStatus.READY, sheet_error=""
+        )
         if old_name and old_name != batch.sheet.name:
             batch.sheet.storage.delete(old_name)
-    except Exception:
+    except Exception as exc:
         logger.exception("Card batch %s: the PDF sheet failed", batch_id)
-        CardBatch.objects.filter(pk=batch.pk).update(sheet_status=SheetStatus.FAILED)
+        CardBatch.objects.filter(pk=batch.pk).update(
+            sheet_status=SheetStatus.FAILED, sheet_error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
     batch.refresh_from_db()
     return batch

@@ -48,3 +48,11 @@ class AlreadyClaimed(Conflict):
     """A card is claimed once."""
 
     code = "already_claimed"
+
+
+class BatchStateInvalid(LoyaltyError):
+    """The batch's status does not allow the operation (resuming a discarded batch,
+    discarding a complete one, printing one that is not complete). Details carry the
+    batch's `status`."""
+
+    code = "batch_state_invalid"

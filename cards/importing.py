@@ -27,7 +27,9 @@ program is assigned to the row's member; a number unknown to the database is reg
 new physical card of the program, active, assigned to the member (cards migrated from the old
 system); a number already assigned to the same member is unchanged. Refused: a card of another
 program, a card assigned to another member, a blocked or void card, the same number twice in
-the file. An existing member who gets a card keeps the cards they had.
+the file. An existing member who gets a card keeps the cards they had. Every card the import
+assigns, registers or issues gets its `CardEvent` (`imported`, or `issued` for a digital card;
+actor = the staff user; note "import #<id>") from the statement that changes the card.
 
 Digital cards and signals: `member_enrolled` is *not* sent for imported members (it would run
 the cards receiver, and every later welcome reaction, 100,000 times, one member at a time, and
@@ -84,7 +86,7 @@ from loyalty.models import REFERRAL_ALPHABET, Member, Program
 from loyalty.services import points_credit_bulk
 
 from . import numbers
-from .models import Card, MemberImport
+from .models import Card, CardEvent, MemberImport
 
 # kwargs: program, member_import, member_ids (the members the import created). After commit.
 members_imported = Signal()
@@ -100,6 +102,7 @@ TIER_WARNING = "tier ignored until tiers exist"
 
 MEMBER = Member._meta.db_table
 CARD = Card._meta.db_table
+CARD_EVENT = CardEvent._meta.db_table
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INT = re.compile(r"[+-]?\d+")
 # Unbiased: 256 is a multiple of the alphabet's 32 letters.
@@ -713,9 +716,12 @@ def _write(
         member_ids.update(created)
         if plan.updates:
             _update_members(cur, [c for c in PROFILE_COLUMNS if c in columns], plan.updates)
-        _assign_cards(cur, [(card_id, member_ids[row.external_id]) for card_id, row in plan.assign], now)
-        _register_cards(cur, program, [(row.card_number, member_ids[row.external_id]) for row in plan.register], now)
-        _issue_digital_cards(cur, program, [created[r.external_id] for r in plan.new if not r.card_number], now)
+        event = _CardEvents(actor_id=actor.pk, at=now, import_id=member_import.pk)
+        _assign_cards(cur, [(card_id, member_ids[row.external_id]) for card_id, row in plan.assign], now, event)
+        _register_cards(
+            cur, program, [(row.card_number, member_ids[row.external_id]) for row in plan.register], now, event
+        )
+        _issue_digital_cards(cur, program, [created[r.external_id] for r in plan.new if not r.card_number], now, event)
     credits = [(created[r.external_id], r.opening_balance) for r in plan.opening_rows]
     if credits:
         points_credit_bulk(
@@ -811,15 +817,37 @@ def _update_members(cur: Any, profile: list[str], updates: list[tuple[int, Membe
     cur.execute("DROP TABLE cards_import_upd")
 
 
-def _assign_cards(cur: Any, pairs: list[tuple[int, int]], now: dt.datetime) -> None:
+@dataclass(frozen=True, slots=True)
+class _CardEvents:
+    """Who and when for the `CardEvent`s of the cards the import changes."""
+
+    actor_id: int
+    at: dt.datetime
+    import_id: int
+
+    def wrap(self, sql: str, params: list[Any], kind: str, note: str) -> tuple[str, list[Any]]:
+        """`sql` (a card INSERT or UPDATE returning `id, member_id`) plus one event per card it
+        changed, in the same statement; the statement returns the cards' member ids."""
+        wrapped = (
+            f"WITH changed AS ({sql}) INSERT INTO {CARD_EVENT} (card_id, kind, member_id, actor_id, at, note) "
+            "SELECT id, %s, member_id, %s, %s, %s FROM changed RETURNING member_id"
+        )
+        return wrapped, [*params, kind, self.actor_id, self.at, f"import #{self.import_id}{note}"]
+
+
+def _assign_cards(cur: Any, pairs: list[tuple[int, int]], now: dt.datetime, events: _CardEvents) -> None:
+    """Stock cards of the file become the members' active cards (event `imported`)."""
     if not pairs:
         return
-    cur.execute(
+    sql, params = events.wrap(
         f"UPDATE {CARD} c SET member_id = a.member_id, status = %s, assigned_at = %s "
         "FROM unnest(%s::bigint[], %s::bigint[]) AS a(card_id, member_id) "
-        "WHERE c.id = a.card_id AND c.status = %s AND c.member_id IS NULL",
+        "WHERE c.id = a.card_id AND c.status = %s AND c.member_id IS NULL RETURNING c.id, c.member_id",
         [Card.Status.ACTIVE, now, [p[0] for p in pairs], [p[1] for p in pairs], Card.Status.UNASSIGNED],
+        CardEvent.Kind.IMPORTED,
+        "",
     )
+    cur.execute(sql, params)
     if cur.rowcount != len(pairs):  # the cards are locked since the plan: cannot happen
         raise loyalty_errors.Conflict("Cards changed while the import ran; run the import again.")
 
@@ -836,31 +864,40 @@ def _card_insert_sql(program: Program, now: dt.datetime, kind: str) -> tuple[str
     sql = (
         f"INSERT INTO {CARD} (number, member_id, {', '.join(defaults)}) "
         f"SELECT n, m, {', '.join(['%s'] * len(defaults))} "
-        "FROM unnest(%s::text[], %s::bigint[]) AS c(n, m) ON CONFLICT (number) DO NOTHING RETURNING member_id"
+        "FROM unnest(%s::text[], %s::bigint[]) AS c(n, m) ON CONFLICT (number) DO NOTHING RETURNING id, member_id"
     )
     return sql, list(defaults.values())
 
 
-def _register_cards(cur: Any, program: Program, pairs: list[tuple[str, int]], now: dt.datetime) -> None:
-    """Numbers unknown to the database become physical cards of the program, active."""
+def _register_cards(
+    cur: Any, program: Program, pairs: list[tuple[str, int]], now: dt.datetime, events: _CardEvents
+) -> None:
+    """Numbers unknown to the database become physical cards of the program, active (event
+    `imported`, noted as registered)."""
     if not pairs:
         return
     sql, params = _card_insert_sql(program, now, Card.Kind.PHYSICAL)
-    cur.execute(sql, [*params, [p[0] for p in pairs], [p[1] for p in pairs]])
+    sql, params = events.wrap(
+        sql, [*params, [p[0] for p in pairs], [p[1] for p in pairs]], CardEvent.Kind.IMPORTED, ": card registered"
+    )
+    cur.execute(sql, params)
     if len(cur.fetchall()) != len(pairs):
         raise loyalty_errors.Conflict("A card number of the file was created while the import ran; run it again.")
 
 
-def _issue_digital_cards(cur: Any, program: Program, member_ids: list[int], now: dt.datetime) -> None:
-    """One digital card per member: random numbers, one INSERT; numbers taken already (the
-    unique index says so) are drawn again for the members still without a card."""
+def _issue_digital_cards(
+    cur: Any, program: Program, member_ids: list[int], now: dt.datetime, events: _CardEvents
+) -> None:
+    """One digital card per member (event `issued`): random numbers, one INSERT; numbers
+    taken already (the unique index says so) are drawn again for the members still without
+    a card."""
     if not member_ids:
         return
     sql, params = _card_insert_sql(program, now, Card.Kind.DIGITAL)
     pending = member_ids
     for _attempt in range(10):
         drawn = numbers.random_numbers(program.card_prefix, program.card_number_length, len(pending))
-        cur.execute(sql, [*params, drawn, pending])
+        cur.execute(*events.wrap(sql, [*params, drawn, pending], CardEvent.Kind.ISSUED, ""))
         done = {r[0] for r in cur.fetchall()}
         pending = [m for m in pending if m not in done]
         if not pending:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from typing import Any
 
 from django.dispatch import receiver
 
-from loyalty.models import Member
-from loyalty.signals import member_enrolled
+from loyalty.models import Member, Program
+from loyalty.signals import demo_loaded, member_enrolled
 
-from . import services
+from . import demo, services
 
 logger = logging.getLogger(__name__)
 
@@ -25,3 +27,15 @@ def issue_digital_card_on_enrolment(sender: Any, *, member: Member, **kwargs: An
         services.card_issue_digital_if_cardless(member=member)
     except Exception:
         logger.exception("Could not issue a digital card to member %s", member.pk)
+
+
+@receiver(demo_loaded, dispatch_uid="cards.add_demo_cards")
+def add_demo_cards(
+    sender: Any, *, program: Program, actor: Any, now: dt.datetime, stdout: Any = None, **kwargs: Any
+) -> None:
+    """`manage.py load_demo`: the demo's cards (`cards.demo`), once per program, and one line
+    on the command's output. An error propagates: the operator sees it and the command fails."""
+    started = time.monotonic()
+    result = demo.demo_cards_load(program=program, actor=actor, now=now)
+    if stdout is not None:
+        stdout.write(result.line(time.monotonic() - started))

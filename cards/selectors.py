@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from loyalty.models import Member, Program
 
 from . import errors, numbers
-from .models import Card
+from .models import Card, CardBatch, CardBatchEvent, CardEvent
 
 
 def well_formed_number(number: str) -> str:
@@ -41,3 +41,14 @@ def member_cards(*, member: Member) -> QuerySet[Card]:
 
 def member_has_card(*, member: Member) -> bool:
     return Card.objects.filter(member=member).exists()
+
+
+def card_events(*, card: Card, limit: int = 20) -> QuerySet[CardEvent]:
+    """The card's latest events, newest first, with their member and staff user joined.
+    Queries: 1 (index cardevent_card_recent: card, -id)."""
+    return CardEvent.objects.filter(card_id=card.pk).select_related("member", "actor").order_by("-id")[:limit]
+
+
+def batch_events(*, batch: CardBatch, limit: int = 50) -> QuerySet[CardBatchEvent]:
+    """The batch's latest events, newest first, with their staff user. Queries: 1 (index on batch_id)."""
+    return CardBatchEvent.objects.filter(batch_id=batch.pk).select_related("actor").order_by("-id")[:limit]

@@ -10,9 +10,12 @@ through `loyalty.services` (a claim into another member moves points with
 Numbers are random (`cards.numbers`); the unique index on `Card.number` decides uniqueness.
 A new number is inserted in a savepoint and drawn again on a collision, a few times.
 
-Who/what/when: every state change calls `_record_event`. Until the cards app has its own
-event table, that writes the admin's `LogEntry` when a staff user acted; the card's own
-`assigned_at` / `claimed_at` / `blocked_at` columns keep the when of the current state.
+Who/what/when: every state change writes one `CardEvent` row through `_record_event`, in the
+same transaction as the change (a refusal or a rollback leaves no event). `actor` is the staff
+user who acted, None for customers (a purchase, a claim) and the system. Set-based changes
+write their events set-based too: `cards.batches.batch_discard` (voided) and the member import
+(imported, issued). The card's own `assigned_at` / `claimed_at` / `blocked_at` columns keep
+the when of its current state.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Min, Q, Sum
 from django.utils import timezone
 
@@ -34,7 +36,7 @@ from loyalty import services as loyalty_services
 from loyalty.models import LedgerEntry, Member, Program
 
 from . import errors, lock_objects, numbers
-from .models import Card
+from .models import Card, CardEvent
 from .selectors import card_lookup, well_formed_number
 
 logger = logging.getLogger(__name__)
@@ -52,35 +54,42 @@ PIN_LOCKOUT_SECONDS = 15 * 60
 Status = Card.Status
 
 
-class CardEventKind(models.TextChoices):
-    """What happened to a card (the `kind` of the future `CardEvent` rows)."""
-
-    ISSUED = "issued", "Digital card issued"
-    ASSIGNED = "assigned", "Assigned to a member"
-    ENROLLED = "enrolled", "Enrolled an anonymous member"
-    CLAIMED = "claimed", "Claimed by the customer"
-    MERGED = "merged", "Claimed into an existing member"
-    BLOCKED = "blocked", "Blocked"
-    UNBLOCKED = "unblocked", "Unblocked"
-    REPLACED = "replaced", "Replaced"
+EventKind = CardEvent.Kind
+NOTE_LENGTH = CardEvent._meta.get_field("note").max_length
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 
 
-def _record_event(*, card: Card, kind: str, actor: Any = None, note: str = "", when: dt.datetime | None = None) -> None:
-    """The who/what/when of a card's state change. Written in the caller's transaction, so a
-    rolled-back change leaves no trace. Staff actions go to the admin's history of the card;
-    customer and system actions are dated by the card's own columns. (`when` and the system
-    events are for the `CardEvent` table this helper will write once the model exists.)"""
-    user_id = getattr(actor, "pk", None)
-    if user_id is None or not getattr(actor, "is_authenticated", False):
-        return
-    message = CardEventKind(kind).label + (f": {note}" if note else "")
-    LogEntry.objects.log_actions(
-        user_id=user_id, queryset=[card], action_flag=CHANGE, change_message=message, single_object=True
+def _staff(actor: Any) -> Any:
+    """The user to record as the actor: a saved, authenticated user, else None."""
+    if getattr(actor, "pk", None) is None or not getattr(actor, "is_authenticated", False):
+        return None
+    return actor
+
+
+def _record_event(
+    *,
+    card: Card,
+    kind: str,
+    actor: Any = None,
+    note: str = "",
+    when: dt.datetime | None = None,
+) -> CardEvent:
+    """The who/what/when of a card's state change: one `CardEvent` row with the card's member
+    after the change, inserted in the caller's transaction, so a rolled-back change leaves no
+    trace. `actor` is None for customers and the system. Queries: 1 insert."""
+    event = CardEvent(
+        card_id=card.pk,
+        kind=EventKind(kind),
+        member_id=card.member_id,
+        actor=_staff(actor),
+        at=when or timezone.now(),
+        note=note[:NOTE_LENGTH],
     )
+    event.save(force_insert=True)
+    return event
 
 
 def _full_clean(card: Card) -> None:
@@ -192,7 +201,7 @@ def card_issue_digital(*, member: Member, now: dt.datetime | None = None, actor:
             assigned_at=now,
         )
         _insert_with_new_number(card, program)
-        _record_event(card=card, kind=CardEventKind.ISSUED, actor=actor, when=now)
+        _record_event(card=card, kind=EventKind.ISSUED, actor=actor, when=now)
     return card
 
 
@@ -228,7 +237,7 @@ def card_assign(
                 status=card.status,
             )
         _assign(card, member, now)
-        _record_event(card=card, kind=CardEventKind.ASSIGNED, actor=actor, note=f"to member {member.pk}", when=now)
+        _record_event(card=card, kind=EventKind.ASSIGNED, actor=actor, when=now)
     return card
 
 
@@ -248,7 +257,7 @@ def member_for_card(*, program: Program, number: str, now: dt.datetime | None = 
             if card.status == Status.UNASSIGNED:
                 member, _created = loyalty_services.member_enroll(program=program, channel=Member.Channel.CARD, now=now)
                 _assign(card, member, now)
-                _record_event(card=card, kind=CardEventKind.ENROLLED, note=f"member {member.pk}", when=now)
+                _record_event(card=card, kind=EventKind.ENROLLED, when=now)
     if card.status != Status.ACTIVE:
         raise errors.CardBlocked(
             f"This card is {card.get_status_display().lower()}.", number=card.number, status=card.status
@@ -397,7 +406,7 @@ def _claim_locked(
                 program=program, channel=Member.Channel.CARD, now=now, **profile
             )
         _assign(card, into_member, now, claimed=True)
-        _record_event(card=card, kind=CardEventKind.CLAIMED, note=f"by member {into_member.pk}", when=now)
+        _record_event(card=card, kind=EventKind.CLAIMED, when=now)
         return into_member
     owner = card.member
     if into_member is None or into_member.pk == owner.pk:
@@ -407,7 +416,7 @@ def _claim_locked(
                 loyalty_services.member_update(member=owner, **changes)
         card.claimed_at = now
         card.save(update_fields=["claimed_at"])
-        _record_event(card=card, kind=CardEventKind.CLAIMED, note=f"by member {owner.pk}", when=now)
+        _record_event(card=card, kind=EventKind.CLAIMED, when=now)
         return owner
     if not _is_anonymous(owner):
         # The card already identifies a known customer: a PIN does not hand their points over.
@@ -418,8 +427,8 @@ def _claim_locked(
     card.save(update_fields=["member", "claimed_at"])
     _record_event(
         card=card,
-        kind=CardEventKind.MERGED,
-        note=f"member {owner.pk} into member {into_member.pk}, {moved} points moved",
+        kind=EventKind.MERGED,
+        note=f"from anonymous member {owner.pk}: {moved} points moved",
         when=now,
     )
     return into_member
@@ -430,17 +439,25 @@ def _claim_locked(
 
 
 def card_block(*, card: Card, actor: Any = None, now: dt.datetime | None = None) -> Card:
-    """Block an active card (lost, stolen, misused): it no longer identifies its member; the
-    member and balance are untouched. Blocking a blocked card changes nothing. An unassigned
-    or void card cannot be blocked (`CardStatusInvalid`)."""
+    """Block a card so that it identifies nobody.
+
+    - An active card (lost, stolen, misused): blocked, its member and balance untouched.
+    - An unassigned stock card (a stolen box of cards): blocked with no member; a purchase on
+      it, an assignment or a claim is refused until it is unblocked.
+
+    Blocking a blocked card changes nothing (no event). A void card cannot be blocked
+    (`CardStatusInvalid`). Queries: 2-3 (lock, update, event)."""
     now = now or timezone.now()
     with transaction.atomic():
         locked = _lock_card_by_id(card.pk)
-        if locked.status == Status.ACTIVE:
+        if locked.status in (Status.ACTIVE, Status.UNASSIGNED):
+            stock = locked.status == Status.UNASSIGNED
             locked.status = Status.BLOCKED
             locked.blocked_at = now
             locked.save(update_fields=["status", "blocked_at"])
-            _record_event(card=locked, kind=CardEventKind.BLOCKED, actor=actor, when=now)
+            _record_event(
+                card=locked, kind=EventKind.BLOCKED, actor=actor, note="stock card" if stock else "", when=now
+            )
         elif locked.status != Status.BLOCKED:
             raise errors.CardStatusInvalid(
                 f"A card that is {locked.get_status_display().lower()} cannot be blocked.",
@@ -450,15 +467,17 @@ def card_block(*, card: Card, actor: Any = None, now: dt.datetime | None = None)
     return _sync(card, locked)
 
 
-def card_unblock(*, card: Card, actor: Any = None) -> Card:
-    """Make a blocked card active again. Unblocking an active card changes nothing. Refused
-    (`CardStatusInvalid`) for a replaced card (its replacement is the member's card now), a
-    card without member, and unassigned or void cards."""
+def card_unblock(*, card: Card, actor: Any = None, now: dt.datetime | None = None) -> Card:
+    """Undo a block: a member's blocked card becomes active again; a blocked card without a
+    member (blocked stock) becomes unassigned stock again. Unblocking an active or unassigned
+    card changes nothing (no event). Refused (`CardStatusInvalid`) for a replaced card (its
+    replacement is the member's card now) and a void card. Queries: 2-3."""
+    now = now or timezone.now()
     with transaction.atomic():
         locked = _lock_card_by_id(card.pk)
-        if locked.status == Status.ACTIVE:
+        if locked.status in (Status.ACTIVE, Status.UNASSIGNED):
             return _sync(card, locked)
-        if locked.status != Status.BLOCKED or locked.member_id is None:
+        if locked.status != Status.BLOCKED:
             raise errors.CardStatusInvalid(
                 f"A card that is {locked.get_status_display().lower()} cannot be unblocked.",
                 number=locked.number,
@@ -471,10 +490,13 @@ def card_unblock(*, card: Card, actor: Any = None) -> Card:
                 status=locked.status,
                 replaced_by=locked.replaced_by_id,
             )
-        locked.status = Status.ACTIVE
+        stock = locked.member_id is None
+        locked.status = Status.UNASSIGNED if stock else Status.ACTIVE
         locked.blocked_at = None
         locked.save(update_fields=["status", "blocked_at"])
-        _record_event(card=locked, kind=CardEventKind.UNBLOCKED, actor=actor)
+        _record_event(
+            card=locked, kind=EventKind.UNBLOCKED, actor=actor, note="back to stock" if stock else "", when=now
+        )
     return _sync(card, locked)
 
 
@@ -487,7 +509,7 @@ def card_replace(
     Without `new_number` the replacement is a new card of the same kind with a fresh number;
     with it, that unassigned stock card of the program (handed out at the till) becomes the
     replacement. The replacement inherits `claimed_at` (a claimed account stays claimed).
-    Refusals: `CardStatusInvalid` (the card is unassigned, void, or already replaced),
+    Refusals: `CardStatusInvalid` (the card is stock, blocked or not, void, or already replaced),
     `InvalidCardNumber` / `CardNotFound` / `CardNotAssignable` for `new_number`."""
     now = now or timezone.now()
     stock_id = None
@@ -504,8 +526,9 @@ def card_replace(
                 "This card was already replaced.", number=old.number, status=old.status, replaced_by=old.replaced_by_id
             )
         if old.status not in (Status.ACTIVE, Status.BLOCKED) or old.member_id is None:
+            state = old.get_status_display().lower() if old.member_id is not None else "stock (no member)"
             raise errors.CardStatusInvalid(
-                f"A card that is {old.get_status_display().lower()} cannot be replaced.",
+                f"A card that is {state} cannot be replaced.",
                 number=old.number,
                 status=old.status,
             )
@@ -536,7 +559,7 @@ def card_replace(
         old.blocked_at = old.blocked_at or now
         old.replaced_by = new
         old.save(update_fields=["status", "blocked_at", "replaced_by"])
-        _record_event(card=old, kind=CardEventKind.REPLACED, actor=actor, note=f"by card {new.number}", when=now)
-        _record_event(card=new, kind=CardEventKind.ASSIGNED, actor=actor, note=f"replaces card {old.number}", when=now)
+        _record_event(card=old, kind=EventKind.REPLACED, actor=actor, note=f"by card {new.number}", when=now)
+        _record_event(card=new, kind=EventKind.ASSIGNED, actor=actor, note=f"replaces card {old.number}", when=now)
     _sync(card, old)
     return new

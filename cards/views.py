@@ -75,7 +75,7 @@ def batch_progress_context(batch: CardBatch) -> dict[str, object]:
     generating = batch.status in (CardBatch.Status.PENDING, CardBatch.Status.RUNNING)
     return {
         "batch": batch,
-        "polling": generating or batch.sheet_status == batches.SheetStatus.PENDING,
+        "polling": generating or batch.sheet_status == CardBatch.SheetStatus.PENDING,
         "stalled": batches.batch_is_stalled(batch),
         "progress_url": reverse("admin:cards_cardbatch_progress", args=[batch.pk]),
     }
@@ -130,7 +130,7 @@ def batch_csv_view(request: HttpRequest, batch_id: int) -> HttpResponse:
 def batch_sheet_view(request: HttpRequest, batch_id: int) -> HttpResponse:
     """The stored PDF sheet of the batch; 404 until it is ready."""
     batch = get_object_or_404(CardBatch, pk=batch_id)
-    if batch.sheet_status != batches.SheetStatus.READY or not batch.sheet:
+    if batch.sheet_status != CardBatch.SheetStatus.READY or not batch.sheet:
         raise Http404("The PDF sheet is not ready.")
     try:
         handle = batch.sheet.open("rb")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
-from django.contrib.admin.models import LogEntry
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cards import numbers
-from cards.models import Card
+from cards import numbers, services
+from cards.models import Card, CardEvent
 from loyalty import services as loyalty_services
 from tests.loyalty.factories import MemberFactory
 
@@ -104,9 +103,39 @@ def test_change_page_shows_the_member_balance_and_latest_entries(admin_client_, 
     assert "Replace" in html
 
 
-def test_change_page_of_an_unassigned_card_offers_assignment(admin_client_, unassigned_card):
+def test_change_page_of_an_unassigned_card_offers_assignment_and_blocking(admin_client_, unassigned_card):
     html = admin_client_.get(change_url(unassigned_card)).content.decode()
     assert reverse("admin:cards_card_assign", args=[unassigned_card.pk]) in html
+    assert 'name="operation" value="block"' in html
+
+
+def test_change_page_of_blocked_stock_offers_unblocking(admin_client_, unassigned_card, staff):
+    services.card_block(card=unassigned_card, actor=staff)
+    html = admin_client_.get(change_url(unassigned_card)).content.decode()
+    assert 'name="operation" value="unblock"' in html
+    assert reverse("admin:cards_card_assign", args=[unassigned_card.pk]) not in html
+    assert reverse("admin:cards_card_replace", args=[unassigned_card.pk]) not in html
+
+
+def test_change_page_lists_the_latest_20_events_read_only(admin_client_, active_card, staff):
+    for _ in range(12):  # 24 events
+        services.card_block(card=active_card, actor=staff)
+        services.card_unblock(card=active_card)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client_.get(change_url(active_card))
+    html = response.content.decode()
+    assert html.count('<tr class="card-event card-event-') == 20
+    assert html.count("card-event-blocked") == html.count("card-event-unblocked") == 10
+    assert str(staff) in html
+    assert "customer / system" in html  # the unblocks had no actor
+    assert len([q for q in queries if "cards_cardevent" in q["sql"]]) == 1
+    assert not [q for q in queries if "cards_cardevent" in q["sql"] and not q["sql"].startswith("SELECT")]
+
+
+def test_history_link_leads_to_the_events_on_the_change_page(admin_client_, active_card):
+    response = admin_client_.get(reverse("admin:cards_card_history", args=[active_card.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == change_url(active_card) + "#card-events"
 
 
 def test_posting_the_change_form_changes_nothing(admin_client_, active_card, other_member):
@@ -128,18 +157,22 @@ def run_action(client, action: str, *cards: Card):
     return client.post(reverse(CHANGELIST), {"action": action, "_selected_action": [c.pk for c in cards]}, follow=True)
 
 
-def test_block_and_unblock_actions_call_the_services(admin_client_, staff, active_card, unassigned_card):
-    response = run_action(admin_client_, "block", active_card, unassigned_card)
+def test_block_and_unblock_actions_call_the_services(admin_client_, staff, active_card, unassigned_card, program):
+    void = CardFactory(program=program, status="void")
+    response = run_action(admin_client_, "block", active_card, unassigned_card, void)
     active_card.refresh_from_db()
     unassigned_card.refresh_from_db()
-    assert (active_card.status, unassigned_card.status) == ("blocked", "unassigned")
+    void.refresh_from_db()
+    assert (active_card.status, unassigned_card.status, void.status) == ("blocked", "blocked", "void")
+    assert (active_card.member_id is not None, unassigned_card.member_id) == (True, None)
     shown = [str(m) for m in response.context["messages"]]
-    assert any("Blocked 1 card" in m for m in shown)
-    assert any(unassigned_card.number in m for m in shown)  # the refusal is reported
-    assert LogEntry.objects.filter(object_id=str(active_card.pk), user=staff).exists()
-    run_action(admin_client_, "unblock", active_card)
+    assert any("Blocked 2 cards" in m for m in shown)
+    assert any(void.number in m for m in shown)  # the refusal is reported
+    assert CardEvent.objects.filter(card=active_card, kind="blocked", actor=staff).exists()
+    run_action(admin_client_, "unblock", active_card, unassigned_card)
     active_card.refresh_from_db()
-    assert active_card.status == "active"
+    unassigned_card.refresh_from_db()
+    assert (active_card.status, unassigned_card.status) == ("active", "unassigned")
 
 
 def test_replace_action_blocks_the_card_and_keeps_the_balance(admin_client_, active_card):

@@ -12,8 +12,8 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 
-from cards import batches, numbers
-from cards.models import Card, CardBatch
+from cards import batches, errors, numbers, services
+from cards.models import Card, CardBatch, CardEvent
 from cards.tasks import generate_batch_task
 from loyalty.errors import InvalidInput
 from tests.loyalty.factories import StaffFactory
@@ -195,11 +195,22 @@ def test_a_number_space_that_is_full_fails_the_batch_instead_of_looping(program,
 # Failure, resume, discard
 
 
-def test_a_batch_killed_mid_way_is_failed_with_the_committed_chunks_only(failed_batch):
+def _events(batch: CardBatch) -> list[tuple[str, object]]:
+    return [(e.kind, e.actor) for e in batch.events.order_by("id")]
+
+
+def test_a_batch_killed_mid_way_is_failed_with_the_committed_chunks_only(failed_batch, staff):
     assert failed_batch.status == Status.FAILED
     assert "worker killed" in failed_batch.error
     assert failed_batch.created == 10 == Card.objects.filter(batch=failed_batch).count()
     assert failed_batch.finished_at is not None
+    assert _events(failed_batch) == [("created", staff), ("failed", None)]
+    assert "worker killed" in failed_batch.events.get(kind="failed").note
+
+
+def test_a_complete_batch_has_its_created_and_done_events(done_batch, staff):
+    assert _events(done_batch) == [("created", staff), ("done", None)]
+    assert done_batch.events.get(kind="created").note == "23 cards"
 
 
 def test_resume_finishes_a_failed_batch_with_exact_quantity_and_no_duplicate(
@@ -214,6 +225,8 @@ def test_resume_finishes_a_failed_batch_with_exact_quantity_and_no_duplicate(
     assert (batch.status, batch.created, batch.error) == (Status.DONE, 35, "")
     assert len(got) == len(set(got)) == 35
     assert got[:10] == first_chunk  # what was committed stays
+    assert _events(batch) == [("created", staff), ("failed", None), ("resumed", staff), ("done", None)]
+    assert batch.events.get(kind="resumed").note == "was failed (can be resumed or discarded) at 10 of 35 cards"
 
 
 def test_resume_queues_once_per_call_and_is_idempotent(failed_batch, staff, django_capture_on_commit_callbacks):
@@ -279,7 +292,7 @@ def test_discard_voids_the_cards_and_never_reuses_their_numbers(failed_batch, pr
     assert _numbers_of(batch) == voided  # kept, not deleted
     # Generation of the discarded batch does nothing; resuming it is refused.
     assert batches.batch_generate(batch_id=batch.pk).created == 10
-    with pytest.raises(batches.BatchStateInvalid):
+    with pytest.raises(errors.BatchStateInvalid):
         batches.batch_resume(batch=batch, actor=staff)
     # A new batch that draws the voided numbers gets other ones.
     real = numbers.random_numbers
@@ -291,10 +304,31 @@ def test_discard_voids_the_cards_and_never_reuses_their_numbers(failed_batch, pr
     assert not set(_numbers_of(other)) & set(voided)
     # Idempotent.
     assert batches.batch_discard(batch=batch, actor=staff).status == Status.DISCARDED
+    assert _events(batch) == [("created", staff), ("failed", None), ("discarded", staff)]
+
+
+def test_discard_voids_blocked_stock_and_leaves_assigned_cards_in_one_statement(
+    failed_batch, member, staff, django_assert_num_queries
+):
+    assigned, blocked, *stock = Card.objects.filter(batch=failed_batch).order_by("id")
+    services.card_assign(program=failed_batch.program, number=assigned.number, member=member)
+    services.card_block(card=blocked, actor=staff)
+    with django_assert_num_queries(7):  # savepoint, lock, void + events, batch, batch event, release, reload
+        batches.batch_discard(batch=failed_batch, actor=staff)
+    statuses = dict(Card.objects.filter(batch=failed_batch).values_list("pk", "status"))
+    assert statuses[assigned.pk] == Card.Status.ACTIVE
+    assert {statuses[c.pk] for c in [blocked, *stock]} == {Card.Status.VOID}
+    voided = CardEvent.objects.filter(card__batch=failed_batch, kind="voided")
+    assert sorted(voided.values_list("card_id", flat=True)) == sorted(c.pk for c in [blocked, *stock])
+    assert {(e.actor, e.member_id, e.note) for e in voided} == {(staff, None, f"batch {failed_batch.pk} discarded")}
+    assert failed_batch.events.get(kind="discarded").note == "was failed (can be resumed or discarded); 9 cards void"
+    # A voided stock card cannot be unblocked back into stock.
+    with pytest.raises(errors.CardStatusInvalid):
+        services.card_unblock(card=blocked)
 
 
 def test_discard_refuses_a_done_batch(done_batch, staff):
-    with pytest.raises(batches.BatchStateInvalid):
+    with pytest.raises(errors.BatchStateInvalid):
         batches.batch_discard(batch=done_batch, actor=staff)
     assert Card.objects.filter(batch=done_batch, status=Card.Status.UNASSIGNED).count() == 23
 
@@ -346,6 +380,12 @@ def test_create_page_creates_a_batch_and_shows_its_result(
     assert "15 of 15" in html
     assert 'hx-trigger="every 1s"' not in html  # nothing to poll: the batch is complete
     assert reverse("admin:cards_cardbatch_csv", args=[batch.pk]) in html
+    # Its history: newest first, who and what.
+    assert html.index("batch-event-done") < html.index("batch-event-created")
+    assert f"<td>{staff}</td>" in html
+    assert "<td>system</td>" in html
+    history = staff_client.get(reverse("admin:cards_cardbatch_history", args=[batch.pk]))
+    assert history["Location"] == response["Location"] + "#batch-events"
 
 
 def test_create_page_refuses_bad_quantity(staff_client, program):

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 import cards.import_admin  # noqa: F401  (registers the admin until cards/admin.py imports it)
 from cards import importing, numbers
-from cards.models import Card, MemberImport
+from cards.models import Card, CardEvent, MemberImport
 from loyalty import errors as loyalty_errors
 from loyalty.models import LedgerEntry, Member
 from loyalty.selectors import ledger_problems
@@ -263,6 +263,7 @@ def test_a_failure_while_writing_rolls_back_members_and_cards(program, staff, th
     assert table_counts() == before
     stock.refresh_from_db()
     assert (stock.status, stock.member) == (Card.Status.UNASSIGNED, None)
+    assert not CardEvent.objects.exists()
 
 
 def test_a_dry_run_with_errors_cannot_be_applied(program, staff, three_rows):
@@ -299,6 +300,7 @@ def test_reimporting_the_same_file_changes_nothing(program, staff, three_rows):
     assert list(Member.objects.order_by("id").values()) == members
     assert list(Card.objects.order_by("id").values()) == cards
     assert LedgerEntry.objects.count() == entries == 2
+    assert CardEvent.objects.count() == 4  # 1 assigned + 3 digital cards issued, by the first import only
     assert list(ledger_problems()) == []
 
 
@@ -415,6 +417,30 @@ def test_an_existing_member_gets_a_card_from_the_file_and_keeps_their_own(progra
 
     assert member_import.updated_count == 1
     assert set(member.cards.values_list("id", flat=True)) == {own.pk, stock.pk}
+
+
+def test_every_card_the_import_changes_gets_its_event_from_the_same_statement(program, staff, member):
+    stock = CardFactory(program=program)
+    rows = [
+        ["c-1", "", "", "", "", stock.number, "", ""],  # stock: assigned
+        ["c-2", "", "", "", "", "4111 1111 1111 1111", "", ""],  # unknown number: registered
+        ["c-3", "", "", "", "", "", "", ""],  # no number: a digital card
+        [member.external_id, "", "", "", "", "", "", ""],  # known member, no card: unchanged
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        member_import = run_import(program, staff, csv_bytes(rows))
+
+    members = dict(Member.objects.values_list("external_id", "id"))
+    events = {(e.card.number, e.kind, e.member_id, e.actor, e.note) for e in CardEvent.objects.select_related("card")}
+    digital = Card.objects.get(member_id=members["c-3"])
+    note = f"import #{member_import.pk}"
+    assert events == {
+        (stock.number, "imported", members["c-1"], staff, note),
+        ("4111111111111111", "imported", members["c-2"], staff, f"{note}: card registered"),
+        (digital.number, "issued", members["c-3"], staff, note),
+    }
+    assert len([q for q in queries if "cards_cardevent" in q["sql"]]) == 3  # one statement per kind of change
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from stdnum import luhn
 
 from cards import numbers
 
@@ -38,6 +39,13 @@ def test_random_numbers_are_well_formed_with_the_prefix_and_length(scheme, count
     batch = numbers.random_numbers(prefix, length, count)
     assert len(batch) == count
     assert all(n.startswith(prefix) and len(n) == length and numbers.is_well_formed(n) for n in batch)
+
+
+@given(body=st.text(alphabet="0123456789", min_size=7, max_size=31))
+def test_the_fast_check_digit_is_stdnums_luhn(body):
+    digit = numbers.luhn_check_digit(body)
+    assert digit == luhn.calc_check_digit(body)
+    assert luhn.is_valid(body + digit)
 
 
 def test_numbers_are_not_sequential():

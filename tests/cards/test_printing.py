@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from pypdf import PdfReader
 
-from cards import batches, numbers, printing
+from cards import batches, errors, numbers, printing
 from cards.models import Card, CardBatch
 from cards.tasks import render_batch_sheet_task
 from tests.loyalty.factories import StaffFactory
@@ -123,9 +123,11 @@ def test_sheet_barcodes_and_qr_codes_scan_back_to_the_card_numbers(batch_of_23, 
 def test_sheet_task_stores_the_pdf_and_marks_it_ready(batch_of_23, staff, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         batch = batches.batch_sheet_request(batch=batch_of_23, actor=staff)
-    assert batch.sheet_status == batches.SheetStatus.PENDING  # as returned: queued
+    assert batch.sheet_status == CardBatch.SheetStatus.PENDING  # as returned: queued
     batch.refresh_from_db()
-    assert batch.sheet_status == batches.SheetStatus.READY
+    assert (batch.sheet_status, batch.sheet_error) == (CardBatch.SheetStatus.READY, "")
+    event = batch.events.get(kind="sheet_requested")
+    assert (event.actor, event.note) == (staff, "")
     with batch.sheet.open("rb") as handle:
         pages, text = _pdf_text(handle.read())
     assert pages == 3
@@ -151,16 +153,32 @@ def test_rendering_again_replaces_the_stored_pdf(batch_of_23):
     assert first["sheet"] == second["sheet"] or not batch_of_23.sheet.storage.exists(first["sheet"])
 
 
-def test_a_failing_render_marks_the_sheet_failed(batch_of_23):
+def test_a_failing_render_marks_the_sheet_failed_with_its_error(batch_of_23, staff, django_capture_on_commit_callbacks):
     with mock.patch("cards.printing.render_sheet", side_effect=OSError("disk full")):
         batch = batches.batch_sheet_build(batch_id=batch_of_23.pk)
-    assert batch.sheet_status == batches.SheetStatus.FAILED
+    assert (batch.sheet_status, batch.sheet_error) == (CardBatch.SheetStatus.FAILED, "OSError: disk full")
+    # Asking again clears the error; the new render succeeds.
+    with django_capture_on_commit_callbacks(execute=True):
+        batches.batch_sheet_request(batch=batch, actor=staff)
+    batch.refresh_from_db()
+    assert (batch.sheet_status, batch.sheet_error) == (CardBatch.SheetStatus.READY, "")
+    assert batch.events.get(kind="sheet_requested").note == "rebuild"
+
+
+def test_the_batch_page_shows_a_failed_sheets_error(client, staff, batch_of_23):
+    with mock.patch("cards.printing.render_sheet", side_effect=OSError("disk full")):
+        batches.batch_sheet_build(batch_id=batch_of_23.pk)
+    client.force_login(staff)
+    html = client.get(reverse("admin:cards_cardbatch_change", args=[batch_of_23.pk])).content.decode()
+    assert "PDF: OSError: disk full" in html
 
 
 def test_an_incomplete_batch_cannot_be_printed(program, staff):
     batch = CardBatch.objects.create(program=program, quantity=5, status=CardBatch.Status.FAILED)
-    with pytest.raises(batches.BatchStateInvalid):
+    with pytest.raises(errors.BatchStateInvalid) as exc:
         batches.batch_sheet_request(batch=batch, actor=staff)
+    assert (exc.value.code, exc.value.details["status"]) == ("batch_state_invalid", "failed")
+    assert not batch.events.exists()
 
 
 def test_pdf_download_from_the_admin(client, staff, batch_of_23, django_capture_on_commit_callbacks):
@@ -171,7 +189,7 @@ def test_pdf_download_from_the_admin(client, staff, batch_of_23, django_capture_
         response = client.post(reverse("admin:cards_cardbatch_build_pdf", args=[batch_of_23.pk]))
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
-    assert 'PDF: <strong class="sheet-status-ready">ready</strong>' in page
+    assert 'PDF: <strong class="sheet-status-ready">Ready</strong>' in page
     assert url in page
     response = client.get(url)
     assert response.status_code == 200

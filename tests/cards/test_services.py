@@ -7,11 +7,10 @@ import datetime as dt
 import threading
 
 import pytest
-from django.contrib.admin.models import LogEntry
 from django.db import connection, transaction
 
 from cards import errors, numbers, selectors, services
-from cards.models import Card
+from cards.models import Card, CardEvent
 from loyalty import errors as loyalty_errors
 from loyalty import services as loyalty_services
 from loyalty.models import LedgerEntry, Member
@@ -27,6 +26,11 @@ T0 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 
 def with_bad_check_digit(number: str) -> str:
     return number[:-1] + str((int(number[-1]) + 1) % 10)
+
+
+def events_of(card: Card) -> list[tuple[str, int | None, object, str]]:
+    """(kind, member id, actor, note) of the card's events, newest first."""
+    return [(e.kind, e.member_id, e.actor, e.note) for e in CardEvent.objects.filter(card=card).order_by("-id")]
 
 
 def give_points(member: Member, points: int, *, occurred_at: dt.datetime = T0) -> None:
@@ -217,11 +221,10 @@ def test_assign_refuses_an_unknown_number(program, member):
         )
 
 
-def test_assign_by_staff_leaves_a_history_entry(program, member, unassigned_card, staff):
-    services.card_assign(program=program, number=unassigned_card.number, member=member, actor=staff)
-    entry = LogEntry.objects.get(object_id=str(unassigned_card.pk))
-    assert entry.user == staff
-    assert "Assigned" in entry.get_change_message()
+def test_assign_by_staff_leaves_an_event_with_the_staff_user(program, member, unassigned_card, staff):
+    services.card_assign(program=program, number=unassigned_card.number, member=member, actor=staff, now=T0)
+    assert events_of(unassigned_card) == [("assigned", member.pk, staff, "")]
+    assert CardEvent.objects.get(card=unassigned_card).at == T0
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,7 +533,7 @@ def test_block_makes_the_card_useless_and_keeps_the_member(program, active_card,
     assert (active_card.status, active_card.blocked_at, active_card.member_id) == ("blocked", T0, active_card.member_id)
     with pytest.raises(errors.CardBlocked):
         services.member_for_card(program=program, number=active_card.number)
-    assert LogEntry.objects.filter(object_id=str(active_card.pk), user=staff).exists()
+    assert events_of(active_card) == [("blocked", active_card.member_id, staff, "")]
 
 
 def test_blocking_a_blocked_card_changes_nothing(blocked_card):
@@ -538,12 +541,41 @@ def test_blocking_a_blocked_card_changes_nothing(blocked_card):
     services.card_block(card=blocked_card, now=T0)
     blocked_card.refresh_from_db()
     assert (blocked_card.status, blocked_card.blocked_at) == ("blocked", before)
+    assert events_of(blocked_card) == []
 
 
-def test_an_unassigned_card_cannot_be_blocked(unassigned_card):
+def test_blocking_stock_keeps_it_without_member_and_refuses_every_use(program, member, unassigned_card, staff):
+    services.card_block(card=unassigned_card, actor=staff, now=T0)
+    unassigned_card.refresh_from_db()
+    assert (unassigned_card.status, unassigned_card.member_id, unassigned_card.blocked_at) == ("blocked", None, T0)
+    assert events_of(unassigned_card) == [("blocked", None, staff, "stock card")]
+    with pytest.raises(errors.CardBlocked):  # a purchase on a card from the stolen box
+        services.member_for_card(program=program, number=unassigned_card.number)
+    with pytest.raises(errors.CardNotAssignable):
+        services.card_assign(program=program, number=unassigned_card.number, member=member)
+    with pytest.raises(errors.CardBlocked):
+        services.card_claim(program=program, number=unassigned_card.number, pin=numbers.pin_for(unassigned_card.number))
+    with pytest.raises(errors.CardStatusInvalid):  # no member to replace it for
+        services.card_replace(card=unassigned_card)
+    assert not Member.objects.filter(enrollment_channel=Member.Channel.CARD).exists()
+
+
+def test_unblocking_blocked_stock_puts_it_back_in_stock(program, member, unassigned_card, staff):
+    services.card_block(card=unassigned_card, actor=staff, now=T0)
+    card = services.card_unblock(card=unassigned_card, actor=staff, now=T0)
+    assert (card.status, card.member_id, card.blocked_at) == ("unassigned", None, None)
+    unassigned_card.refresh_from_db()
+    assert unassigned_card.status == "unassigned"
+    assert events_of(unassigned_card)[0] == ("unblocked", None, staff, "back to stock")
+    services.card_assign(program=program, number=unassigned_card.number, member=member)  # usable again
+
+
+def test_a_void_card_cannot_be_blocked(program):
+    card = CardFactory(program=program, status=Card.Status.VOID)
     with pytest.raises(errors.CardStatusInvalid) as exc:
-        services.card_block(card=unassigned_card)
-    assert exc.value.details["status"] == "unassigned"
+        services.card_block(card=card)
+    assert exc.value.details["status"] == "void"
+    assert events_of(card) == []
 
 
 def test_unblock_makes_a_blocked_card_active_again(program, blocked_card):
@@ -551,15 +583,22 @@ def test_unblock_makes_a_blocked_card_active_again(program, blocked_card):
     blocked_card.refresh_from_db()
     assert (blocked_card.status, blocked_card.blocked_at) == ("active", None)
     assert services.member_for_card(program=program, number=blocked_card.number) == blocked_card.member
+    assert events_of(blocked_card) == [("unblocked", blocked_card.member_id, None, "")]
 
 
-@pytest.mark.parametrize("status", ["unassigned", "void"])
-def test_a_card_without_member_cannot_be_unblocked(program, status):
-    card = CardFactory(program=program, status=status)
+@pytest.mark.parametrize("status", ["unassigned", "active"])
+def test_unblocking_a_card_that_is_not_blocked_changes_nothing(program, member, status):
+    card = CardFactory(program=program, member=member if status == "active" else None)
+    assert services.card_unblock(card=card).status == status
+    assert events_of(card) == []
+
+
+def test_a_void_card_cannot_be_unblocked(program):
+    card = CardFactory(program=program, status="void")
     with pytest.raises(errors.CardStatusInvalid):
         services.card_unblock(card=card)
     card.refresh_from_db()
-    assert card.status == status
+    assert card.status == "void"
 
 
 def test_replace_blocks_the_old_card_and_keeps_the_balance(program, active_card, staff):
@@ -623,3 +662,73 @@ def test_a_blocked_card_can_be_replaced(blocked_card):
 def test_an_unassigned_card_cannot_be_replaced(unassigned_card):
     with pytest.raises(errors.CardStatusInvalid):
         services.card_replace(card=unassigned_card)
+
+
+# --------------------------------------------------------------------------------------------
+# Events: one row per state change, in the change's transaction
+
+
+def test_a_digital_card_issued_on_enrolment_has_an_issued_event_without_actor(
+    program, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        member, _ = loyalty_services.member_enroll(program=program, email="events@example.com")
+    card = Card.objects.get(member=member)
+    assert events_of(card) == [("issued", member.pk, None, "")]
+
+
+def test_a_purchase_on_stock_records_the_enrolment_and_the_claim_records_the_customer(program, unassigned_card):
+    member = services.member_for_card(program=program, number=unassigned_card.number, now=T0)
+    services.card_claim(
+        program=program, number=unassigned_card.number, pin=numbers.pin_for(unassigned_card.number), email="c@x.org"
+    )
+    assert events_of(unassigned_card) == [
+        ("claimed", member.pk, None, ""),
+        ("enrolled", member.pk, None, ""),
+    ]
+    assert CardEvent.objects.get(card=unassigned_card, kind="enrolled").at == T0
+
+
+def test_claiming_into_another_member_records_the_merge_with_the_points_moved(program, anonymous_card, member):
+    give_points(anonymous_card.member, 40)
+    services.card_claim(
+        program=program, number=anonymous_card.number, pin=numbers.pin_for(anonymous_card.number), into_member=member
+    )
+    assert events_of(anonymous_card) == [
+        ("merged", member.pk, None, f"from anonymous member {anonymous_card.member_id}: 40 points moved")
+    ]
+
+
+def test_a_replacement_records_both_cards(program, active_card, staff):
+    new = services.card_replace(card=active_card, actor=staff, now=T0)
+    member_id = active_card.member_id
+    assert events_of(active_card) == [("replaced", member_id, staff, f"by card {new.number}")]
+    assert events_of(new) == [("assigned", member_id, staff, f"replaces card {active_card.number}")]
+
+
+def test_a_refusal_writes_no_event(program, other_member, active_card):
+    with pytest.raises(errors.CardNotAssignable):
+        services.card_assign(program=program, number=active_card.number, member=other_member)
+    with pytest.raises(errors.WrongPin):
+        services.card_claim(program=program, number=active_card.number, pin=wrong_pin_for(active_card.number))
+    assert not CardEvent.objects.exists()
+
+
+def test_an_event_is_rolled_back_with_its_change(program, member, unassigned_card):
+    def assign_then_fail() -> None:
+        with transaction.atomic():
+            services.card_assign(program=program, number=unassigned_card.number, member=member)
+            raise RuntimeError("the caller's transaction fails later")
+
+    with pytest.raises(RuntimeError):
+        assign_then_fail()
+    unassigned_card.refresh_from_db()
+    assert unassigned_card.status == "unassigned"
+    assert not CardEvent.objects.exists()
+
+
+def test_a_customers_action_records_no_actor_even_when_given_an_anonymous_user(program, member, unassigned_card):
+    from django.contrib.auth.models import AnonymousUser
+
+    services.card_assign(program=program, number=unassigned_card.number, member=member, actor=AnonymousUser())
+    assert events_of(unassigned_card) == [("assigned", member.pk, None, "")]
