@@ -68,8 +68,15 @@ class Program(models.Model):
         default=0, help_text="Return window: points become available this many days after the activity."
     )
     tier_metric = models.CharField(max_length=20, choices=TierMetric.choices, default=TierMetric.POINTS_EARNED)
+
+    class TierWindow(models.TextChoices):
+        ROLLING = "rolling", "Rolling window of N days"
+        CALENDAR_YEAR = "calendar_year", "Calendar year (program time zone)"
+        LIFETIME = "lifetime", "Lifetime"
+
+    tier_window = models.CharField(max_length=16, choices=TierWindow.choices, default=TierWindow.LIFETIME)
     tier_window_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Rolling window of the tier metric in days; empty = lifetime."
+        null=True, blank=True, help_text="Days of the rolling window of the tier metric."
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     card_prefix = models.CharField(
