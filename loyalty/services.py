@@ -1163,16 +1163,23 @@ RETURNING m.id, p.total, p.lots
 # A chunk of expiry is whole members: the members of the next `n` due lots (by the
 # expiring-lots index), then all their due lots (by the open-lots index), so that a member
 # gets one expire entry per run however many lots expire.
+# Keyset: every due lot before the highest expiry among those `n` has been handled by the
+# chunk, so the next pick starts there (`%(after)s`). Without it each pick would walk again
+# over the index entries of the lots expired earlier in the run, which PostgreSQL can't skip
+# while any transaction is open on the server: quadratic in a large backlog.
 _EXPIRE_PICK = (
-    f"WITH m AS (SELECT DISTINCT member_id FROM (SELECT member_id FROM {ENTRY} WHERE remaining > 0 "
-    "AND expires_at IS NOT NULL AND expires_at <= %(now)s {program} ORDER BY expires_at LIMIT %(n)s) x) "
-    f"SELECT e.id, e.member_id FROM {ENTRY} e JOIN m ON e.member_id = m.member_id "
-    "WHERE e.remaining > 0 AND e.expires_at <= %(now)s"
+    f"WITH first AS (SELECT member_id, expires_at FROM {ENTRY} WHERE remaining > 0 "
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s AND expires_at >= %(after)s {program} "
+    "ORDER BY expires_at LIMIT %(n)s), m AS (SELECT DISTINCT member_id FROM first) "
+    f"SELECT e.id, e.member_id, (SELECT max(expires_at) FROM first) FROM {ENTRY} e "
+    "JOIN m ON e.member_id = m.member_id WHERE e.remaining > 0 AND e.expires_at <= %(now)s"
 )
 _RELEASE_PICK = (
-    f"SELECT id, member_id FROM {ENTRY} WHERE released_at IS NULL AND points > 0 "
-    "AND available_at <= %(now)s {program} ORDER BY available_at LIMIT %(n)s"
+    f"WITH first AS (SELECT id, member_id, available_at FROM {ENTRY} WHERE released_at IS NULL AND points > 0 "
+    "AND available_at <= %(now)s AND available_at >= %(after)s {program} ORDER BY available_at LIMIT %(n)s) "
+    "SELECT id, member_id, (SELECT max(available_at) FROM first) FROM first"
 )
+_BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 
 
 def _run_chunks(
@@ -1189,7 +1196,12 @@ def _run_chunks(
     if chunk_size < 1:
         raise errors.InvalidInput("chunk_size must be positive.", field="chunk_size")
     program_clause = "AND program_id = %(program)s" if program else ""
-    params: dict[str, Any] = {"now": now, "n": chunk_size, "program": program.id if program else None}
+    params: dict[str, Any] = {
+        "now": now,
+        "n": chunk_size,
+        "program": program.id if program else None,
+        "after": _BEGINNING,
+    }
     started = timezone.now()
     lots = points = chunks = 0
     members: set[int] = set()
@@ -1205,6 +1217,7 @@ def _run_chunks(
             )
             cur.execute(apply_sql, {"ids": [r[0] for r in picked], "now": now})
             done = cur.fetchall()
+            params["after"] = picked[0][2]
             chunks += 1
             lots += sum(int(r[2]) for r in done)  # not len(picked): a posting may have taken some
             points += sum(int(r[1]) for r in done)
