@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from cards import api as cards_api
+from tiers import api as tiers_api
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -14,6 +15,7 @@ def health(request: HttpRequest) -> JsonResponse:
 # REST API version 1 (API.md): each app's api.py exports its `urlpatterns`.
 api_v1 = [
     *cards_api.urlpatterns,
+    *tiers_api.urlpatterns,
 ]
 
 urlpatterns = [

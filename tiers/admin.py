@@ -1,0 +1,131 @@
+"""Staff admin of tiers (STYLE.md rule 12). Tiers are edited per program; members' tiers and
+the history are read-only; the one write, "Set tier manually", calls `tier_set_manual`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminSplitDateTime
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from loyalty.admin import LargeTableAdmin
+from loyalty.errors import LoyaltyError
+from loyalty.models import Member
+
+from . import services
+from .models import MemberTier, Tier, TierChange
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    list_display = ("name", "program", "position", "threshold", "multiplier", "retention_days", "is_active")
+    list_filter = ("program", "is_active")
+    list_select_related = ("program",)
+    ordering = ("program", "position")
+    search_fields = ("name",)
+
+
+class SetTierForm(forms.Form):
+    tier = forms.ModelChoiceField(queryset=Tier.objects.none(), required=False, empty_label="No tier")
+    until = forms.SplitDateTimeField(label="Until", widget=AdminSplitDateTime, help_text="When the manual tier ends.")
+    reason = forms.CharField(max_length=255, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, member: Member, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tier"].queryset = Tier.objects.filter(program_id=member.program_id).order_by("position")
+
+
+@admin.register(MemberTier)
+class MemberTierAdmin(LargeTableAdmin):
+    list_display = ("member", "tier", "since", "retain_until", "manual_until")
+    list_select_related = ("member", "tier")
+    raw_id_fields = ("member",)
+    actions = ["set_tier_manually"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "set/<int:member_id>/",
+                self.admin_site.admin_view(self.set_tier_view),
+                name="tiers_membertier_set",
+            ),
+            *super().get_urls(),
+        ]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not request.user.has_perm("tiers.set_tier_manually"):
+            actions.pop("set_tier_manually", None)
+        return actions
+
+    @admin.action(description="Set tier manually")
+    def set_tier_manually(self, request: HttpRequest, queryset: QuerySet[MemberTier]) -> HttpResponse | None:
+        ids = list(queryset.values_list("member_id", flat=True)[:2])
+        if len(ids) != 1:
+            self.message_user(request, "Select exactly one member.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:tiers_membertier_set", args=[ids[0]]))
+
+    def set_tier_view(self, request: HttpRequest, member_id: int) -> HttpResponse:
+        if not request.user.has_perm("tiers.set_tier_manually"):
+            raise PermissionDenied
+        member = get_object_or_404(Member.objects.select_related("program"), pk=member_id)
+        state = MemberTier.objects.select_related("tier").filter(member=member).first()
+        form = SetTierForm(request.POST or None, member=member)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.tier_set_manual(
+                    member=member,
+                    tier=form.cleaned_data["tier"],
+                    until=form.cleaned_data["until"],
+                    reason=form.cleaned_data["reason"],
+                    actor=request.user,
+                )
+            except LoyaltyError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Tier of {member} set manually.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:tiers_membertier_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Set tier manually",
+            "member": member,
+            "current": state.tier if state else None,
+            "form": form,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/tiers/membertier/set_tier.html", context)
+
+
+@admin.register(TierChange)
+class TierChangeAdmin(LargeTableAdmin):
+    list_display = ("id", "member", "kind", "from_tier", "to_tier", "metric_value", "at", "actor", "reason")
+    list_filter = ("kind",)
+    list_select_related = ("member", "from_tier", "to_tier", "actor")
+    raw_id_fields = ("member",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,53 @@
+"""The who/what/when rows of tier changes (STYLE.md rule 8) and the `tier_changed` signal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from loyalty.models import Program
+
+from .models import Tier, TierChange
+from .signals import tier_changed
+
+
+def tier_changed_event(
+    *,
+    program: Program,
+    member_id: int,
+    from_tier: Tier | None,
+    to_tier: Tier | None,
+    kind: str,
+    at: dt.datetime,
+    metric_value: Decimal | None = None,
+    actor: Any = None,
+    reason: str = "",
+) -> TierChange:
+    """Write one TierChange and send `tier_changed` once the transaction commits. 1 query."""
+    change = TierChange.objects.create(
+        member_id=member_id,
+        from_tier=from_tier,
+        to_tier=to_tier,
+        kind=kind,
+        metric_value=metric_value,
+        actor=actor if getattr(actor, "pk", None) else None,
+        at=at,
+        reason=reason,
+    )
+    announce_tier_changes(program=program, changes=[change])
+    return change
+
+
+def announce_tier_changes(*, program: Program, changes: list[TierChange]) -> None:
+    """Send `tier_changed` for each change after commit (also used by the set-based run)."""
+    if not changes:
+        return
+
+    def send() -> None:
+        for change in changes:
+            tier_changed.send(sender=TierChange, program=program, member_id=change.member_id, change=change)
+
+    transaction.on_commit(send)

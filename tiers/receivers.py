@@ -1,0 +1,28 @@
+"""Reactions of the tiers app to loyalty signals (STYLE.md rule 15). Each calls a service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.dispatch import receiver
+
+from loyalty.models import Member, Program
+from loyalty.signals import points_posted
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(points_posted, dispatch_uid="tiers.upgrade_on_points_posted")
+def upgrade_on_points_posted(sender: Any, *, program: Program, member_id: int, **kwargs: Any) -> None:
+    """Points were posted (after commit): upgrade the member at once if they now reach a higher
+    tier. Must not fail the posting: an error is logged and the nightly run catches up."""
+    if not program.tiers.filter(is_active=True).exists():
+        return
+    try:
+        member = Member.objects.select_related("program").get(pk=member_id)
+        services.tier_evaluate_member(member=member)
+    except Exception:
+        logger.exception("Could not evaluate the tier of member %s", member_id)
