@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from cards import api as cards_api
 from tiers import api as tiers_api
+from workflows import api as workflows_api
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -15,6 +16,7 @@ def health(request: HttpRequest) -> JsonResponse:
 # REST API version 1 (API.md): each app's api.py exports its `urlpatterns`.
 api_v1 = [
     *cards_api.urlpatterns,
+    *workflows_api.urlpatterns,
     *tiers_api.urlpatterns,
 ]
 

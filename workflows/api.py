@@ -1,0 +1,209 @@
+"""Activity endpoints of the REST API (API.md): report an activity (it earns by the earning
+rules), report a refund, and preview what an activity would earn.
+
+One class per operation (STYLE.md rule 11) on `loyalty.api.ProgramApi` (key, scopes, error
+envelope, idempotency).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from cards.services import member_for_card
+from loyalty.api import (
+    BalanceSerializer,
+    MemberReferenceSerializer,
+    ProgramApi,
+    error_responses,
+    idempotency_key,
+    member_from_reference,
+    parse_input,
+)
+from loyalty.models import Activity, Member, Program
+
+from . import selectors, services
+from .models import validate_activity_type
+
+
+class ItemSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
+    unit_price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
+
+
+class EntrySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    points = serializers.IntegerField()
+    reason = serializers.CharField()
+    available_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class AwardSerializer(serializers.Serializer):
+    rule_id = serializers.IntegerField(source="rule.id")
+    rule = serializers.CharField(source="rule.name")
+    points = serializers.IntegerField()
+
+
+class ActivityInputSerializer(MemberReferenceSerializer):
+    type = serializers.CharField(
+        max_length=40,
+        validators=[validate_activity_type],
+        help_text="purchase, signup, birthday, referral, social_share, store_visit, review, or a custom name.",
+    )
+    occurred_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+    order_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    currency = serializers.CharField(max_length=3, required=False, allow_blank=True, default="")
+    channel = serializers.ChoiceField(choices=Activity.Channel.choices, required=False, allow_blank=True, default="")
+    items = ItemSerializer(many=True, required=False, default=list)
+
+    def validate_type(self, value: str) -> str:
+        if value == Activity.Type.REFUND:
+            raise serializers.ValidationError("Report refunds with POST /refunds.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if attrs["type"] == Activity.Type.PURCHASE:
+            missing = {f: ["Required for a purchase."] for f in ("order_id", "amount") if not attrs.get(f)}
+            if attrs.get("amount") is not None:
+                missing.pop("amount", None)
+            if missing:
+                raise serializers.ValidationError(missing)
+        program: Program = self.context["program"]
+        currency = attrs.get("currency")
+        if currency and currency.upper() != program.currency:
+            raise serializers.ValidationError({"currency": [f"This program counts in {program.currency}."]})
+        return attrs
+
+
+def _member(api: ProgramApi, data: dict[str, Any], *, enrol: bool) -> Member:
+    """The referenced member; a card number of unassigned stock enrols an anonymous member
+    (`cards.services.member_for_card`) when `enrol`."""
+    if enrol and data.get("card_number") is not None:
+        return member_for_card(program=api.program, number=data["card_number"])
+    return member_from_reference(program=api.program, reference=data)
+
+
+class ActivityReportApi(ProgramApi):
+    """Report an activity: the earning rules decide the points, one ledger entry per rule that
+    fires. A purchase on an unassigned card enrols an anonymous member. Refusals: 400 invalid
+    input, 404 `member_not_found` / `card_not_found`, 409 an order reported twice or an
+    idempotency conflict, 422 `member_blocked` / `card_blocked`."""
+
+    idempotency_required = True
+
+    class InputSerializer(ActivityInputSerializer):
+        pass
+
+    class OutputSerializer(serializers.Serializer):
+        activity_id = serializers.IntegerField(source="activity.id")
+        member_id = serializers.IntegerField(source="activity.member_id")
+        points_awarded = serializers.IntegerField(source="points")
+        awards = AwardSerializer(many=True)
+        entries = EntrySerializer(many=True)
+        balance = BalanceSerializer()
+
+    @extend_schema(
+        summary="Report an activity",
+        request=InputSerializer,
+        responses={201: OpenApiResponse(OutputSerializer), **error_responses(400, 404, 409, 422)},
+    )
+    def post(self, request: Request) -> Response:
+        data = parse_input(self.InputSerializer, request, program=self.program)
+        member = _member(self, data, enrol=data["type"] == Activity.Type.PURCHASE)
+        result = services.activity_report(
+            program=self.program,
+            member=member,
+            type=data["type"],
+            occurred_at=data.get("occurred_at") or timezone.now(),
+            order_id=data["order_id"],
+            amount=data.get("amount"),
+            currency=data["currency"].upper(),
+            channel=data["channel"],
+            items=[dict(i) for i in data["items"]],
+            idempotency_key=idempotency_key(request),
+        )
+        return Response(self.OutputSerializer(result).data, status=201)
+
+
+class RefundReportApi(ProgramApi):
+    """Refund (part of) an order: its points are taken back in proportion to the amount.
+    Refusals: 404 `order_not_found`, 422 `refund_exceeds_order`."""
+
+    idempotency_required = True
+
+    class InputSerializer(serializers.Serializer):
+        order_id = serializers.CharField(max_length=255)
+        amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+        occurred_at = serializers.DateTimeField(required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        member_id = serializers.IntegerField()
+        entries = EntrySerializer(many=True)
+        balance = BalanceSerializer()
+
+    @extend_schema(
+        summary="Report a refund",
+        request=InputSerializer,
+        responses={201: OpenApiResponse(OutputSerializer), **error_responses(400, 404, 409, 422)},
+    )
+    def post(self, request: Request) -> Response:
+        data = parse_input(self.InputSerializer, request)
+        result = services.refund_report(
+            program=self.program,
+            order_id=data["order_id"],
+            amount=data["amount"],
+            occurred_at=data.get("occurred_at"),
+            idempotency_key=idempotency_key(request),
+        )
+        return Response(self.OutputSerializer(result).data, status=201)
+
+
+class ActivityPreviewApi(ProgramApi):
+    """What an activity would earn the member now (rules, caps, tier), posting nothing. The
+    member must exist (an unassigned card: 404)."""
+
+    class InputSerializer(ActivityInputSerializer):
+        pass
+
+    class OutputSerializer(serializers.Serializer):
+        points = serializers.IntegerField()
+        awards = AwardSerializer(many=True)
+
+    @extend_schema(
+        summary="Preview what an activity would earn",
+        request=InputSerializer,
+        responses={200: OpenApiResponse(OutputSerializer), **error_responses(400, 404)},
+    )
+    def post(self, request: Request) -> Response:
+        data = parse_input(self.InputSerializer, request, program=self.program)
+        member = _member(self, data, enrol=False)
+        preview = selectors.activity_preview(
+            program=self.program,
+            member=member,
+            type=data["type"],
+            occurred_at=data.get("occurred_at"),
+            amount=data.get("amount"),
+            channel=data["channel"],
+            items=[dict(i) for i in data["items"]],
+        )
+        return Response(self.OutputSerializer(preview).data)
+
+
+urlpatterns = [
+    path("activities", ActivityReportApi.as_view(), name="activity-report"),
+    path("activities/preview", ActivityPreviewApi.as_view(), name="activity-preview"),
+    path("refunds", RefundReportApi.as_view(), name="refund-report"),
+]

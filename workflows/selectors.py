@@ -1,0 +1,136 @@
+"""Reads of the workflows app: the rules an activity meets, what they already gave (caps), the
+tier multiplier, and the preview of an activity (posting nothing)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.apps import apps
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from loyalty.models import Member, Program
+
+from . import rules
+from .models import EarningRule, RuleAward
+
+
+def tier_multiplier(*, member_id: int) -> Decimal:
+    """The member's tier earn multiplier, 1 while the `tiers` app is not installed. Queries:
+    what `tiers.selectors.member_multiplier` needs (none without tiers)."""
+    if not apps.is_installed("tiers"):
+        return Decimal(1)
+    from tiers.selectors import member_multiplier  # an optional app, a layer below workflows
+
+    return Decimal(member_multiplier(member_id=member_id))
+
+
+def active_rules(*, program: Program, trigger: str) -> list[EarningRule]:
+    """The active rules of `program` for activities of type `trigger`, highest priority first.
+    Queries: 1 (the partial index `rule_active_trigger`)."""
+    return list(
+        EarningRule.objects.filter(program=program, trigger=trigger, is_active=True).order_by("-priority", "id")
+    )
+
+
+def _periods(program: Program, moment: dt.datetime) -> dict[str, tuple[dt.datetime, dt.datetime]]:
+    """Day, ISO week and month around `moment`, in the program's time zone."""
+    day = program.local_date(moment)
+    week = day - dt.timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    next_month = (month + dt.timedelta(days=32)).replace(day=1)
+    return {
+        "day": (program.start_of_day(day), program.start_of_day(day + dt.timedelta(days=1))),
+        "week": (program.start_of_day(week), program.start_of_day(week + dt.timedelta(days=7))),
+        "month": (program.start_of_day(month), program.start_of_day(next_month)),
+    }
+
+
+def rule_usage(
+    *, program: Program, member_id: int, rules_: Sequence[EarningRule], occurred_at: dt.datetime
+) -> dict[int, rules.Usage]:
+    """Points each capped rule already gave the member in the day, week and month of
+    `occurred_at` and in all. Queries: 1 (none when no rule has a period cap), on the
+    `award_member_rule_time` index."""
+    capped = [r.id for r in rules_ if any((r.cap_per_day, r.cap_per_week, r.cap_per_month, r.cap_lifetime)) and r.id]
+    if not capped:
+        return {}
+    periods = _periods(program, occurred_at)
+    sums = {
+        name: Sum("points", filter=Q(occurred_at__gte=start, occurred_at__lt=end))
+        for name, (start, end) in periods.items()
+    }
+    rows = (
+        RuleAward.objects.filter(member_id=member_id, rule_id__in=capped)
+        .values("rule_id")
+        .annotate(lifetime=Sum("points"), **sums)
+    )
+    return {
+        row["rule_id"]: rules.Usage(
+            day=row["day"] or 0, week=row["week"] or 0, month=row["month"] or 0, lifetime=row["lifetime"] or 0
+        )
+        for row in rows
+    }
+
+
+def activity_facts(
+    *,
+    program: Program,
+    type: str,
+    occurred_at: dt.datetime,
+    amount: Decimal | None = None,
+    channel: str = "",
+    items: Iterable[Mapping[str, Any]] = (),
+) -> rules.ActivityFacts:
+    return rules.ActivityFacts(
+        type=type,
+        occurred_at=occurred_at,
+        weekday=program.local_date(occurred_at).weekday(),
+        amount=Decimal(amount) if amount is not None else None,
+        channel=channel,
+        items=rules.parse_items(items),
+    )
+
+
+def awards_for(*, program: Program, member_id: int, facts: rules.ActivityFacts) -> list[rules.Award]:
+    """What the program's rules give the member for an activity with these facts. Queries: 1
+    (rules) + 1 (caps, if any) + the tier multiplier's."""
+    candidates = active_rules(program=program, trigger=facts.type)
+    if not candidates:
+        return []
+    usage = rule_usage(program=program, member_id=member_id, rules_=candidates, occurred_at=facts.occurred_at)
+    multiplier = tier_multiplier(member_id=member_id) if facts.type == "purchase" else Decimal(1)
+    return rules.evaluate(candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier)
+
+
+@dataclass(frozen=True)
+class Preview:
+    points: int
+    awards: list[rules.Award]
+
+
+def activity_preview(
+    *,
+    program: Program,
+    member: Member,
+    type: str,
+    occurred_at: dt.datetime | None = None,
+    amount: Decimal | None = None,
+    channel: str = "",
+    items: Iterable[Mapping[str, Any]] = (),
+) -> Preview:
+    """What this activity would earn the member now (caps and tier included); writes nothing."""
+    facts = activity_facts(
+        program=program,
+        type=type,
+        occurred_at=occurred_at or timezone.now(),
+        amount=amount,
+        channel=channel,
+        items=items,
+    )
+    awards = awards_for(program=program, member_id=member.pk, facts=facts)
+    return Preview(points=sum(a.points for a in awards), awards=awards)

@@ -1,0 +1,222 @@
+"""Writes of the workflows app: reporting an activity (it earns by the rules) and a refund.
+
+`activity_report` is the one way an activity earns points: it records the activity, runs the
+rules (`workflows.rules`) and posts one ledger entry per firing rule through
+`loyalty.services.points_earn`, all in one transaction (the caller's, if one is open, as the
+API's idempotency layer has).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.apps import apps
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from loyalty import errors
+from loyalty import services as ledger
+from loyalty.models import Activity, LedgerEntry, Member, Program
+from loyalty.services import Balance, PostResult
+
+from . import lock_objects, selectors
+from .models import ActivityKey, RuleAward
+
+
+@dataclass
+class ActivityResult:
+    activity: Activity
+    awards: list[RuleAward]
+    entries: list[LedgerEntry]
+    balance: Balance
+    replayed: bool = False
+
+    @property
+    def points(self) -> int:
+        return sum(a.points for a in self.awards)
+
+
+def _balance(member: Member) -> Balance:
+    return Balance(
+        available=member.available,
+        pending=member.pending,
+        lifetime_earned=member.lifetime_earned,
+        redeemed=member.redeemed,
+        expired=member.expired,
+    )
+
+
+def _request_hash(payload: dict[str, Any]) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _json_items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Items as JSON (money as decimal strings)."""
+    return [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in item.items() if v is not None} for item in items]
+
+
+def _evaluate_tier(*, member: Member, now: dt.datetime) -> None:
+    """Let the tiers app upgrade the member at once, when it is installed."""
+    if not apps.is_installed("tiers"):
+        return
+    from tiers.services import tier_evaluate_member  # an optional app, a layer below workflows
+
+    tier_evaluate_member(member=member, now=now)
+
+
+def _replay(*, program: Program, key: str, request_hash: str) -> ActivityResult:
+    record = ActivityKey.objects.select_related("activity__member").get(program=program, key=key)
+    if record.request_hash != request_hash:
+        raise errors.IdempotencyConflict(
+            "This idempotency key was already used with a different activity.", idempotency_key=key
+        )
+    activity = record.activity
+    awards = list(RuleAward.objects.filter(activity=activity).select_related("rule").order_by("id"))
+    entries = list(LedgerEntry.objects.filter(activity=activity).order_by("id"))
+    member = Member.objects.get(pk=activity.member_id)
+    return ActivityResult(activity=activity, awards=awards, entries=entries, balance=_balance(member), replayed=True)
+
+
+def activity_report(
+    *,
+    program: Program,
+    member: Member,
+    type: str,
+    occurred_at: dt.datetime,
+    order_id: str = "",
+    amount: Decimal | None = None,
+    currency: str = "",
+    channel: str = "",
+    items: Iterable[Mapping[str, Any]] = (),
+    data: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    now: dt.datetime | None = None,
+) -> ActivityResult:
+    """Record an activity and post what the earning rules give for it, in one transaction.
+
+    Each firing rule gets a `RuleAward` row and its own earn entry (reason: the rule's name,
+    dated by `occurred_at`). The member row is locked first, so caps hold under concurrency.
+    With `idempotency_key`: a retry with the same request returns the first result and posts
+    nothing; the same key with another request raises `IdempotencyConflict`. Refusals:
+    `MemberBlocked`, `Conflict` (an order reported twice), `InvalidInput`.
+    """
+    now = now or timezone.now()
+    if type == Activity.Type.REFUND:
+        raise errors.InvalidInput("Report refunds with refund_report.", field="type")
+    item_list = _json_items(items)
+    request_hash = _request_hash(
+        {
+            "member": member.pk,
+            "type": type,
+            "occurred_at": occurred_at.isoformat() if occurred_at else None,
+            "order_id": order_id,
+            "amount": str(amount) if amount is not None else None,
+            "currency": currency,
+            "channel": channel,
+            "items": item_list,
+            "data": data or {},
+        }
+    )
+    with transaction.atomic():
+        if idempotency_key is not None and ActivityKey.objects.filter(program=program, key=idempotency_key).exists():
+            return _replay(program=program, key=idempotency_key, request_hash=request_hash)
+        locked = lock_objects.member_for_update(member_id=member.pk).first()
+        if locked is None or locked.program_id != program.id:
+            raise errors.MemberNotFound("No such member in this program.", member_id=member.pk)
+        if locked.is_blocked:
+            raise errors.MemberBlocked("The member is blocked.", member_id=member.pk)
+        locked.program = program
+        activity = ledger.activity_record(
+            program=program,
+            member=locked,
+            type=type,
+            occurred_at=occurred_at,
+            order_id=order_id,
+            amount=amount,
+            currency=currency,
+            channel=channel,
+            items=item_list,
+            data=data,
+        )
+        if idempotency_key is not None:
+            try:
+                with transaction.atomic():
+                    ActivityKey.objects.create(
+                        program=program, key=idempotency_key, request_hash=request_hash, activity=activity
+                    )
+            except IntegrityError as exc:  # a concurrent first attempt committed meanwhile
+                raise errors.IdempotencyConflict(
+                    "This idempotency key is being used by another request.", idempotency_key=idempotency_key
+                ) from exc
+        facts = selectors.activity_facts(
+            program=program, type=type, occurred_at=occurred_at, amount=amount, channel=channel, items=item_list
+        )
+        awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts)
+        rows: list[RuleAward] = []
+        entries: list[LedgerEntry] = []
+        result: PostResult | None = None
+        for award in awards:
+            rows.append(
+                RuleAward(
+                    rule=award.rule,
+                    member_id=locked.pk,
+                    activity=activity,
+                    points=award.points,
+                    occurred_at=occurred_at,
+                )
+            )
+            # No ledger key: this transaction (and the ActivityKey above) makes it exactly-once.
+            result = ledger.points_earn(
+                program=program,
+                member_id=locked.pk,
+                points=award.points,
+                reason=award.reason,
+                reference=order_id,
+                activity=activity,
+                now=now,
+            )
+            entries.extend(result.entries)
+        RuleAward.objects.bulk_create(rows)
+        if result is not None:
+            balance = result.balance
+        else:
+            locked.refresh_from_db(fields=["available", "pending", "lifetime_earned", "redeemed", "expired"])
+            balance = _balance(locked)
+        _evaluate_tier(member=locked, now=now)
+    return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance)
+
+
+def refund_report(
+    *,
+    program: Program,
+    order_id: str,
+    amount: Decimal,
+    occurred_at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+    now: dt.datetime | None = None,
+) -> PostResult:
+    """A (partial) refund of an order: its points are taken back in proportion
+    (`loyalty.services.points_reverse_order`), then the member's tier is re-evaluated.
+    Refusals: `OrderNotFound`, `RefundExceedsOrder`, `IdempotencyConflict`."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        result = ledger.points_reverse_order(
+            program=program,
+            order_id=order_id,
+            amount=amount,
+            occurred_at=occurred_at,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+        if not result.replayed:
+            member = Member.objects.get(pk=result.member_id)
+            member.program = program
+            _evaluate_tier(member=member, now=now)
+    return result
