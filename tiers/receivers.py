@@ -8,9 +8,9 @@ from typing import Any
 from django.dispatch import receiver
 
 from loyalty.models import Member, Program
-from loyalty.signals import points_posted
+from loyalty.signals import demo_loaded, points_posted
 
-from . import services
+from . import demo, services
 
 logger = logging.getLogger(__name__)
 
@@ -26,3 +26,11 @@ def upgrade_on_points_posted(sender: Any, *, program: Program, member_id: int, *
         services.tier_evaluate_member(member=member)
     except Exception:
         logger.exception("Could not evaluate the tier of member %s", member_id)
+
+
+@receiver(demo_loaded, dispatch_uid="tiers.add_demo_tiers")
+def add_demo_tiers(sender: Any, *, program: Program, now: Any, stdout: Any = None, **kwargs: Any) -> None:
+    """`manage.py load_demo`: three tiers with members in each (`tiers.demo`), once per program."""
+    line = demo.demo_tiers_load(program=program, now=now)
+    if stdout is not None:
+        stdout.write(line)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -260,3 +262,31 @@ def tiers_evaluate(*, now: dt.datetime, chunk_size: int = 20_000) -> EvaluateRes
     )
     logger.info("tiers_evaluate as of %s: %s", now.isoformat(), result)
     return result
+
+
+def tier_create(
+    *,
+    program: Program,
+    name: str,
+    position: int,
+    threshold: Decimal,
+    multiplier: Decimal = Decimal(1),
+    benefits: str = "",
+    retention_days: int = 0,
+) -> Tier:
+    """Add a tier to a program (the admin's form does the same through the model)."""
+    tier = Tier(
+        program=program,
+        name=name,
+        position=position,
+        threshold=threshold,
+        multiplier=multiplier,
+        benefits=benefits,
+        retention_days=retention_days,
+    )
+    try:
+        tier.full_clean()
+    except ValidationError as exc:
+        raise errors.InvalidInput("Invalid tier.", fields=exc.message_dict) from exc
+    tier.save()
+    return tier

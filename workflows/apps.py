@@ -5,3 +5,6 @@ class WorkflowsConfig(AppConfig):
     name = "workflows"
     verbose_name = "Earning rules"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connects to loyalty's signals)

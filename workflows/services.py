@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -26,7 +27,7 @@ from loyalty.models import Activity, LedgerEntry, Member, Program
 from loyalty.services import Balance, PostResult
 
 from . import lock_objects, selectors
-from .models import ActivityKey, RuleAward
+from .models import ActivityKey, EarningRule, RuleAward
 
 
 @dataclass
@@ -220,3 +221,14 @@ def refund_report(
             member.program = program
             _evaluate_tier(member=member, now=now)
     return result
+
+
+def rule_create(*, program: Program, name: str, trigger: str, kind: str, **fields: Any) -> EarningRule:
+    """Add an earning rule to a program (the admin's form does the same through the model)."""
+    rule = EarningRule(program=program, name=name, trigger=trigger, kind=kind, **fields)
+    try:
+        rule.full_clean()
+    except ValidationError as exc:
+        raise errors.InvalidInput("Invalid earning rule.", fields=exc.message_dict) from exc
+    rule.save()
+    return rule
