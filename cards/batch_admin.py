@@ -29,13 +29,14 @@ from django.utils.html import format_html
 
 from loyalty.admin import CappedCountPaginator
 from loyalty.errors import LoyaltyError
+from loyalty.forms import IdempotentForm
 from loyalty.models import Program
 
 from . import batches, selectors, views
 from .models import CardBatch
 
 
-class CardBatchCreateForm(forms.Form):
+class CardBatchCreateForm(IdempotentForm):
     program = forms.ModelChoiceField(queryset=Program.objects.filter(is_active=True).order_by("name"))
     quantity = forms.IntegerField(
         min_value=1,
@@ -119,6 +120,7 @@ class CardBatchAdmin(admin.ModelAdmin):
                         quantity=form.cleaned_data["quantity"],
                         note=form.cleaned_data["note"],
                         actor=request.user,
+                        idempotency_key=form.service_key("card_batch"),
                     )
                 except LoyaltyError as exc:
                     form.add_error(

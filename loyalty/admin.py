@@ -23,7 +23,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from . import errors, services
-from .forms import MemberAdminForm, PointsAdjustForm, PointsTransferForm, ProgramAdminForm, _PostingForm
+from .forms import IdempotentForm, MemberAdminForm, PointsAdjustForm, PointsTransferForm, ProgramAdminForm
 from .models import Activity, Allocation, IdempotencyRecord, LedgerEntry, LedgerJobRun, Member, Program
 from .selectors import member_ledger
 
@@ -366,7 +366,7 @@ class MemberAdmin(LargeTableAdmin):
         return reverse("admin:loyalty_member_change", args=[member.pk])
 
     def _render_posting_page(
-        self, request: HttpRequest, member: Member, form: _PostingForm, *, title: str, submit_label: str, intro: str
+        self, request: HttpRequest, member: Member, form: IdempotentForm, *, title: str, submit_label: str, intro: str
     ) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
@@ -496,7 +496,7 @@ class MemberAdmin(LargeTableAdmin):
         )
 
 
-def _add_domain_error(form: _PostingForm, exc: errors.LoyaltyError, field_map: dict[str, str] | None = None) -> None:
+def _add_domain_error(form: IdempotentForm, exc: errors.LoyaltyError, field_map: dict[str, str] | None = None) -> None:
     """Show a service's refusal on the form: on the field it names, else above the form."""
     field = exc.details.get("field")
     field = (field_map or {}).get(field, field)

@@ -73,9 +73,10 @@ class MemberAdminForm(forms.ModelForm):
         return (value or "").strip() or None
 
 
-class _PostingForm(forms.Form):
-    """A staff posting form. `idempotency_key` is drawn when the form is first rendered and
-    travels in a hidden field: submitting the same page twice posts once (rule 4)."""
+class IdempotentForm(forms.Form):
+    """A staff form whose submit must take effect once. `idempotency_key` is drawn when the
+    form is first rendered and travels in a hidden field: submitting the same page twice
+    (a double click, a browser resubmit) acts once (rule 4)."""
 
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
 
@@ -88,7 +89,7 @@ class _PostingForm(forms.Form):
         return f"admin:{operation}:{self.cleaned_data['idempotency_key']}"
 
 
-class PointsAdjustForm(_PostingForm):
+class PointsAdjustForm(IdempotentForm):
     points = forms.IntegerField(
         help_text="Signed: 50 credits 50 points, -50 takes 50 points away (a debit may leave a debt).",
     )
@@ -112,7 +113,7 @@ class PointsAdjustForm(_PostingForm):
         return reason
 
 
-class PointsTransferForm(_PostingForm):
+class PointsTransferForm(IdempotentForm):
     to_member = forms.CharField(
         label="To member",
         max_length=255,

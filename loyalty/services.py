@@ -1018,6 +1018,37 @@ def points_transfer(
     )
 
 
+def idempotency_key_claim(
+    *, program: Program, key: str, operation: str, payload: dict[str, Any], now: dt.datetime | None = None
+) -> IdempotencyRecord | None:
+    """For writes other than postings (a card batch, ...): claim `key` inside the caller's
+    transaction. None: the key is new, go on and then `idempotency_key_settle` the result.
+    A record: the key was used by the same request before, replay its `result`. Raises
+    `IdempotencyConflict` when it was used by a different request. A concurrent claim of the
+    same key waits on the unique index until the first transaction ends."""
+    _check_key(key)
+    request_hash = _request_hash(operation, payload)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {IDEM} (program_id, key, operation, request_hash, entry_ids, result, created_at) "
+            "VALUES (%s, %s, %s, %s, '[]', '{}', %s) ON CONFLICT (program_id, key) DO NOTHING RETURNING id",
+            [program.id, key, operation, request_hash, now or timezone.now()],
+        )
+        if cur.fetchone():
+            return None
+    record = IdempotencyRecord.objects.get(program=program, key=key)
+    if record.request_hash != request_hash:
+        raise errors.IdempotencyConflict(
+            "This idempotency key was used with a different request.", idempotency_key=key, operation=record.operation
+        )
+    return record
+
+
+def idempotency_key_settle(*, program: Program, key: str, result: dict[str, Any]) -> None:
+    """Store what the request claimed with `idempotency_key_claim` produced (same transaction)."""
+    IdempotencyRecord.objects.filter(program=program, key=key).update(result=result)
+
+
 def points_credit_bulk(
     *,
     program: Program,

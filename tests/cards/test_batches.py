@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from unittest import mock
 
 import psycopg
@@ -15,7 +16,7 @@ from django.urls import reverse
 from cards import batches, errors, numbers, services
 from cards.models import Card, CardBatch, CardEvent
 from cards.tasks import generate_batch_task
-from loyalty.errors import InvalidInput
+from loyalty.errors import IdempotencyConflict, InvalidInput
 from tests.loyalty.factories import StaffFactory
 
 pytestmark = pytest.mark.django_db
@@ -366,9 +367,11 @@ def test_create_page_creates_a_batch_and_shows_its_result(
     staff_client, program, staff, django_capture_on_commit_callbacks
 ):
     url = reverse("admin:cards_cardbatch_add")
-    assert staff_client.get(url).status_code == 200
+    token = _form_token(staff_client, url)
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(url, {"program": program.pk, "quantity": 15, "note": "Store 4"})
+        response = staff_client.post(
+            url, {"program": program.pk, "quantity": 15, "note": "Store 4", "idempotency_key": token}
+        )
     batch = CardBatch.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:cards_cardbatch_change", args=[batch.pk])
@@ -386,6 +389,34 @@ def test_create_page_creates_a_batch_and_shows_its_result(
     assert "<td>system</td>" in html
     history = staff_client.get(reverse("admin:cards_cardbatch_history", args=[batch.pk]))
     assert history["Location"] == response["Location"] + "#batch-events"
+
+
+def _form_token(client, url: str) -> str:
+    """The hidden idempotency token the page drew for this form."""
+    page = client.get(url)
+    assert page.status_code == 200
+    return re.search(r'name="idempotency_key" value="([^"]+)"', page.content.decode()).group(1)
+
+
+def test_create_page_submitted_twice_creates_one_batch(staff_client, program, django_capture_on_commit_callbacks):
+    url = reverse("admin:cards_cardbatch_add")
+    data = {"program": program.pk, "quantity": 7, "note": "", "idempotency_key": _form_token(staff_client, url)}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = staff_client.post(url, data)
+        second = staff_client.post(url, data)
+
+    assert CardBatch.objects.count() == 1
+    assert first["Location"] == second["Location"]
+    assert Card.objects.count() == 7
+
+
+def test_create_with_a_repeated_key_returns_the_first_batch_and_refuses_another_request(program, staff):
+    first = batches.batch_create(program=program, quantity=3, actor=staff, idempotency_key="admin:card_batch:k")
+    again = batches.batch_create(program=program, quantity=3, actor=staff, idempotency_key="admin:card_batch:k")
+    assert again.pk == first.pk
+    with pytest.raises(IdempotencyConflict):
+        batches.batch_create(program=program, quantity=4, actor=staff, idempotency_key="admin:card_batch:k")
+    assert CardBatch.objects.count() == 1
 
 
 def test_create_page_refuses_bad_quantity(staff_client, program):
