@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 def upgrade_on_points_posted(sender: Any, *, program: Program, member_id: int, **kwargs: Any) -> None:
     """Points were posted (after commit): upgrade the member at once if they now reach a higher
     tier. Must not fail the posting: an error is logged and the nightly run catches up."""
+    entries = kwargs.get("entries") or []
+    if entries and all(e.activity_id is not None for e in entries):
+        return  # an activity's points: the activity service evaluated the tier in its transaction
     if not program.tiers.filter(is_active=True).exists():
         return
     try:

@@ -190,6 +190,8 @@ def activity_report(
         else:
             locked.refresh_from_db(fields=["available", "pending", "lifetime_earned", "redeemed", "expired"])
             balance = _balance(locked)
+        # In the transaction and as of the activity's moment; the tiers receiver of
+        # `points_posted` leaves postings of activities to this call (no second evaluation).
         _evaluate_tier(member=locked, now=now)
     return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance)
 
@@ -216,10 +218,7 @@ def refund_report(
             idempotency_key=idempotency_key,
             now=now,
         )
-        if not result.replayed:
-            member = Member.objects.get(pk=result.member_id)
-            member.program = program
-            _evaluate_tier(member=member, now=now)
+    # No tier evaluation: a refund only lowers the metric, and downgrades are the nightly job's.
     return result
 
 

@@ -49,6 +49,16 @@ def test_posting_points_that_cross_a_threshold_upgrades_at_once(member, tiers, d
     assert change.metric_value == Decimal("150")
 
 
+def test_points_of_an_activity_are_left_to_the_activity_service(member, tiers, django_capture_on_commit_callbacks):
+    """The activity service evaluates the tier in its own transaction; the receiver must not
+    evaluate the same posting a second time."""
+    purchase = PurchaseFactory(member=member, program=member.program)
+    with django_capture_on_commit_callbacks(execute=True):
+        points_earn(program=member.program, member_id=member.pk, points=150, activity=purchase)
+    assert tier_of(member) is None
+    assert not TierChange.objects.filter(member=member).exists()
+
+
 def test_the_online_evaluation_never_downgrades(member, tiers, now):
     earn(member, 600, now)
     assert services.tier_evaluate_member(member=member, now=now).to_tier.name == "Gold"
