@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import ExtractDay, ExtractMonth
 from rest_framework_api_key.models import AbstractAPIKey
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -194,6 +195,14 @@ class Member(models.Model):
             models.Index(fields=["program", "email"], name="member_program_email"),
             # The admin's "blocked" filter: few rows among millions.
             models.Index(fields=["id"], name="member_blocked", condition=Q(status="blocked")),
+            # award_birthdays: the members whose birthday is a given day of the year.
+            models.Index(
+                "program",
+                ExtractMonth("birthday"),
+                ExtractDay("birthday"),
+                name="member_birthday_day",
+                condition=Q(birthday__isnull=False),
+            ),
         ]
         permissions = [
             ("adjust_points", "Can adjust a member's points by hand"),

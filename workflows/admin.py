@@ -30,6 +30,7 @@ class EarningRuleAdmin(admin.ModelAdmin):
                 "fields": (
                     "min_amount",
                     "channel",
+                    "tiers",
                     ("include_categories", "exclude_categories"),
                     ("include_skus", "exclude_skus"),
                     ("starts_at", "ends_at"),
@@ -41,8 +42,9 @@ class EarningRuleAdmin(admin.ModelAdmin):
             "Caps (points per member)",
             {"fields": (("cap_per_order", "cap_per_day"), ("cap_per_week", "cap_per_month"), "cap_lifetime")},
         ),
-        ("Order", {"fields": ("priority", "stackable")}),
+        ("Order", {"fields": ("priority", "stackable", "builtin")}),
     )
+    readonly_fields = ("builtin",)
     change_list_template = "admin/workflows/earningrule/change_list.html"
 
     def get_urls(self) -> list:

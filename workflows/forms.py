@@ -38,6 +38,7 @@ class EarningRuleForm(forms.ModelForm):
             "multiplier",
             "min_amount",
             "channel",
+            "tiers",
             "include_categories",
             "exclude_categories",
             "include_skus",
@@ -53,6 +54,14 @@ class EarningRuleForm(forms.ModelForm):
             "priority",
             "stackable",
         )
+        widgets = {"tiers": forms.CheckboxSelectMultiple}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        program, tiers = data.get("program"), data.get("tiers")
+        if program and tiers and any(t.program_id != program.id for t in tiers):
+            self.add_error("tiers", "Choose tiers of this rule's program.")
+        return data
 
 
 class ActivityPreviewForm(forms.Form):

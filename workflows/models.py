@@ -42,6 +42,17 @@ class Weekday(models.IntegerChoices):
     SUNDAY = 6, "Sunday"
 
 
+class Builtin(models.TextChoices):
+    """The built-in activities a program gets as ready-made rules, inactive until staff
+    switch them on (`workflows.builtins`)."""
+
+    SIGNUP = "signup", "Account creation bonus"
+    PURCHASE = "purchase", "Points per currency unit spent"
+    BIRTHDAY = "birthday", "Birthday bonus"
+    SOCIAL_SHARE = "social_share", "Social share"
+    STORE_VISIT = "store_visit", "Store visit"
+
+
 class EarningRule(models.Model):
     """A rule of a program: when an activity of type `trigger` matches the conditions, the
     member earns points computed by `kind`, times `multiplier` (and the tier multiplier for
@@ -87,6 +98,12 @@ class EarningRule(models.Model):
     include_skus = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     exclude_skus = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, default="")
+    tiers = models.ManyToManyField(
+        "tiers.Tier",
+        blank=True,
+        related_name="+",
+        help_text="Only members in one of these tiers; none selected = every member.",
+    )
     starts_at = models.DateTimeField(null=True, blank=True, help_text="Campaign start (activity time).")
     ends_at = models.DateTimeField(null=True, blank=True, help_text="Campaign end, exclusive.")
     days_of_week = ArrayField(
@@ -113,6 +130,14 @@ class EarningRule(models.Model):
         default=True, help_text="Unticked: when this rule fires, rules of lower priority do not run."
     )
     is_active = models.BooleanField(default=True)
+    builtin = models.CharField(
+        max_length=20,
+        choices=Builtin.choices,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="Which built-in activity this ready-made rule is (empty for the merchant's own rules).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -125,6 +150,9 @@ class EarningRule(models.Model):
             models.CheckConstraint(
                 condition=Q(starts_at__isnull=True) | Q(ends_at__isnull=True) | Q(ends_at__gt=models.F("starts_at")),
                 name="rule_window_ordered",
+            ),
+            models.UniqueConstraint(
+                fields=["program", "builtin"], condition=~Q(builtin=""), name="rule_one_builtin_per_program"
             ),
         ]
         indexes = [
@@ -186,3 +214,170 @@ class ActivityKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ReferralSettings(models.Model):
+    """A program's referral offer: when a referred friend makes a first qualifying purchase,
+    the referrer and the friend each earn their points (`workflows.referrals`)."""
+
+    program = models.OneToOneField(Program, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    is_active = models.BooleanField(default=False)
+    referrer_points = models.PositiveIntegerField(default=500, help_text="Points for the member who referred.")
+    friend_points = models.PositiveIntegerField(default=250, help_text="Points for the referred friend.")
+    min_order_amount = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="The friend's purchase qualifies from this amount on.",
+    )
+    monthly_cap = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Friends paid for per referrer per month at most; later friends still get theirs.",
+    )
+    qualify_within_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The first qualifying purchase must come within N days of enrolling."
+    )
+
+    class Meta:
+        verbose_name = "referral settings"
+        verbose_name_plural = "referral settings"
+
+    def __str__(self) -> str:
+        return f"Referral settings of {self.program}"
+
+
+class Referral(models.Model):
+    """A friend enrolled with a referrer's code. Once per friend (the friend is unique); the
+    fraud guards reject it at creation, the friend's first qualifying purchase rewards it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the first qualifying purchase"
+        REWARDED = "rewarded", "Rewarded"
+        REJECTED = "rejected", "Rejected"
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="+", db_index=False)
+    referrer = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+", db_index=False)
+    friend = models.OneToOneField(Member, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=255, blank=True, help_text="Why it was rejected or not paid in full.")
+    created_at = models.DateTimeField()
+    qualified_at = models.DateTimeField(null=True, blank=True)
+    order_id = models.CharField(max_length=255, blank=True)
+    referrer_points = models.PositiveIntegerField(default=0)
+    friend_points = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # The referrer's list and the monthly cap (rewarded referrals in a month).
+            models.Index(fields=["referrer", "qualified_at"], name="referral_referrer_time"),
+            models.Index(fields=["program", "status", "-created_at"], name="referral_program_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.referrer_id} -> {self.friend_id} ({self.status})"
+
+
+class Automation(models.Model):
+    """Event or schedule -> conditions -> actions (`workflows.automations`). It fires at most
+    once per member per `period`; an `AutomationRun` row per firing makes that hold."""
+
+    class Trigger(models.TextChoices):
+        ACTIVITY = "activity", "An activity is reported"
+        TIER_CHANGED = "tier_changed", "The member's tier changed"
+        ENROLLED = "member_enrolled", "A member enrolled"
+        DAILY = "daily", "Every day (run_workflows)"
+
+    class Period(models.TextChoices):
+        ONCE = "once", "Once per member, ever"
+        YEAR = "year", "Once per member per year"
+        MONTH = "month", "Once per member per month"
+        WEEK = "week", "Once per member per week"
+        DAY = "day", "Once per member per day"
+
+    class ReadyMade(models.TextChoices):
+        VIP = "vip_purchase_history", "VIP by purchase history"
+        WIN_BACK = "win_back", "Win-back"
+        ANNIVERSARY = "anniversary", "Anniversary bonus"
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="automations")
+    name = models.CharField(max_length=120, help_text="Also the reason of the points it awards.")
+    is_active = models.BooleanField(default=False)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.DAILY)
+    activity_type = models.CharField(
+        max_length=40,
+        blank=True,
+        validators=[validate_activity_type],
+        help_text="With the activity trigger: which activity type (e.g. purchase).",
+    )
+    period = models.CharField(max_length=10, choices=Period.choices, default=Period.YEAR)
+    # Conditions (all that are set must hold)
+    window_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Orders, spend and points are counted over the last N days (empty: ever)."
+    )
+    min_orders = models.PositiveIntegerField(null=True, blank=True)
+    min_amount_spent = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    min_points_earned = models.PositiveIntegerField(null=True, blank=True)
+    min_days_inactive = models.PositiveIntegerField(null=True, blank=True, help_text="No activity for at least N days.")
+    tiers = models.ManyToManyField(
+        "tiers.Tier", blank=True, related_name="+", help_text="The member is in one of these tiers (none: any)."
+    )
+    min_days_enrolled = models.PositiveIntegerField(null=True, blank=True)
+    on_enrollment_anniversary = models.BooleanField(
+        default=False, help_text="Only on the anniversary of the member's enrolment (program time zone)."
+    )
+    # Actions
+    award_points = models.PositiveIntegerField(null=True, blank=True)
+    set_tier = models.ForeignKey(
+        "tiers.Tier", null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Set this tier."
+    )
+    set_tier_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Keep the tier set for N days (then the nightly evaluation decides)."
+    )
+    email_subject = models.CharField(max_length=200, blank=True)
+    email_body = models.TextField(
+        blank=True, help_text="Django template; {{ member.first_name }}, {{ points }}, {{ program.name }} …"
+    )
+    reward_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Issue this reward (the rewards app): the reward's id."
+    )
+    ready_made = models.CharField(max_length=24, choices=ReadyMade.choices, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["program", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program", "ready_made"], condition=~Q(ready_made=""), name="automation_one_ready_made"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["program", "trigger"], name="automation_active", condition=Q(is_active=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AutomationRun(models.Model):
+    """One firing of an automation for a member in a period (`period_key`, e.g. "2026",
+    "2026-11", "2026-W47", "2026-11-23", "once"): the unique constraint is the
+    "at most once per member per period" rule, also under concurrent or repeated runs."""
+
+    automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="runs", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+", db_index=False)
+    period_key = models.CharField(max_length=12)
+    fired_at = models.DateTimeField()
+    points = models.PositiveIntegerField(default=0)
+    details = models.JSONField(default=dict, blank=True, help_text="What the actions did.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["automation", "member", "period_key"], name="automation_run_once"),
+        ]
+        indexes = [models.Index(fields=["member", "-fired_at"], name="automation_run_member")]
+
+    def __str__(self) -> str:
+        return f"{self.automation_id} / {self.member_id} / {self.period_key}"

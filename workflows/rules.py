@@ -93,9 +93,13 @@ def _filters_items(rule: EarningRule) -> bool:
     return bool(rule.include_categories or rule.exclude_categories or rule.include_skus or rule.exclude_skus)
 
 
-def conditions_met(rule: EarningRule, facts: ActivityFacts) -> bool:
-    """The rule's trigger, channel, window, day of week and minimum amount."""
+def conditions_met(rule: EarningRule, facts: ActivityFacts, *, tier_id: int | None = None) -> bool:
+    """The rule's trigger, channel, member tier, window, day of week and minimum amount.
+    The tier condition reads `rule.tier_ids` (set by `selectors.active_rules`; absent = any)."""
     if not rule.is_active or rule.trigger != facts.type:
+        return False
+    allowed_tiers = getattr(rule, "tier_ids", frozenset())
+    if allowed_tiers and tier_id not in allowed_tiers:
         return False
     if rule.channel and rule.channel != facts.channel:
         return False
@@ -149,13 +153,14 @@ def evaluate(
     usage: Mapping[int, Usage],
     earn_rate: Decimal,
     tier_multiplier: Decimal = Decimal(1),
+    tier_id: int | None = None,
 ) -> list[Award]:
     """The awards of the firing rules, by descending priority. Points = floor(base x rule
     multiplier x tier multiplier (purchases only)), then capped. A rule fires when it gives
     at least one point; a non-stackable rule that fires stops the rules after it."""
     awards: list[Award] = []
     for rule in sorted(rules, key=lambda r: (-r.priority, r.id or 0)):
-        if not conditions_met(rule, facts):
+        if not conditions_met(rule, facts, tier_id=tier_id):
             continue
         base = base_points(rule, facts, earn_rate=earn_rate)
         factor = rule.multiplier * (tier_multiplier if facts.type == "purchase" else Decimal(1))

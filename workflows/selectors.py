@@ -10,31 +10,45 @@ from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Q, Sum
+from django.db.models import Prefetch, Q, Sum
 from django.utils import timezone
 
 from loyalty.models import Member, Program
+from tiers.models import Tier
 
 from . import rules
 from .models import EarningRule, RuleAward
 
 
-def tier_multiplier(*, member_id: int) -> Decimal:
-    """The member's tier earn multiplier, 1 while the `tiers` app is not installed. Queries:
-    what `tiers.selectors.member_multiplier` needs (none without tiers)."""
+def member_tier(*, member_id: int) -> tuple[int | None, Decimal]:
+    """The member's tier id (None without one) and its earn multiplier (1 without a tier).
+    Queries: 1 (none while the `tiers` app is not installed)."""
     if not apps.is_installed("tiers"):
-        return Decimal(1)
-    from tiers.selectors import member_multiplier  # an optional app, a layer below workflows
+        return None, Decimal(1)
+    from tiers.models import MemberTier  # an optional app, a layer below workflows
 
-    return Decimal(member_multiplier(member_id=member_id))
+    row = MemberTier.objects.filter(member_id=member_id, tier__isnull=False).values_list("tier_id", "tier__multiplier")
+    tier_id, multiplier = next(iter(row), (None, Decimal(1)))
+    return tier_id, Decimal(multiplier)
+
+
+def tier_multiplier(*, member_id: int) -> Decimal:
+    """The member's tier earn multiplier, 1 without a tier."""
+    return member_tier(member_id=member_id)[1]
 
 
 def active_rules(*, program: Program, trigger: str) -> list[EarningRule]:
-    """The active rules of `program` for activities of type `trigger`, highest priority first.
-    Queries: 1 (the partial index `rule_active_trigger`)."""
-    return list(
-        EarningRule.objects.filter(program=program, trigger=trigger, is_active=True).order_by("-priority", "id")
+    """The active rules of `program` for activities of type `trigger`, highest priority first,
+    each with `tier_ids` (the tiers its tier condition allows; empty = any). Queries: 1 (the
+    partial index `rule_active_trigger`) + 1 for the tier conditions when there are rules."""
+    found = list(
+        EarningRule.objects.filter(program=program, trigger=trigger, is_active=True)
+        .prefetch_related(Prefetch("tiers", queryset=Tier.objects.only("id")))
+        .order_by("-priority", "id")
     )
+    for rule in found:
+        rule.tier_ids = frozenset(t.id for t in rule.tiers.all())
+    return found
 
 
 def _periods(program: Program, moment: dt.datetime) -> dict[str, tuple[dt.datetime, dt.datetime]]:
@@ -98,13 +112,17 @@ def activity_facts(
 
 def awards_for(*, program: Program, member_id: int, facts: rules.ActivityFacts) -> list[rules.Award]:
     """What the program's rules give the member for an activity with these facts. Queries: 1
-    (rules) + 1 (caps, if any) + the tier multiplier's."""
+    (rules) + 1 (their tier conditions) + 1 (caps, if any) + 1 (the member's tier)."""
     candidates = active_rules(program=program, trigger=facts.type)
     if not candidates:
         return []
     usage = rule_usage(program=program, member_id=member_id, rules_=candidates, occurred_at=facts.occurred_at)
-    multiplier = tier_multiplier(member_id=member_id) if facts.type == "purchase" else Decimal(1)
-    return rules.evaluate(candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier)
+    tier_id, multiplier = member_tier(member_id=member_id)
+    if facts.type != "purchase":
+        multiplier = Decimal(1)
+    return rules.evaluate(
+        candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier, tier_id=tier_id
+    )
 
 
 @dataclass(frozen=True)

@@ -222,12 +222,20 @@ def refund_report(
     return result
 
 
-def rule_create(*, program: Program, name: str, trigger: str, kind: str, **fields: Any) -> EarningRule:
-    """Add an earning rule to a program (the admin's form does the same through the model)."""
+def rule_create(
+    *, program: Program, name: str, trigger: str, kind: str, tiers: Iterable[Any] = (), **fields: Any
+) -> EarningRule:
+    """Add an earning rule to a program (the admin's form does the same through the model).
+    `tiers`: the tier condition (tiers of this program; empty = every member)."""
     rule = EarningRule(program=program, name=name, trigger=trigger, kind=kind, **fields)
+    tiers = list(tiers)
     try:
         rule.full_clean()
     except ValidationError as exc:
         raise errors.InvalidInput("Invalid earning rule.", fields=exc.message_dict) from exc
-    rule.save()
+    if any(t.program_id != program.id for t in tiers):
+        raise errors.InvalidInput("Choose tiers of this rule's program.", field="tiers")
+    with transaction.atomic():
+        rule.save()
+        rule.tiers.set(tiers)
     return rule

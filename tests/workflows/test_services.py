@@ -7,6 +7,8 @@ from django.test.utils import CaptureQueriesContext
 
 from loyalty import errors
 from loyalty.models import Activity, LedgerEntry, Member
+from tests.tiers.factories import TierFactory
+from tiers.services import tier_set_manual
 from workflows import selectors, services
 from workflows.models import RuleAward
 
@@ -200,7 +202,7 @@ def test_custom_event_earns_by_its_rule(program, member):
 
 
 def test_tier_multiplier_applies_to_purchase_points_only(program, member, per_amount_rule, monkeypatch):
-    monkeypatch.setattr(selectors, "tier_multiplier", lambda *, member_id: Decimal("1.5"))
+    monkeypatch.setattr(selectors, "member_tier", lambda *, member_id: (None, Decimal("1.5")))
     EarningRuleFactory(program=program, trigger="review", points=10)
     assert purchase(program, member, amount="10.00").points == 15
     assert (
@@ -262,3 +264,38 @@ def test_report_queries_do_not_grow_with_the_number_of_items(program, member, pe
     with CaptureQueriesContext(connection) as many:
         purchase(program, member, items=ITEMS * 20)
     assert len(many) == len(few)
+
+
+def test_tier_condition_limits_a_rule_to_members_in_its_tiers(program, member, other_member):
+    silver = TierFactory(program=program, name="Silver", threshold=100)
+    gold = TierFactory(program=program, name="Gold", threshold=1000)
+    services.rule_create(
+        program=program, name="Gold weekend bonus", trigger="purchase", kind="fixed", points=Decimal(40), tiers=[gold]
+    )
+    services.rule_create(
+        program=program,
+        name="Silver and Gold",
+        trigger="purchase",
+        kind="fixed",
+        points=Decimal(5),
+        tiers=[silver, gold],
+    )
+    until = WEDNESDAY_NOON + dt.timedelta(days=30)
+    tier_set_manual(member=member, tier=gold, until=until, reason="test", now=WEDNESDAY_NOON - dt.timedelta(days=1))
+    assert purchase(program, member).points == 45
+    assert purchase(program, other_member).points == 0  # no tier: neither rule
+    tier_set_manual(
+        member=other_member, tier=silver, until=until, reason="test", now=WEDNESDAY_NOON - dt.timedelta(days=1)
+    )
+    assert purchase(program, other_member).points == 5
+    preview = selectors.activity_preview(program=program, member=member, type="purchase", occurred_at=WEDNESDAY_NOON)
+    assert preview.points == 45
+
+
+def test_tier_condition_refuses_tiers_of_another_program(program):
+    foreign = TierFactory()
+    with pytest.raises(errors.InvalidInput):
+        services.rule_create(
+            program=program, name="Bad", trigger="purchase", kind="fixed", points=Decimal(5), tiers=[foreign]
+        )
+    assert not program.earning_rules.exists()
