@@ -1,15 +1,52 @@
-"""Reactions of the workflows app to loyalty signals (STYLE.md rule 15)."""
+"""Reactions of the workflows app to the signals of lower apps (STYLE.md rule 15). Each calls
+a service. They run after the sender's transaction committed, so an error here must not undo
+or fail what the sender did: it is logged (and the daily jobs catch up where they can)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.dispatch import receiver
 
-from loyalty.models import Program
-from loyalty.signals import demo_loaded
+from loyalty.models import Member, Program
+from loyalty.signals import demo_loaded, member_enrolled
+from tiers.signals import tier_changed
 
-from . import demo
+from . import automations, builtins, demo, referrals
+
+logger = logging.getLogger(__name__)
+
+
+def _safely(what: str, call: Callable[[], Any]) -> None:
+    try:
+        call()
+    except Exception:
+        logger.exception("workflows: %s failed", what)
+
+
+@receiver(member_enrolled, dispatch_uid="workflows.on_member_enrolled")
+def on_member_enrolled(sender: Any, *, program: Program, member: Member, **kwargs: Any) -> None:
+    """A new member: their referral (if they came with a code), the signup bonus, then the
+    automations triggered by enrolment."""
+    if member.referred_by_id is not None:
+        referrer = Member.objects.filter(pk=member.referred_by_id).first()
+        if referrer is not None:
+            _safely("referral", lambda: referrals.referral_create(friend=member, referrer=referrer))
+    _safely("signup bonus", lambda: builtins.signup_bonus_award(member=member))
+    _safely(
+        "automations (enrolled)",
+        lambda: automations.automations_on_event(trigger="member_enrolled", member_id=member.pk),
+    )
+
+
+@receiver(tier_changed, dispatch_uid="workflows.on_tier_changed")
+def on_tier_changed(sender: Any, *, program: Program, member_id: int, **kwargs: Any) -> None:
+    _safely(
+        "automations (tier changed)",
+        lambda: automations.automations_on_event(trigger="tier_changed", member_id=member_id),
+    )
 
 
 @receiver(demo_loaded, dispatch_uid="workflows.add_demo_rules")

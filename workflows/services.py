@@ -26,7 +26,7 @@ from loyalty import services as ledger
 from loyalty.models import Activity, LedgerEntry, Member, Program
 from loyalty.services import Balance, PostResult
 
-from . import lock_objects, selectors
+from . import automations, lock_objects, referrals, selectors
 from .models import ActivityKey, EarningRule, RuleAward
 
 
@@ -185,6 +185,9 @@ def activity_report(
             )
             entries.extend(result.entries)
         RuleAward.objects.bulk_create(rows)
+        if type == Activity.Type.PURCHASE:
+            # A referred friend's first qualifying purchase rewards both (same transaction).
+            referrals.referral_on_purchase(activity=activity, member=locked, now=now)
         if result is not None:
             balance = result.balance
         else:
@@ -193,6 +196,12 @@ def activity_report(
         # In the transaction and as of the activity's moment; the tiers receiver of
         # `points_posted` leaves postings of activities to this call (no second evaluation).
         _evaluate_tier(member=locked, now=now)
+        member_id = locked.pk
+        transaction.on_commit(
+            lambda: automations.automations_on_event(
+                trigger="activity", member_id=member_id, activity_type=type, now=now
+            )
+        )
     return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance)
 
 
