@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "loyalty",
     "cards",
     "tiers",
+    "rewards",
     "workflows",
 ]
 

@@ -1,0 +1,68 @@
+"""Reads of the rewards app: whether a member may redeem a reward, the catalog, a coupon."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from loyalty.models import Member, Program
+from tiers.models import MemberTier
+
+from . import codes
+from .models import Redemption, Reward
+
+LIMIT_STATUSES = (Redemption.Status.ISSUED, Redemption.Status.USED, Redemption.Status.EXPIRED)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str  # inactive, not_started, ended, tier, limit_reached, out_of_stock
+    message: str
+
+
+def reward_refusal(*, reward: Reward, member: Member | None, now: dt.datetime) -> Refusal | None:
+    """Why `member` may not redeem `reward` now (None: they may, points aside). Queries: up to 2
+    (the member's tier, their coupons of this reward)."""
+    if not reward.is_active:
+        return Refusal("inactive", "This reward is not offered.")
+    if reward.starts_at and now < reward.starts_at:
+        return Refusal("not_started", "This reward is not offered yet.")
+    if reward.ends_at and now >= reward.ends_at:
+        return Refusal("ended", "This reward is no longer offered.")
+    if reward.stock is not None and reward.issued_count >= reward.stock:
+        return Refusal("out_of_stock", "This reward is out of stock.")
+    if member is None:
+        return None
+    if reward.min_tier_id is not None:
+        state = MemberTier.objects.filter(member_id=member.pk).select_related("tier").first()
+        position = state.tier.position if state and state.tier else None
+        if position is None or position < reward.min_tier.position:
+            return Refusal("tier", f"This reward is for {reward.min_tier.name} members and above.")
+    if reward.per_member_limit is not None:
+        held = Redemption.objects.filter(member_id=member.pk, reward=reward, status__in=LIMIT_STATUSES).count()
+        if held >= reward.per_member_limit:
+            return Refusal("limit_reached", f"A member may redeem this reward {reward.per_member_limit} time(s).")
+    return None
+
+
+def catalog(*, program: Program, now: dt.datetime) -> QuerySet[Reward]:
+    """The active rewards of the program in their window, in catalog order (out-of-stock ones
+    included: the API marks them unavailable)."""
+    from django.db.models import Q
+
+    return (
+        Reward.objects.filter(program=program, is_active=True)
+        .filter(Q(starts_at__isnull=True) | Q(starts_at__lte=now), Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+        .select_related("min_tier")
+        .order_by("position", "id")
+    )
+
+
+def coupon(*, program: Program, code: str) -> Redemption | None:
+    """A coupon of the program by its code as typed (no query for an impossible code)."""
+    normal = codes.normalize(code)
+    if not normal:
+        return None
+    return Redemption.objects.filter(program=program, code=normal).select_related("reward", "member").first()
