@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from cards import api as cards_api
+from rewards import api as rewards_api
 from tiers import api as tiers_api
 from workflows import api as workflows_api
 
@@ -18,6 +19,7 @@ api_v1 = [
     *cards_api.urlpatterns,
     *workflows_api.urlpatterns,
     *tiers_api.urlpatterns,
+    *rewards_api.urlpatterns,
 ]
 
 urlpatterns = [

@@ -169,6 +169,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Several components have a `status` or `kind`: name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "CardStatusEnum": "cards.models.Card.Status",
+        "CardKindEnum": "cards.models.Card.Kind",
+        "MemberStatusEnum": "loyalty.models.Member.Status",
+        "LedgerEntryKindEnum": "loyalty.models.LedgerEntry.Kind",
+        "RewardKindEnum": "rewards.models.Reward.Kind",
+        "CouponStatusEnum": "rewards.models.Redemption.Status",
+    },
 }
 
 LOGGING = {
