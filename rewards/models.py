@@ -186,8 +186,10 @@ class Redemption(models.Model):
                 condition=Q(value__isnull=True) | Q(value__gte=0), name="redemption_value_non_negative"
             ),
         ]
+        permissions = [("redeem_for_member", "Can redeem rewards for a member and cancel coupons")]
         indexes = [
             # The member's coupons, and the per-member limit.
+            models.Index(fields=["order_id"], name="redemption_order", condition=~Q(order_id="")),
             models.Index(fields=["member", "reward"], name="redemption_member_reward"),
             # The expiry job: issued coupons by expiry date.
             models.Index(fields=["expires_at"], name="redemption_issued_expiry", condition=Q(status="issued")),

@@ -1,4 +1,5 @@
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pytest
@@ -262,3 +263,17 @@ def test_reward_validation(program):
     assert {"points_step", "points_min"} <= set(info.value.details["fields"])
     ok = services.reward_create(program=program, name="Free mug", kind="free_product", sku="MUG", cost_points=300)
     assert ok.pk
+
+
+def test_expire_coupons_command_and_task(program, member):
+    from django.core.management import call_command
+
+    from rewards.tasks import expire_coupons_task
+
+    reward = RewardFactory(program=program, valid_days=0, cost_points=100)
+    first = redeem(program, member, reward).redemption
+    later = (first.expires_at + DAY).isoformat()
+    out = io.StringIO()
+    call_command("expire_coupons", "--now", later, stdout=out)
+    assert out.getvalue().startswith("1 coupons expired, 1 refunded (100 points)")
+    assert expire_coupons_task.delay(now=later).get() == {"coupons": 0, "refunded": 0, "points": 0}

@@ -1,0 +1,150 @@
+"""Staff admin of rewards (STYLE.md rule 12): the catalog and the coupon policy are edited
+here; coupons are read-only, and the writes (redeem for a member, cancel) call the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from loyalty.admin import LargeTableAdmin
+from loyalty.errors import LoyaltyError
+from loyalty.forms import IdempotentForm
+from loyalty.models import Member
+
+from . import codes, services
+from .models import Redemption, Reward, RewardSettings
+
+
+@admin.register(Reward)
+class RewardAdmin(admin.ModelAdmin):
+    list_display = ("name", "program", "kind", "cost_points", "value", "min_tier", "stock", "issued_count", "is_active")
+    list_filter = ("program", "is_active", "kind")
+    list_editable = ("is_active",)
+    list_select_related = ("program", "min_tier")
+    search_fields = ("name", "sku")
+    readonly_fields = ("issued_count",)
+    fieldsets = (
+        (None, {"fields": ("program", "name", "description", "image", "position", "is_active")}),
+        ("What it gives", {"fields": ("kind", "value", "sku")}),
+        ("Cost", {"fields": ("cost_points", ("points_step", "points_min", "points_max"))}),
+        (
+            "Availability",
+            {"fields": ("min_tier", ("starts_at", "ends_at"), ("stock", "issued_count"), "per_member_limit")},
+        ),
+        ("Coupon", {"fields": ("valid_days",)}),
+    )
+
+
+@admin.register(RewardSettings)
+class RewardSettingsAdmin(admin.ModelAdmin):
+    list_display = ("program", "refund_expired_coupons")
+
+
+class RedeemForm(IdempotentForm):
+    reward = forms.ModelChoiceField(queryset=Reward.objects.none())
+    points = forms.IntegerField(
+        required=False, min_value=1, help_text="Only for points as money off: how many points to spend."
+    )
+
+    def __init__(self, *args: Any, member: Member, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reward"].queryset = Reward.objects.filter(program_id=member.program_id, is_active=True)
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(LargeTableAdmin):
+    list_display = ("code", "reward", "member", "status", "points", "value", "issued_at", "expires_at", "order_id")
+    list_filter = ("status", "kind")
+    list_select_related = ("reward", "member")
+    raw_id_fields = ("member",)
+    search_fields = ("code", "order_id")
+    actions = ["cancel_coupons"]
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Redemption], search_term: str) -> Any:
+        """A code as typed, or an order id: exact look-ups on indexes (no scans)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        code = codes.normalize(term)
+        if code:
+            return queryset.filter(code=code), False
+        if term.startswith("member:") and term[7:].isdigit():
+            return queryset.filter(member_id=int(term[7:])), False
+        return queryset.filter(order_id=term), False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "redeem/<int:member_id>/",
+                self.admin_site.admin_view(self.redeem_view),
+                name="rewards_redemption_redeem",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.action(description="Cancel the selected unused coupons (points come back)")
+    def cancel_coupons(self, request: HttpRequest, queryset: QuerySet[Redemption]) -> None:
+        if not request.user.has_perm("rewards.redeem_for_member"):
+            raise PermissionDenied
+        done, refused = 0, []
+        for coupon in queryset.select_related("program")[:200]:
+            try:
+                services.redemption_cancel(program=coupon.program, code=coupon.code, reason="Cancelled by staff")
+                done += 1
+            except LoyaltyError as exc:
+                refused.append(f"{coupon.code}: {exc}")
+        if done:
+            self.message_user(request, f"{done} coupon(s) cancelled; their points are back.", messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, line, messages.WARNING)
+
+    def redeem_view(self, request: HttpRequest, member_id: int) -> HttpResponse:
+        """Redeem a reward for a member (at the counter, on the phone): the same service as the
+        API; a double submit issues one coupon."""
+        if not request.user.has_perm("rewards.redeem_for_member"):
+            raise PermissionDenied
+        member = get_object_or_404(Member.objects.select_related("program"), pk=member_id)
+        form = RedeemForm(request.POST or None, member=member)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = services.reward_redeem(
+                    program=member.program,
+                    member=member,
+                    reward=form.cleaned_data["reward"],
+                    points=form.cleaned_data["points"],
+                    idempotency_key=form.service_key("redeem"),
+                )
+            except LoyaltyError as exc:
+                form.add_error(None, str(exc))
+            else:
+                coupon = result.redemption
+                self.message_user(
+                    request, f"Coupon {coupon.code} issued to {member} for {coupon.points} points.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:rewards_redemption_change", args=[coupon.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Redeem a reward",
+            "member": member,
+            "form": form,
+            "rewards": form.fields["reward"].queryset.order_by("position", "id"),
+        }
+        return TemplateResponse(request, "admin/rewards/redemption/redeem.html", context)

@@ -1,0 +1,94 @@
+import uuid
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from loyalty import services as ledger
+from rewards.models import Redemption
+from tests.loyalty.factories import MemberFactory, ProgramFactory
+
+from .factories import RewardFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(django_user_model):
+    user = django_user_model.objects.create_user("clerk", password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["redeem_for_member", "view_redemption", "view_reward", "change_reward", "add_reward"]
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def member(db):
+    program = ProgramFactory(min_redemption=0)
+    m = MemberFactory(program=program)
+    ledger.points_earn(program=program, member_id=m.pk, points=500)
+    return m
+
+
+def test_redeem_page_issues_one_coupon_on_a_double_submit(client, staff, member):
+    reward = RewardFactory(program=member.program, cost_points=200)
+    client.force_login(staff)
+    url = reverse("admin:rewards_redemption_redeem", args=[member.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert reward.name in page.content.decode()
+    data = {"reward": reward.pk, "idempotency_key": str(uuid.uuid4())}
+    first = client.post(url, data)
+    second = client.post(url, data)
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"]
+    assert Redemption.objects.count() == 1
+    member.refresh_from_db()
+    assert member.available == 300
+
+
+def test_redeem_page_shows_refusals(client, staff, member):
+    reward = RewardFactory(program=member.program, cost_points=5000)
+    client.force_login(staff)
+    url = reverse("admin:rewards_redemption_redeem", args=[member.pk])
+    page = client.post(url, {"reward": reward.pk, "idempotency_key": str(uuid.uuid4())})
+    assert page.status_code == 200
+    assert "5000 needed" in page.content.decode()
+    assert not Redemption.objects.exists()
+
+
+def test_redeem_page_needs_the_permission(client, django_user_model, member):
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(user)
+    assert client.get(reverse("admin:rewards_redemption_redeem", args=[member.pk])).status_code == 403
+
+
+def test_coupon_search_by_code_as_typed(client, staff, member):
+    from rewards import services
+
+    reward = RewardFactory(program=member.program, cost_points=100)
+    coupon = services.reward_redeem(program=member.program, member=member, reward=reward).redemption
+    client.force_login(staff)
+    page = client.get(reverse("admin:rewards_redemption_changelist"), {"q": coupon.code.lower().replace("-", "")})
+    assert page.status_code == 200
+    assert coupon.code in page.content.decode()
+
+
+def test_reward_add_form_validates(client, staff, member):
+    client.force_login(staff)
+    page = client.post(
+        reverse("admin:rewards_reward_add"),
+        {
+            "program": member.program.pk,
+            "name": "Bad",
+            "kind": "percent_off",
+            "value": "150",
+            "cost_points": "10",
+            "position": 0,
+            "is_active": "on",
+        },
+    )
+    assert page.status_code == 200
+    assert "A percentage is at most 100." in page.content.decode()
