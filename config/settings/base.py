@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "tiers",
     "rewards",
     "workflows",
+    "notifications",
 ]
 
 MIDDLEWARE = [
