@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from cards import api as cards_api
+from loyalty import api_points
 from rewards import api as rewards_api
 from tiers import api as tiers_api
 from workflows import api as workflows_api
@@ -16,6 +17,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
 # REST API version 1 (API.md): each app's api.py exports its `urlpatterns`.
 api_v1 = [
+    *api_points.urlpatterns,
     *cards_api.urlpatterns,
     *workflows_api.urlpatterns,
     *tiers_api.urlpatterns,

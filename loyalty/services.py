@@ -720,17 +720,21 @@ def points_adjust(
     member_id: int,
     points: int,
     reason: str,
-    actor: Any,
+    actor: Any = None,
+    source: str = "",
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> PostResult:
     """A staff correction, signed. A credit is a lot (expiring as if earned now); a debit
-    spends available then pending points and may leave a debt. Works on blocked members."""
+    spends available then pending points and may leave a debt. Works on blocked members.
+    Who made it: `actor` (a staff user, kept as `created_by`) or, for an integration,
+    `source` (e.g. "api-key:ab12cd (POS)", kept as the entry's reference)."""
     _check_points(points, allow_negative=True)
     if not (reason or "").strip():
         raise errors.ReasonRequired("An adjustment needs a reason.", field="reason")
-    if actor is None or not getattr(actor, "pk", None):
-        raise errors.InvalidInput("An adjustment needs the acting staff user.", field="actor")
+    has_actor = actor is not None and getattr(actor, "pk", None)
+    if not has_actor and not (source or "").strip():
+        raise errors.InvalidInput("An adjustment needs the acting staff user or its source.", field="actor")
     now = now or timezone.now()
 
     def work(p: _Posting) -> None:
@@ -742,12 +746,23 @@ def points_adjust(
                 occurred_at=now,
                 expires_at=program.expiry_for(now),
                 reason=reason,
+                reference=source[:255],
             )
         else:
             p.settle(member_id)
-            p.debit(member_id, kind=Kind.ADJUST, points=-points, allow_debt=True, include_pending=True, reason=reason)
+            p.debit(
+                member_id,
+                kind=Kind.ADJUST,
+                points=-points,
+                allow_debt=True,
+                include_pending=True,
+                reason=reason,
+                reference=source[:255],
+            )
 
-    payload = {"member": member_id, "points": points, "reason": reason, "actor": actor.pk}
+    payload = {"member": member_id, "points": points, "reason": reason, "actor": actor.pk if has_actor else None}
+    if source:
+        payload["source"] = source
     return points_post(
         program=program,
         member_ids=[member_id],
@@ -756,7 +771,7 @@ def points_adjust(
         work=work,
         idempotency_key=idempotency_key,
         now=now,
-        actor_id=actor.pk,
+        actor_id=actor.pk if has_actor else None,
     )
 
 
