@@ -5,3 +5,6 @@ class RewardsConfig(AppConfig):
     name = "rewards"
     verbose_name = "Rewards"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connects to loyalty's signals)
