@@ -30,6 +30,7 @@ from loyalty.api import (
 from loyalty.models import Activity, Member, Program
 
 from . import selectors, services
+from .api_members import urlpatterns as member_urlpatterns
 from .models import validate_activity_type
 
 
@@ -56,10 +57,16 @@ class AwardSerializer(serializers.Serializer):
 
 
 class ActivityInputSerializer(MemberReferenceSerializer):
+    """An activity of a member. Not every type can be reported: a refund goes to
+    `POST /refunds`, and a birthday is never reported (400): the `award_birthdays` job awards the
+    birthday bonus itself, once a year per member on the birthday in the program's time zone,
+    so that a shop cannot grant it twice."""
+
     type = serializers.CharField(
         max_length=40,
         validators=[validate_activity_type],
-        help_text="purchase, signup, birthday, referral, social_share, store_visit, review, or a custom name.",
+        help_text="purchase, signup, referral, social_share, store_visit, review, or a custom name. "
+        "Not `refund` (use POST /refunds) nor `birthday` (awarded by the award_birthdays job only): 400.",
     )
     occurred_at = serializers.DateTimeField(required=False, help_text="Default: now.")
     order_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
@@ -71,6 +78,11 @@ class ActivityInputSerializer(MemberReferenceSerializer):
     def validate_type(self, value: str) -> str:
         if value == Activity.Type.REFUND:
             raise serializers.ValidationError("Report refunds with POST /refunds.")
+        if value == Activity.Type.BIRTHDAY:
+            raise serializers.ValidationError(
+                "Birthday bonuses are awarded by the award_birthdays job (once a year, on the member's "
+                "birthday in the program's time zone); they cannot be reported, so a shop cannot grant one twice."
+            )
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -206,4 +218,5 @@ urlpatterns = [
     path("activities", ActivityReportApi.as_view(), name="activity-report"),
     path("activities/preview", ActivityPreviewApi.as_view(), name="activity-preview"),
     path("refunds", RefundReportApi.as_view(), name="refund-report"),
+    *member_urlpatterns,
 ]

@@ -135,3 +135,56 @@ def assign_url(number):
 
 def wrong_check_digit(number):
     return number[:-1] + str((int(number[-1]) + 1) % 10)
+
+
+# --------------------------------------------------------------------------------------------
+# Responses checked against the generated OpenAPI schema
+
+
+def _as_json_schema(node):
+    """An OpenAPI 3.0 schema object as JSON Schema: `nullable` becomes a union with null, and an
+    object with declared properties admits no others (a response field missing from the
+    schema is a schema bug too)."""
+    if isinstance(node, list):
+        return [_as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _as_json_schema(value) for key, value in node.items() if key not in ("nullable", "readOnly")}
+    if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    if node.get("nullable"):
+        out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@pytest.fixture(scope="session")
+def openapi_schema():
+    """The API's OpenAPI document, as `/api/schema/` serves it (generated once per session)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+@pytest.fixture
+def assert_matches_schema(openapi_schema):
+    """`assert_matches_schema(response, "/api/v1/members/{id}", "get")`: the response's status is
+    documented for the operation and its JSON body validates against that status's schema.
+    Returns the body."""
+    from jsonschema import Draft202012Validator
+
+    components = _as_json_schema(openapi_schema["components"])
+
+    def check(response, path, method):
+        operation = openapi_schema["paths"][path][method]
+        status = str(response.status_code)
+        assert status in operation["responses"], f"{method.upper()} {path} does not document {status}"
+        body = response.json()
+        schema = operation["responses"][status]["content"]["application/json"]["schema"]
+        validator = Draft202012Validator(
+            {**_as_json_schema(schema), "components": components}, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        problems = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
+        assert not problems, f"{method.upper()} {path} {status} breaks the schema: {problems}"
+        return body
+
+    return check
