@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 
-from . import selectors
+from loyalty.models import Program
+
+from . import builtins, selectors
 from .forms import ActivityPreviewForm, EarningRuleForm
 from .models import EarningRule, RuleAward
 
@@ -54,8 +56,30 @@ class EarningRuleAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.preview_view),
                 name="workflows_earningrule_preview",
             ),
+            path(
+                "install-builtins/",
+                self.admin_site.admin_view(self.install_builtins_view),
+                name="workflows_earningrule_install_builtins",
+            ),
             *super().get_urls(),
         ]
+
+    def install_builtins_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: add the built-in rules (signup, purchase, birthday, social share, store visit)
+        that a program lacks, switched off, to every program (`builtins.builtin_rules_install`)."""
+        if request.method != "POST" or not self.has_add_permission(request):
+            raise PermissionDenied
+        created = 0
+        for program in Program.objects.order_by("id"):
+            created += sum(1 for _, new in builtins.builtin_rules_install(program=program) if new)
+        self.message_user(
+            request,
+            f"{created} built-in rule(s) added, switched off: tick 'active' on those you want."
+            if created
+            else "Every program already has the built-in rules.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:workflows_earningrule_changelist"))
 
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         """ "What would this order earn this member?": the rules' answer, posting nothing."""
@@ -103,3 +127,6 @@ class RuleAwardAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from . import admin_referrals  # noqa: E402,F401  (registers the referral admin)

@@ -14,7 +14,7 @@ from .models import EarningRule
 
 
 def demo_rules_load(*, program: Program, now: dt.datetime) -> str:
-    if program.earning_rules.exists():
+    if program.earning_rules.filter(builtin="").exists():
         return "Earning rules: the demo program has rules; left as they are."
     weekend_start = program.start_of_day(program.local_date(now) + dt.timedelta(days=(5 - now.weekday()) % 7))
     rules = [

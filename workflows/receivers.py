@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db import transaction
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from loyalty.models import Member, Program
@@ -55,3 +57,20 @@ def add_demo_rules(sender: Any, *, program: Program, now: Any, stdout: Any = Non
     line = demo.demo_rules_load(program=program, now=now)
     if stdout is not None:
         stdout.write(line)
+
+
+@receiver(post_save, sender=Program, dispatch_uid="workflows.install_builtin_rules")
+def install_builtin_rules(sender: Any, *, instance: Program, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    """A new program gets the built-in earning rules, inactive (`builtins.builtin_rules_install`).
+    After the commit, like the other reactions here: the program exists whatever happens, and
+    `manage.py install_builtin_rules` installs what a failed run missed. Not for fixtures (raw)."""
+    if not created or raw:
+        return
+    program_id = instance.pk
+
+    def install() -> None:
+        program = Program.objects.filter(pk=program_id).first()
+        if program is not None:
+            _safely("built-in rules", lambda: builtins.builtin_rules_install(program=program))
+
+    transaction.on_commit(install)

@@ -185,10 +185,11 @@ def activity_report(
             )
             entries.extend(result.entries)
         RuleAward.objects.bulk_create(rows)
+        referral = None
         if type == Activity.Type.PURCHASE:
             # A referred friend's first qualifying purchase rewards both (same transaction).
-            referrals.referral_on_purchase(activity=activity, member=locked, now=now)
-        if result is not None:
+            referral = referrals.referral_on_purchase(activity=activity, member=locked, now=now)
+        if result is not None and referral is None:
             balance = result.balance
         else:
             locked.refresh_from_db(fields=["available", "pending", "lifetime_earned", "redeemed", "expired"])

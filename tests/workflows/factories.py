@@ -3,7 +3,7 @@ from decimal import Decimal
 import factory
 
 from tests.loyalty.factories import ProgramFactory
-from workflows.models import EarningRule
+from workflows.models import EarningRule, ReferralSettings
 
 
 class EarningRuleFactory(factory.django.DjangoModelFactory):
@@ -17,3 +17,16 @@ class EarningRuleFactory(factory.django.DjangoModelFactory):
     trigger = "purchase"
     kind = EarningRule.Kind.FIXED
     points = Decimal("10")
+
+
+class ReferralSettingsFactory(factory.django.DjangoModelFactory):
+    """An active referral offer: 500 points for the referrer, 250 for the friend, no conditions."""
+
+    class Meta:
+        model = ReferralSettings
+        django_get_or_create = ("program",)
+
+    program = factory.SubFactory(ProgramFactory)
+    is_active = True
+    referrer_points = 500
+    friend_points = 250

@@ -89,3 +89,24 @@ def test_preview_page_reports_a_bad_item_line(admin_client_, program, member):
     )
     assert response.status_code == 200
     assert "items" in response.context["form"].errors
+
+
+def test_add_built_in_rules_button_installs_them_switched_off_once(admin_client_, program):
+    url = reverse("admin:workflows_earningrule_install_builtins")
+    assert admin_client_.get(url).status_code == 403  # a write: POST only
+    page = admin_client_.get(reverse("admin:workflows_earningrule_changelist"))
+    assert url in page.content.decode()
+    first = admin_client_.post(url, follow=True)
+    assert "5 built-in rule(s) added" in first.content.decode()
+    rules = EarningRule.objects.filter(program=program).exclude(builtin="")
+    assert sorted(rules.values_list("builtin", flat=True)) == [
+        "birthday",
+        "purchase",
+        "signup",
+        "social_share",
+        "store_visit",
+    ]
+    assert not rules.filter(is_active=True).exists()
+    second = admin_client_.post(url, follow=True)
+    assert "already has the built-in rules" in second.content.decode()
+    assert rules.count() == 5
