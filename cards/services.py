@@ -35,7 +35,7 @@ from loyalty import errors as loyalty_errors
 from loyalty import services as loyalty_services
 from loyalty.models import LedgerEntry, Member, Program
 
-from . import errors, lock_objects, numbers
+from . import errors, lock_objects, numbers, signals
 from .models import Card, CardEvent
 from .selectors import card_lookup, well_formed_number
 
@@ -386,6 +386,7 @@ def card_claim(
     profile = {"email": email, "first_name": first_name, "last_name": last_name}
     with transaction.atomic():
         member = _claim_locked(program=program, number=card.number, profile=profile, into_member=into_member, now=now)
+        transaction.on_commit(lambda: signals.card_claimed.send(sender=Card, program=program, member=member, card=card))
     cache.delete(_pin_failures_key(card))
     return member
 

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from cards.signals import card_claimed
 from loyalty.models import Member, Program
 from loyalty.signals import demo_loaded, member_enrolled
 from tiers.signals import tier_changed
@@ -41,6 +42,13 @@ def on_member_enrolled(sender: Any, *, program: Program, member: Member, **kwarg
         "automations (enrolled)",
         lambda: automations.automations_on_event(trigger="member_enrolled", member_id=member.pk),
     )
+
+
+@receiver(card_claimed, dispatch_uid="workflows.on_card_claimed")
+def on_card_claimed(sender: Any, *, program: Program, member: Member, **kwargs: Any) -> None:
+    """A customer claimed a card: an anonymous card member who now has an email gets the
+    signup bonus they could not get at the first purchase (once: the bonus has its key)."""
+    _safely("signup bonus (claim)", lambda: builtins.signup_bonus_award(member=Member.objects.get(pk=member.pk)))
 
 
 @receiver(tier_changed, dispatch_uid="workflows.on_tier_changed")

@@ -212,3 +212,22 @@ def test_the_merchants_own_signup_rule_also_pays_through_the_bonus(program, djan
     EarningRule.objects.create(program=program, name="Hello", trigger="signup", kind="fixed", points=7)
     member, _ = enrol(program, django_capture_on_commit_callbacks, external_id="c-9")
     assert list(LedgerEntry.objects.filter(member=member).values_list("points", "reason")) == [(7, "Hello")]
+
+
+def test_claiming_an_anonymous_card_pays_the_signup_bonus_once(installed, django_capture_on_commit_callbacks):
+    from cards import numbers
+    from cards import services as cards_services
+    from tests.cards.factories import CardFactory
+
+    switch_on(installed, "signup")
+    anonymous = MemberFactory(
+        program=installed, external_id=None, email="", first_name="", last_name="", enrollment_channel="card"
+    )
+    card = CardFactory(member=anonymous)
+    with django_capture_on_commit_callbacks(execute=True):
+        cards_services.card_claim(
+            program=installed, number=card.number, pin=numbers.pin_for(card.number), email="claire@example.com"
+        )
+    anonymous.refresh_from_db()
+    assert anonymous.available == 100
+    assert Activity.objects.filter(member=anonymous, type="signup").count() == 1
