@@ -161,7 +161,7 @@ def referral_on_purchase(*, activity: Activity, member: Member, now: dt.datetime
     (`referral_create` is called for referred members only): no query then."""
     if member.referred_by_id is None:
         return None
-    referral = Referral.objects.select_for_update().filter(friend_id=member.pk, status=Referral.Status.PENDING).first()
+    referral = lock_objects.pending_referral_for_update(friend_id=member.pk).first()
     if referral is None:
         return None
     settings = ReferralSettings.objects.filter(program_id=member.program_id, is_active=True).first()
