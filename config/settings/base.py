@@ -195,3 +195,8 @@ LOYALTY_MAX_POINTS_PER_POST = env.int("LOYALTY_MAX_POINTS_PER_POST", default=10_
 # Card claim PINs are an HMAC of the card number with this key (cards/numbers.py). Changing it
 # changes every printed PIN: set it once per installation and keep it.
 CARD_PIN_SECRET = env("CARD_PIN_SECRET", default=SECRET_KEY)
+
+# Outgoing webhooks (notifications app, docs/webhooks.md): endpoint URLs must be https and must
+# not resolve to private, loopback, link-local or reserved addresses. True (development and
+# tests only) allows http and any address, at save time and at delivery time.
+WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=False)

@@ -1,0 +1,35 @@
+"""Celery tasks of the notifications app: thin wrappers of the services."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import events, services
+
+
+@shared_task(bind=True, name="notifications.deliver_webhook", ignore_result=True)
+def deliver_webhook_task(self: Any, delivery_id: int) -> None:
+    """One attempt at one delivery; on failure, a Celery retry at the row's next attempt time.
+
+    The schedule lives on the row (`next_attempt_at`), so the periodic `deliver_outbox` sends
+    it even if this retry message is lost. Eager mode (no broker) does not retry here: an eager
+    retry would run at once, inside the request; `deliver_outbox` does it when it is due."""
+    result = services.delivery_attempt(delivery_id=delivery_id)
+    if result is not None and result.retry_in is not None and not self.request.is_eager:
+        raise self.retry(countdown=result.retry_in.total_seconds(), max_retries=None)
+
+
+@shared_task(name="notifications.deliver_outbox", ignore_result=True)
+def deliver_outbox_task(now: str | None = None, limit: int = 500) -> dict[str, int]:
+    moment = dt.datetime.fromisoformat(now) if now else timezone.now()
+    result = services.outbox_deliver(now=moment, limit=limit)
+    return {"attempted": result.attempted, "succeeded": result.succeeded, "failed": result.failed}
+
+
+@shared_task(name="notifications.collect_expired_points", ignore_result=True)
+def collect_expired_points_task() -> int:
+    return events.expired_points_collect()
