@@ -5,7 +5,7 @@ All are sent after the transaction commits; the ledger never depends on a receiv
 
 from django.dispatch import Signal
 
-# kwargs: program, member (fresh balances), entries (list[LedgerEntry])
+# kwargs: program, member_id, balance (Balance after the post, or None), entries (list[LedgerEntry] of that member)
 points_posted = Signal()
 # kwargs: program, member, channel
 member_enrolled = Signal()
