@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from loyalty.models import Program
+from loyalty import services as ledger
+from loyalty.models import Member, Program
 
-from . import services
-from .models import EarningRule
+from . import builtins, referrals, services
+from .birthdays import birthdays_award
+from .models import Builtin, EarningRule, ReferralSettings
 
 
 def demo_rules_load(*, program: Program, now: dt.datetime) -> str:
@@ -67,3 +69,60 @@ def demo_rules_load(*, program: Program, now: dt.datetime) -> str:
     for fields in rules:
         services.rule_create(program=program, **fields)
     return f"Earning rules: {len(rules)} rules (base rate, category bonus, weekend campaign, signup, visits, reviews)."
+
+
+def demo_built_ins_load(*, program: Program, now: dt.datetime) -> str:
+    """The built-in activities of the demo: the ready-made rules with the birthday bonus
+    switched on and awarded as of `now` (the last three days' birthdays), and a referral offer
+    with friends in each state (rewarded by a first purchase, pending, rejected). Once: a
+    program with referral settings is left alone."""
+    if ReferralSettings.objects.filter(program=program).exists():
+        return "Built-ins: the demo program has them; left as they are."
+    builtins.builtin_rules_install(program=program)
+    EarningRule.objects.filter(program=program, builtin=Builtin.BIRTHDAY).update(
+        is_active=True, name="Happy birthday beans", points=Decimal(100)
+    )
+    ReferralSettings.objects.create(
+        program=program,
+        is_active=True,
+        referrer_points=200,
+        friend_points=100,
+        min_order_amount=Decimal("15.00"),
+        monthly_cap=5,
+        qualify_within_days=60,
+    )
+    referrers = list(Member.objects.filter(program=program, status="active").exclude(email="").order_by("id")[:3])
+    states = []
+    for i, referrer in enumerate(referrers):
+        friend, _ = ledger.member_enroll(
+            program=program,
+            external_id=f"demo-friend-{i + 1}",
+            email=referrer.email if i == 2 else f"friend{i + 1}@example.com",  # the third: a self-referral
+            first_name=["Noor", "Tomás", "Ines"][i],
+            last_name="Demo",
+            birthday=dt.date(1990 + i, 3 + i, 12),
+            referred_by=referrer,
+            channel=Member.Channel.ONLINE,
+            now=now - dt.timedelta(days=10),
+        )
+        referral = referrals.referral_create(friend=friend, referrer=referrer, now=now - dt.timedelta(days=10))
+        if referral is not None and i == 0:
+            services.activity_report(
+                program=program,
+                member=friend,
+                type="purchase",
+                occurred_at=now - dt.timedelta(days=2),
+                order_id="DEMO-REFERRAL-1",
+                amount=Decimal("32.50"),
+                currency=program.currency,
+                channel="online",
+                idempotency_key="demo:referral:1",
+                now=now,
+            )
+            referral.refresh_from_db()
+        states.append(referral.status if referral else "none")
+    birthdays = birthdays_award(now=now, program=program)
+    return (
+        f"Built-ins: 5 ready-made rules (birthday on: {birthdays.members} birthday bonuses today); "
+        f"referral offer on, friends {', '.join(states)}."
+    )

@@ -62,9 +62,10 @@ def on_tier_changed(sender: Any, *, program: Program, member_id: int, **kwargs: 
 @receiver(demo_loaded, dispatch_uid="workflows.add_demo_rules")
 def add_demo_rules(sender: Any, *, program: Program, now: Any, stdout: Any = None, **kwargs: Any) -> None:
     """`manage.py load_demo`: the demo program's earning rules (`workflows.demo`), once."""
-    line = demo.demo_rules_load(program=program, now=now)
+    lines = [demo.demo_rules_load(program=program, now=now), demo.demo_built_ins_load(program=program, now=now)]
     if stdout is not None:
-        stdout.write(line)
+        for line in lines:
+            stdout.write(line)
 
 
 @receiver(post_save, sender=Program, dispatch_uid="workflows.install_builtin_rules")

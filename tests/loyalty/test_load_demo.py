@@ -46,8 +46,10 @@ def test_load_demo_creates_the_demo_program(demo_output):
         14,
         "Europe/Paris",
     )
-    # Cards add anonymous members (purchases on unassigned cards) on top of the history.
-    assert Member.objects.filter(program=program).exclude(enrollment_channel=Member.Channel.CARD).count() == 25
+    # Cards add anonymous members (purchases on unassigned cards) and the referrals three
+    # referred friends on top of the history.
+    history = Member.objects.filter(program=program).exclude(enrollment_channel=Member.Channel.CARD)
+    assert history.exclude(external_id__startswith="demo-friend-").count() == 25
 
 
 def test_load_demo_prints_one_login_line_that_logs_in(demo_output):
@@ -103,6 +105,7 @@ def test_load_demo_twice_changes_no_history_and_resets_the_password(demo_output)
 def test_load_demo_at_full_size(db):
     output = load_demo()
 
-    assert Member.objects.filter(program__slug="demo").exclude(enrollment_channel=Member.Channel.CARD).count() == 300
+    members = Member.objects.filter(program__slug="demo").exclude(enrollment_channel=Member.Channel.CARD)
+    assert members.exclude(external_id__startswith="demo-friend-").count() == 300
     assert len(login_lines(output)) == 1
     assert list(ledger_problems()) == []

@@ -231,3 +231,17 @@ def test_claiming_an_anonymous_card_pays_the_signup_bonus_once(installed, django
     anonymous.refresh_from_db()
     assert anonymous.available == 100
     assert Activity.objects.filter(member=anonymous, type="signup").count() == 1
+
+
+def test_load_demo_shows_the_built_ins_and_referrals_in_each_state(db):
+    import io
+
+    from django.core.management import call_command
+
+    from workflows.models import Referral
+
+    out = io.StringIO()
+    call_command("load_demo", members=40, stdout=out)
+    assert "referral offer on, friends rewarded, pending, rejected" in out.getvalue()
+    assert set(Referral.objects.values_list("status", flat=True)) == {"rewarded", "pending", "rejected"}
+    assert EarningRule.objects.filter(builtin="birthday", is_active=True).count() == 1
