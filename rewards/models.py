@@ -161,7 +161,14 @@ class Redemption(models.Model):
     kind = models.CharField(max_length=20, choices=Reward.Kind.choices)
     value = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     sku = models.CharField(max_length=100, blank=True)
-    entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="+", help_text="The redeem entry.")
+    entry = models.OneToOneField(
+        LedgerEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The redeem entry; none for a gift (an automation's free coupon).",
+    )
     refund_entry = models.ForeignKey(
         LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )

@@ -258,15 +258,16 @@ def redemption_cancel(*, program: Program, code: str, reason: str = "", now: dt.
             raise CouponNotUsable(
                 f"This coupon is {redemption.status}.", code=redemption.code, status=redemption.status
             )
-        result = ledger.points_restore(
-            program=program,
-            entry_id=redemption.entry_id,
-            reason=(reason or f"Coupon {redemption.code} cancelled")[:255],
-            now=now,
-        )
         redemption.status = Redemption.Status.CANCELLED
         redemption.cancelled_at = now
-        redemption.refund_entry = result.entries[0] if result.entries else None
+        if redemption.entry_id is not None:  # a gift cost no points
+            result = ledger.points_restore(
+                program=program,
+                entry_id=redemption.entry_id,
+                reason=(reason or f"Coupon {redemption.code} cancelled")[:255],
+                now=now,
+            )
+            redemption.refund_entry = result.entries[0] if result.entries else None
         redemption.save(update_fields=["status", "cancelled_at", "refund_entry"])
         _give_back_stock(redemption)
         transaction.on_commit(
@@ -305,7 +306,7 @@ def coupons_expire(*, now: dt.datetime, chunk_size: int = 500) -> ExpireResult:
                 program = programs.get(redemption.program_id)
                 if program is None:
                     program = programs[redemption.program_id] = Program.objects.get(pk=redemption.program_id)
-                refund = refund_policy.get(program.id, True)
+                refund = refund_policy.get(program.id, True) and redemption.entry_id is not None
                 redemption.status = Redemption.Status.EXPIRED
                 redemption.expired_at = now
                 if refund:
@@ -327,3 +328,83 @@ def coupons_expire(*, now: dt.datetime, chunk_size: int = 500) -> ExpireResult:
                     )
                 )
             last_id = batch[-1].id
+
+
+def reward_gift(
+    *,
+    program: Program,
+    member: Member,
+    reward: Reward,
+    reason: str,
+    idempotency_key: str,
+    now: dt.datetime | None = None,
+) -> Redemption:
+    """Give a member a reward's coupon for free (an automation's action): no points are spent
+    and no ledger entry is written; the reward must be this program's and active, and a unit
+    of its stock is taken. The tier and per-member limit of the catalog do not apply (the
+    merchant chose to give it). Idempotent by `idempotency_key`: a second call returns the
+    first coupon. Refusals: `RewardNotFound`, `RewardUnavailable`, `MemberBlocked`."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        payload = {"member": member.pk, "reward": reward.pk, "reason": reason}
+        record = ledger.idempotency_key_claim(
+            program=program, key=idempotency_key, operation="reward_gift", payload=payload, now=now
+        )
+        if record is not None:
+            return Redemption.objects.get(pk=record.result["redemption_id"])
+        if reward.program_id != program.id or member.program_id != program.id:
+            raise RewardNotFound("No such reward in this program.", reward_id=reward.pk)
+        if member.is_blocked:
+            raise errors.MemberBlocked("The member is blocked.", member_id=member.pk)
+        reward.refresh_from_db()
+        problem = selectors.reward_refusal(reward=reward, member=None, now=now)
+        if problem is not None:
+            raise RewardUnavailable(problem.message, reason=problem.reason, reward_id=reward.pk)
+        counts_against_stock = reward.stock is not None
+        if counts_against_stock and not _take_stock(reward):
+            raise RewardUnavailable("This reward is out of stock.", reason="out_of_stock", reward_id=reward.pk)
+        code = codes.new_code()
+        while Redemption.objects.filter(code=code).exists():
+            code = codes.new_code()
+        redemption = Redemption.objects.create(
+            program=program,
+            reward=reward,
+            member=member,
+            code=code,
+            points=0,
+            kind=reward.kind,
+            value=reward.value if not reward.is_points_for_amount else None,
+            sku=reward.sku,
+            entry=None,
+            counts_against_stock=counts_against_stock,
+            issued_at=now,
+            expires_at=_coupon_expiry(program, reward, now),
+        )
+        ledger.idempotency_key_settle(program=program, key=idempotency_key, result={"redemption_id": redemption.pk})
+        transaction.on_commit(
+            lambda: signals.reward_redeemed.send(
+                sender=Redemption, program=program, redemption=redemption, member_id=member.pk
+            )
+        )
+    return redemption
+
+
+def reward_issue_for_automation(
+    *, program_id: int, member_id: int, reward_id: int, reason: str, idempotency_key: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The automations' hook (`workflows.automations.reward_issue_hook`): a gift coupon, or the
+    reason it could not be given, as JSON for the run's details. A refusal never fails the
+    automation's chunk: it runs in a savepoint and is reported."""
+    program = Program.objects.get(pk=program_id)
+    member = Member.objects.get(pk=member_id)
+    reward = Reward.objects.filter(pk=reward_id).first()
+    if reward is None:
+        return {"id": reward_id, "status": "refused", "reason": "reward_not_found"}
+    try:
+        with transaction.atomic():
+            coupon = reward_gift(
+                program=program, member=member, reward=reward, reason=reason, idempotency_key=idempotency_key, now=now
+            )
+    except errors.LoyaltyError as exc:
+        return {"id": reward_id, "status": "refused", "reason": exc.details.get("reason", exc.code)}
+    return {"id": reward_id, "status": "issued", "code": coupon.code}

@@ -78,7 +78,7 @@ def tier_evaluate_member(*, member: Member, now: dt.datetime | None = None) -> T
         )
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def tier_set_manual(
     *,
     member: Member,

@@ -129,4 +129,6 @@ class RuleAwardAdmin(admin.ModelAdmin):
         return False
 
 
-from . import admin_referrals  # noqa: E402,F401  (registers the referral admin)
+from . import admin_automations  # noqa: E402,F401  (registers the automations admin)
+
+from . import admin_referrals  # noqa: E402,F401  (registers the referral admin)  # isort: skip

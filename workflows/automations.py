@@ -1,24 +1,567 @@
-"""Automations: event or schedule -> conditions -> actions. (Skeleton: the implementation follows.)"""
+"""Automations: event or schedule -> conditions -> actions (docs/automations.md).
+
+An `Automation` of a program has a trigger (an activity type, the member's tier changed, the
+member enrolled, or the daily job), conditions that must all hold, and actions (award points,
+set a tier, send an email, issue a reward). It fires at most once per member per period.
+
+One implementation serves both paths:
+- `automations_run` (the daily job, `run_workflows`): for each active daily automation, the
+  members of a chunk of member ids who meet the conditions are *selected and claimed in one
+  SQL statement* (`_claim`): the statement inserts their `AutomationRun` rows with
+  `ON CONFLICT DO NOTHING RETURNING member_id`. The unique constraint `automation_run_once`
+  (automation, member, period key) is the "at most once per member per period" guarantee, also
+  for concurrent or repeated runs: a member whose row exists already is not returned, so their
+  actions are not performed twice. The actions of the claimed members run in the same
+  transaction (one per chunk), so a crash loses the whole chunk and a rerun does it again.
+- `automations_on_event` (after an activity, a tier change, an enrolment commits): the same
+  statement restricted to one member id.
+
+Emails are sent after the transaction commits (`transaction.on_commit`): a rolled-back chunk
+sends nothing.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core import mail
+from django.db import connection, transaction
+from django.template import Context, Template
+from django.utils import timezone
+
+from loyalty import errors
+from loyalty import services as ledger
+from loyalty.models import Member, Program
+from rewards import services as reward_services
+from tiers import services as tier_services
+from tiers.models import MemberTier, Tier
+
+from .models import Automation, AutomationRun
+
+logger = logging.getLogger(__name__)
+
+Trigger = Automation.Trigger
+Period = Automation.Period
+EVENT_TRIGGERS = frozenset({Trigger.ACTIVITY, Trigger.TIER_CHANGED, Trigger.ENROLLED})
+DEFAULT_CHUNK_SIZE = 5_000
+# `set_tier` without `set_tier_days`: the tier is set for a year. A manual tier freezes the
+# member's tier (no upgrades, no downgrades) until it ends, so "for ever" is never the default.
+DEFAULT_SET_TIER_DAYS = 365
+RUN = AutomationRun._meta.db_table
 
 
 @dataclass
 class AutomationsResult:
+    """What a run did: automations looked at, firings (runs), points awarded, emails queued,
+    tiers set, member chunks (transactions)."""
+
     automations: int = 0
     runs: int = 0
+    points: int = 0
+    emails: int = 0
+    tiers: int = 0
+    chunks: int = 0
+    by_automation: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: AutomationsResult) -> None:
+        self.runs += other.runs
+        self.points += other.points
+        self.emails += other.emails
+        self.tiers += other.tiers
+        for automation_id, runs in other.by_automation.items():
+            self.by_automation[automation_id] = self.by_automation.get(automation_id, 0) + runs
 
 
-def automations_run(*, now: dt.datetime) -> AutomationsResult:
-    """The daily automations as of `now` (idempotent: at most once per member per period)."""
-    return AutomationsResult()
+# --------------------------------------------------------------------------------------------
+# Periods
+
+
+def period_key(*, automation: Automation, program: Program, now: dt.datetime) -> str:
+    """The period `now` falls in, in the program's time zone: "once", "2026", "2026-11",
+    "2026-W48" (ISO week, ISO year) or "2026-11-23". One `AutomationRun` per member per key."""
+    if automation.period == Period.ONCE:
+        return "once"
+    day = program.local_date(now)
+    if automation.period == Period.YEAR:
+        return f"{day.year:04d}"
+    if automation.period == Period.MONTH:
+        return f"{day.year:04d}-{day.month:02d}"
+    if automation.period == Period.WEEK:
+        iso = day.isocalendar()
+        return f"{iso.year:04d}-W{iso.week:02d}"
+    if automation.period == Period.DAY:
+        return day.isoformat()
+    raise errors.InvalidInput(f"Unknown period {automation.period!r}.", field="period")
+
+
+def anniversary_days(*, today: dt.date) -> list[int]:
+    """The enrolment days (month * 100 + day) whose anniversary is `today`: today's own day,
+    and on 28 February of a non-leap year also 29 February (members who enrolled on a leap day
+    celebrate on the 28th)."""
+    days = [today.month * 100 + today.day]
+    if today.month == 2 and today.day == 28:
+        try:
+            dt.date(today.year, 2, 29)
+        except ValueError:
+            days.append(229)
+    return days
+
+
+# --------------------------------------------------------------------------------------------
+# Conditions: one SQL statement selects and claims the members
+
+
+def _conditions_sql(automation: Automation, tier_ids: Sequence[int]) -> list[str]:
+    """The WHERE clauses of the automation's conditions over `loyalty_member m`, all AND-ed.
+    Each condition is a correlated subquery on one member, served by a member-leading index
+    (activity_member_recent, entry_member_recent, the MemberTier primary key), so the cost
+    is a few index probes per member of the chunk; unset conditions add nothing."""
+    window_a = "AND a.occurred_at >= %(since)s" if automation.window_days is not None else ""
+    window_e = "AND e.occurred_at >= %(since)s" if automation.window_days is not None else ""
+    clauses: list[str] = []
+    if automation.min_orders is not None:
+        clauses.append(
+            "(SELECT count(*) FROM loyalty_activity a WHERE a.member_id = m.id AND a.type = 'purchase' "
+            f"AND a.occurred_at <= %(now)s {window_a}) >= %(min_orders)s"
+        )
+    if automation.min_amount_spent is not None:
+        # Purchases only: refunds are not subtracted (the condition is about buying behaviour).
+        clauses.append(
+            "(SELECT COALESCE(sum(a.amount), 0) FROM loyalty_activity a WHERE a.member_id = m.id "
+            f"AND a.type = 'purchase' AND a.occurred_at <= %(now)s {window_a}) >= %(min_amount_spent)s"
+        )
+    if automation.min_points_earned is not None:
+        clauses.append(
+            "(SELECT COALESCE(sum(e.points), 0) FROM loyalty_ledgerentry e WHERE e.member_id = m.id "
+            f"AND e.kind = 'earn' AND e.occurred_at <= %(now)s {window_e}) >= %(min_points_earned)s"
+        )
+    if automation.min_days_inactive is not None:
+        clauses.append(
+            "COALESCE((SELECT max(a.occurred_at) FROM loyalty_activity a WHERE a.member_id = m.id "
+            "AND a.occurred_at <= %(now)s), m.enrolled_at) <= %(inactive_since)s"
+        )
+    if tier_ids:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM tiers_membertier mt WHERE mt.member_id = m.id AND mt.tier_id = ANY(%(tier_ids)s))"
+        )
+    if automation.min_days_enrolled is not None:
+        clauses.append("m.enrolled_at <= %(enrolled_before)s")
+    if automation.on_enrollment_anniversary:
+        clauses.append(
+            "(EXTRACT(MONTH FROM m.enrolled_at AT TIME ZONE %(tz)s) * 100 "
+            "+ EXTRACT(DAY FROM m.enrolled_at AT TIME ZONE %(tz)s))::int = ANY(%(anniversary_days)s) "
+            "AND EXTRACT(YEAR FROM m.enrolled_at AT TIME ZONE %(tz)s) < %(year)s"
+        )
+    return clauses
+
+
+def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
+    """Select the members of [lo, hi) meeting the conditions, lock them in id order (so a
+    member blocked meanwhile is re-checked and no posting races the actions) and insert their
+    runs. `ON CONFLICT DO NOTHING` makes the unique constraint the arbiter between concurrent
+    runs; RETURNING gives exactly the members this transaction fired for."""
+    where = " AND ".join(
+        [
+            "m.program_id = %(program)s",
+            "m.id >= %(lo)s AND m.id < %(hi)s",
+            "m.status = 'active'",
+            "m.enrolled_at <= %(now)s",
+            # A per-member probe of the unique index, written so the planner cannot turn it into
+            # an anti-join: during a run the table grows faster than its statistics, and a
+            # join planned for "few runs" then compares every member with every run.
+            f"(SELECT 1 FROM {RUN} r WHERE r.automation_id = %(automation)s "
+            "AND r.member_id = m.id AND r.period_key = %(period_key)s LIMIT 1) IS NULL",
+            *_conditions_sql(automation, tier_ids),
+        ]
+    )
+    return (
+        f"WITH chosen AS (SELECT m.id FROM loyalty_member m WHERE {where} ORDER BY m.id FOR NO KEY UPDATE OF m) "
+        f"INSERT INTO {RUN} (automation_id, member_id, period_key, fired_at, points, details) "
+        "SELECT %(automation)s, chosen.id, %(period_key)s, %(now)s, 0, '{}'::jsonb FROM chosen "
+        "ON CONFLICT ON CONSTRAINT automation_run_once DO NOTHING "
+        "RETURNING id, member_id"
+    )
+
+
+def _claim_params(
+    *, automation: Automation, program: Program, key: str, now: dt.datetime, lo: int, hi: int, tier_ids: Sequence[int]
+) -> dict[str, Any]:
+    today = program.local_date(now)
+    days = dt.timedelta
+    return {
+        "program": program.pk,
+        "automation": automation.pk,
+        "period_key": key,
+        "now": now,
+        "lo": lo,
+        "hi": hi,
+        "since": now - days(days=automation.window_days) if automation.window_days is not None else None,
+        "min_orders": automation.min_orders,
+        "min_amount_spent": automation.min_amount_spent,
+        "min_points_earned": automation.min_points_earned,
+        "inactive_since": (
+            now - days(days=automation.min_days_inactive) if automation.min_days_inactive is not None else None
+        ),
+        "tier_ids": list(tier_ids),
+        "enrolled_before": (
+            now - days(days=automation.min_days_enrolled) if automation.min_days_enrolled is not None else None
+        ),
+        "tz": program.timezone,
+        "anniversary_days": anniversary_days(today=today),
+        "year": today.year,
+    }
+
+
+def _claim(
+    *, automation: Automation, program: Program, key: str, now: dt.datetime, lo: int, hi: int
+) -> list[tuple[int, int]]:
+    """Claim the firings of `automation` for the members of [lo, hi) that meet its conditions
+    and have no run in period `key`: (run id, member id) pairs, in member id order. Runs
+    inside the caller's transaction. 1 query."""
+    tier_ids = [t.pk for t in automation.tiers.all()]  # prefetched by the callers
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _claim_sql(automation, tier_ids),
+            _claim_params(automation=automation, program=program, key=key, now=now, lo=lo, hi=hi, tier_ids=tier_ids),
+        )
+        return sorted(((r[0], r[1]) for r in cursor.fetchall()), key=lambda r: r[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Actions
+
+
+def reward_issue_hook(*, automation: Automation, member_id: int, key: str, now: dt.datetime) -> dict[str, Any]:
+    """Issue the automation's reward (`reward_id`) to a member as a gift coupon (no points
+    spent) through `rewards.services.reward_issue_for_automation`, inside the chunk's
+    transaction, with an idempotency key per firing; returns the JSON-able details it reports
+    (the code, or why it was refused: a refusal never undoes the firing's other actions)."""
+    return reward_services.reward_issue_for_automation(
+        program_id=automation.program_id,
+        member_id=member_id,
+        reward_id=automation.reward_id,
+        reason=automation.name,
+        idempotency_key=f"automation:{automation.pk}:{member_id}:{key}:reward",
+        now=now,
+    )
+
+
+@dataclass
+class _Email:
+    to: str
+    subject: str
+    body: str
+
+
+def _render(template: Template | None, context: dict[str, Any]) -> str:
+    # Plain-text email: no HTML escaping of names such as O'Brien.
+    return template.render(Context(context, autoescape=False)) if template is not None else ""
+
+
+def _send_emails(emails: list[_Email]) -> None:
+    """After commit: send each email on one connection; a failure is logged and the others
+    still go (the firing is recorded; there is no retry until the notifications outbox)."""
+    if not emails:
+        return
+    with mail.get_connection() as conn:
+        for email in emails:
+            try:
+                mail.EmailMessage(
+                    subject=email.subject,
+                    body=email.body,
+                    from_email=settings.DEFAULT_FROM_EMAIL,
+                    to=[email.to],
+                    connection=conn,
+                ).send()
+            except Exception:
+                logger.exception("automations: could not send the email to %s", email.to)
+
+
+def _perform(
+    *, automation: Automation, program: Program, claimed: list[tuple[int, int]], key: str, now: dt.datetime
+) -> AutomationsResult:
+    """The actions of `automation` for the members just claimed, in the caller's transaction:
+    points through the ledger (one lot each, idempotency key per firing), the tier through
+    `tier_set_manual`, the reward hook, and the email queued for after commit. Records what
+    was done on each run. Queries: 2 + per member (1 posting, ~4 tier) + 1 update."""
+    result = AutomationsResult(runs=len(claimed), by_automation={automation.pk: len(claimed)})
+    if not claimed:
+        return result
+    member_ids = [m for _, m in claimed]
+    members = {m.pk: m for m in Member.objects.filter(pk__in=member_ids)}
+    tier_states: dict[int, MemberTier] = {}
+    if automation.set_tier_id is not None:
+        tier_states = {
+            s.member_id: s for s in MemberTier.objects.select_related("tier").filter(member_id__in=member_ids)
+        }
+    wants_email = bool(automation.email_subject.strip() and automation.email_body.strip())
+    subject = Template(automation.email_subject) if wants_email else None
+    body = Template(automation.email_body) if wants_email else None
+    emails: list[_Email] = []
+    updates: list[tuple[int, int, str]] = []
+    for run_id, member_id in claimed:
+        member = members[member_id]
+        member.program = program
+        details: dict[str, Any] = {"trigger": automation.trigger}
+        points = 0
+        if automation.award_points:
+            posted = ledger.points_earn(
+                program=program,
+                member_id=member_id,
+                points=automation.award_points,
+                reason=automation.name[:255],
+                reference=f"automation:{automation.pk}",
+                idempotency_key=f"automation:{automation.pk}:{member_id}:{key}",
+                now=now,
+            )
+            points = automation.award_points
+            details["points"] = {"points": points, "entries": [e.id for e in posted.entries]}
+            result.points += points
+        if automation.set_tier_id is not None:
+            details["tier"] = _set_tier(automation=automation, member=member, state=tier_states.get(member_id), now=now)
+            result.tiers += details["tier"]["status"] == "set"
+        if automation.reward_id is not None:
+            details["reward"] = reward_issue_hook(automation=automation, member_id=member_id, key=key, now=now)
+        if wants_email:
+            if not member.email:
+                details["email"] = "skipped: no email address"
+            elif not member.email_consent:
+                details["email"] = "skipped: no email consent"
+            else:
+                context = {
+                    "member": member,
+                    "points": points,
+                    "program": program,
+                    "tier": automation.set_tier,
+                    "automation": automation,
+                }
+                subject_text = " ".join(_render(subject, context).split())
+                emails.append(_Email(to=member.email, subject=subject_text, body=_render(body, context)))
+                details["email"] = "sent after commit"
+                result.emails += 1
+        updates.append((run_id, points, json.dumps(details)))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {RUN} r SET points = u.points, details = u.details::jsonb "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS u(id, points, details) WHERE r.id = u.id",
+            [[u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]],
+        )
+    if emails:
+        transaction.on_commit(lambda: _send_emails(emails), robust=True)
+    return result
+
+
+def _set_tier(*, automation: Automation, member: Member, state: MemberTier | None, now: dt.datetime) -> dict[str, Any]:
+    """Set the automation's tier for `set_tier_days` (default a year). Never lowers a member:
+    one in a higher tier keeps it; one whose manual tier already runs at least as long keeps it."""
+    tier: Tier = automation.set_tier  # type: ignore[assignment]
+    until = now + dt.timedelta(days=automation.set_tier_days or DEFAULT_SET_TIER_DAYS)
+    current = state.tier if state is not None else None
+    if current is not None and current.position > tier.position:
+        return {"status": "kept", "tier": current.name, "note": "the member is in a higher tier"}
+    if current == tier and state is not None and state.manual_until is not None and state.manual_until >= until:
+        return {"status": "kept", "tier": current.name, "until": state.manual_until.isoformat()}
+    tier_services.tier_set_manual(
+        member=member, tier=tier, until=until, reason=f"Automation: {automation.name}", now=now
+    )
+    return {"status": "set", "tier": tier.name, "until": until.isoformat()}
+
+
+# --------------------------------------------------------------------------------------------
+# The daily job and the event path
+
+
+def _member_ranges(*, program: Program, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """[lo, hi) member-id ranges of `chunk_size` members of `program` (keyset on the primary
+    key), computed lazily so each chunk starts where the last one ended."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(id), max(id) FROM loyalty_member WHERE program_id = %s", [program.pk])
+        low, high = cursor.fetchone()
+    if low is None:
+        return
+    lo = low
+    while lo <= high:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM loyalty_member WHERE program_id = %s AND id >= %s ORDER BY id OFFSET %s LIMIT 1",
+                [program.pk, lo, chunk_size],
+            )
+            row = cursor.fetchone()
+        hi = row[0] if row else high + 1
+        yield lo, hi
+        lo = hi
+
+
+def automations_run(
+    *, now: dt.datetime, program: Program | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> AutomationsResult:
+    """The daily automations of every active program (or of `program`) as of `now`.
+
+    Per program, members are taken in chunks of `chunk_size` ids; each chunk is one durable
+    transaction that claims and performs every daily automation of the program for its
+    members. A crash loses only the chunk it happened in, and a rerun (same `now`) does only
+    what is missing: running twice changes nothing the second time.
+    Queries per chunk: 1 range + per automation 1 claim + the actions of its firings."""
+    if timezone.is_naive(now):
+        raise errors.InvalidInput("now must be timezone-aware.", field="now")
+    if chunk_size < 1:
+        raise errors.InvalidInput("chunk_size must be positive.", field="chunk_size")
+    automations = (
+        Automation.objects.filter(is_active=True, trigger=Trigger.DAILY, program__is_active=True)
+        .select_related("program", "set_tier")
+        .prefetch_related("tiers")
+        .order_by("program_id", "pk")
+    )
+    if program is not None:
+        automations = automations.filter(program=program)
+    by_program: dict[int, list[Automation]] = defaultdict(list)
+    for automation in automations:
+        by_program[automation.program_id].append(automation)
+    result = AutomationsResult()
+    for group in by_program.values():
+        the_program = group[0].program
+        keys = {a.pk: period_key(automation=a, program=the_program, now=now) for a in group}
+        result.automations += len(group)
+        for lo, hi in _member_ranges(program=the_program, chunk_size=chunk_size):
+            with transaction.atomic(durable=True):
+                for automation in group:
+                    claimed = _claim(
+                        automation=automation, program=the_program, key=keys[automation.pk], now=now, lo=lo, hi=hi
+                    )
+                    result.add(
+                        _perform(
+                            automation=automation,
+                            program=the_program,
+                            claimed=claimed,
+                            key=keys[automation.pk],
+                            now=now,
+                        )
+                    )
+            result.chunks += 1
+    return result
 
 
 def automations_on_event(
     *, trigger: str, member_id: int, activity_type: str = "", now: dt.datetime | None = None
-) -> None:
-    """An event happened to a member (after commit): run the program's automations it triggers."""
-    return None
+) -> AutomationsResult:
+    """An event happened to a member (called after its transaction committed): run the active
+    automations of the member's program with this trigger (for "activity": whose activity type
+    matches) for that member only, through the same claim and actions as the daily job.
+    Cheap when nothing is configured: 1 query finds no automation and returns."""
+    if trigger not in EVENT_TRIGGERS:
+        raise errors.InvalidInput(f"{trigger!r} is not an event trigger.", field="trigger")
+    now = now or timezone.now()
+    automations = Automation.objects.filter(
+        is_active=True,
+        trigger=trigger,
+        program__is_active=True,
+        program_id__in=Member.objects.filter(pk=member_id).values("program_id"),
+    )
+    if trigger == Trigger.ACTIVITY:
+        automations = automations.filter(activity_type=activity_type)
+    result = AutomationsResult()
+    found = list(automations.select_related("program", "set_tier").prefetch_related("tiers").order_by("pk"))
+    for automation in found:
+        program = automation.program
+        key = period_key(automation=automation, program=program, now=now)
+        result.automations += 1
+        with transaction.atomic():
+            claimed = _claim(automation=automation, program=program, key=key, now=now, lo=member_id, hi=member_id + 1)
+            result.add(_perform(automation=automation, program=program, claimed=claimed, key=key, now=now))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Ready-made automations and the demo
+
+WIN_BACK_POINTS = 200
+ANNIVERSARY_POINTS = 100
+
+
+def _vip_tier(program: Program) -> Tier | None:
+    """The tier "VIP by purchase history" sets: the second-highest active tier (the top one
+    stays reserved for members who earn it), or the only one."""
+    tiers = list(Tier.objects.filter(program=program, is_active=True).order_by("-position")[:2])
+    return tiers[-1] if tiers else None
+
+
+def _ready_made_defaults(program: Program) -> dict[str, dict[str, Any]]:
+    vip = _vip_tier(program)
+    return {
+        Automation.ReadyMade.VIP: {
+            "name": "VIP by purchase history",
+            "trigger": Trigger.DAILY,
+            "period": Period.YEAR,
+            "window_days": 365,
+            "min_orders": 5,
+            "set_tier": vip,
+            "set_tier_days": 365,
+            "email_subject": "Welcome to {{ tier.name }}, {{ member.first_name|default:'dear member' }}",
+            "email_body": (
+                "Thank you for your loyalty to {{ program.name }}: your orders of the last year make you "
+                "{{ tier.name }} for the next twelve months."
+            ),
+        },
+        Automation.ReadyMade.WIN_BACK: {
+            "name": "Win-back",
+            "trigger": Trigger.DAILY,
+            "period": Period.YEAR,
+            "min_days_inactive": 90,
+            "award_points": WIN_BACK_POINTS,
+            "email_subject": "We miss you, {{ member.first_name|default:'dear member' }}",
+            "email_body": (
+                "It has been a while! Here are {{ points }} {{ program.points_name }} to welcome you back "
+                "to {{ program.name }}."
+            ),
+        },
+        Automation.ReadyMade.ANNIVERSARY: {
+            "name": "Anniversary bonus",
+            "trigger": Trigger.DAILY,
+            "period": Period.YEAR,
+            "on_enrollment_anniversary": True,
+            "award_points": ANNIVERSARY_POINTS,
+            "email_subject": "Happy anniversary, {{ member.first_name|default:'dear member' }}!",
+            "email_body": (
+                "Another year with {{ program.name }}: thank you! We added {{ points }} "
+                "{{ program.points_name }} to your account."
+            ),
+        },
+    }
+
+
+def automations_install_ready_made(*, program: Program) -> list[tuple[Automation, bool]]:
+    """Create the program's ready-made automations ("VIP by purchase history", "Win-back",
+    "Anniversary bonus"), inactive, unless they exist: idempotent, and staff edits of an
+    installed one are kept. The unique constraint `automation_one_ready_made` settles a race.
+    Returns (automation, created) for each."""
+    installed = []
+    for ready_made, defaults in _ready_made_defaults(program).items():
+        automation, created = Automation.objects.get_or_create(
+            program=program, ready_made=ready_made, defaults={**defaults, "is_active": False}
+        )
+        installed.append((automation, created))
+    return installed
+
+
+def automations_demo_load(*, program: Program, now: dt.datetime) -> str:
+    """The demo program's automations (`load_demo`): install the ready-made ones, switch on
+    win-back and the anniversary bonus, and run the program's daily automations once as of
+    `now` so the demo shows runs. Idempotent: a second call installs and fires nothing new
+    (same period). Returns a one-line summary."""
+    installed = automations_install_ready_made(program=program)
+    Automation.objects.filter(
+        program=program, ready_made__in=[Automation.ReadyMade.WIN_BACK, Automation.ReadyMade.ANNIVERSARY]
+    ).update(is_active=True)
+    result = automations_run(now=now, program=program)
+    created = sum(1 for _, was_created in installed if was_created)
+    return (
+        f"Automations: {created} ready-made installed ({len(installed) - created} already there), win-back and "
+        f"anniversary on; {result.runs} firings, {result.points} points, {result.emails} emails."
+    )

@@ -62,7 +62,11 @@ def on_tier_changed(sender: Any, *, program: Program, member_id: int, **kwargs: 
 @receiver(demo_loaded, dispatch_uid="workflows.add_demo_rules")
 def add_demo_rules(sender: Any, *, program: Program, now: Any, stdout: Any = None, **kwargs: Any) -> None:
     """`manage.py load_demo`: the demo program's earning rules (`workflows.demo`), once."""
-    lines = [demo.demo_rules_load(program=program, now=now), demo.demo_built_ins_load(program=program, now=now)]
+    lines = [
+        demo.demo_rules_load(program=program, now=now),
+        demo.demo_built_ins_load(program=program, now=now),
+        automations.automations_demo_load(program=program, now=now),
+    ]
     if stdout is not None:
         for line in lines:
             stdout.write(line)

@@ -277,3 +277,22 @@ def test_expire_coupons_command_and_task(program, member):
     call_command("expire_coupons", "--now", later, stdout=out)
     assert out.getvalue().startswith("1 coupons expired, 1 refunded (100 points)")
     assert expire_coupons_task.delay(now=later).get() == {"coupons": 0, "refunded": 0, "points": 0}
+
+
+def test_a_gift_coupon_spends_nothing_and_cancels_without_a_refund(program, member):
+    reward = RewardFactory(program=program, stock=2, valid_days=1)
+    gift = services.reward_gift(program=program, member=member, reward=reward, reason="Win-back", idempotency_key="g-1")
+    again = services.reward_gift(
+        program=program, member=member, reward=reward, reason="Win-back", idempotency_key="g-1"
+    )
+    assert again.pk == gift.pk
+    assert (gift.points, gift.entry_id) == (0, None)
+    assert balance(member) == 1000
+    services.redemption_cancel(program=program, code=gift.code, now=NOW)
+    gift.refresh_from_db()
+    assert (gift.status, gift.refund_entry_id) == ("cancelled", None)
+    assert balance(member) == 1000
+    other = services.reward_gift(program=program, member=member, reward=reward, reason="x", idempotency_key="g-2")
+    assert services.coupons_expire(now=other.expires_at).coupons == 1
+    assert balance(member) == 1000
+    assert not list(ledger_problems())

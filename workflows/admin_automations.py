@@ -1,0 +1,226 @@
+"""The admin of automations (registered by the last line of `workflows/admin.py`).
+
+Staff edit an automation's trigger, conditions, actions and period; the form checks what the
+model cannot (an activity trigger names its activity type, at least one action, tiers of the
+automation's program, templates that compile). "Install ready-made automations" calls
+`automations.automations_install_ready_made`. Runs are read-only: the daily job and the event
+receivers write them (`workflows.automations`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template import Template, TemplateSyntaxError
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from loyalty.models import Program
+from tiers.models import Tier
+
+from . import automations
+from .models import Automation, AutomationRun
+
+RECENT_RUNS = 10
+
+
+class TierChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Tier) -> str:
+        return f"{obj.name} ({obj.program})"
+
+
+class AutomationForm(forms.ModelForm):
+    """Tiers as check boxes, limited to the automation's program once it has one."""
+
+    tiers = TierChoiceField(
+        queryset=Tier.objects.select_related("program").order_by("program__name", "position"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The member is in one of these tiers (none ticked: any tier or none).",
+    )
+
+    class Meta:
+        model = Automation
+        fields = (
+            "program",
+            "name",
+            "is_active",
+            "trigger",
+            "activity_type",
+            "period",
+            "window_days",
+            "min_orders",
+            "min_amount_spent",
+            "min_points_earned",
+            "min_days_inactive",
+            "tiers",
+            "min_days_enrolled",
+            "on_enrollment_anniversary",
+            "award_points",
+            "set_tier",
+            "set_tier_days",
+            "email_subject",
+            "email_body",
+            "reward_id",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        program_id = self.instance.program_id if self.instance.pk else None
+        if program_id is not None:
+            self.fields["tiers"].queryset = self.fields["tiers"].queryset.filter(program_id=program_id)
+            if "set_tier" in self.fields:
+                self.fields["set_tier"].queryset = Tier.objects.filter(program_id=program_id).order_by("position")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        program = data.get("program") or (self.instance.program if self.instance.program_id else None)
+        trigger = data.get("trigger")
+        if trigger == Automation.Trigger.ACTIVITY and not data.get("activity_type"):
+            self.add_error("activity_type", "Name the activity type this automation reacts to (e.g. purchase).")
+        if trigger and trigger != Automation.Trigger.ACTIVITY and data.get("activity_type"):
+            self.add_error("activity_type", "Only the activity trigger uses an activity type.")
+        subject, body = (data.get("email_subject") or "").strip(), (data.get("email_body") or "").strip()
+        if bool(subject) != bool(body):
+            self.add_error("email_body" if subject else "email_subject", "An email needs both a subject and a body.")
+        for name in ("email_subject", "email_body"):
+            try:
+                Template(data.get(name) or "")
+            except TemplateSyntaxError as exc:
+                self.add_error(name, f"Template error: {exc}")
+        if not (data.get("award_points") or data.get("set_tier") or (subject and body) or data.get("reward_id")):
+            raise forms.ValidationError(
+                "Choose at least one action: award points, set a tier, send an email or issue a reward."
+            )
+        set_tier = data.get("set_tier")
+        if program is not None and set_tier is not None and set_tier.program_id != program.pk:
+            self.add_error("set_tier", "Choose a tier of this automation's program.")
+        if data.get("set_tier_days") and set_tier is None:
+            self.add_error("set_tier_days", "Days apply to the tier set by this automation: choose the tier.")
+        tiers = data.get("tiers")
+        if program is not None and tiers and any(t.program_id != program.pk for t in tiers):
+            self.add_error("tiers", "Choose tiers of this automation's program.")
+        return data
+
+
+class InstallReadyMadeForm(forms.Form):
+    program = forms.ModelChoiceField(queryset=Program.objects.order_by("name"))
+
+
+@admin.register(Automation)
+class AutomationAdmin(admin.ModelAdmin):
+    form = AutomationForm
+    list_display = ("name", "program", "trigger", "activity_type", "period", "is_active", "ready_made")
+    list_filter = ("program", "is_active", "trigger", "period")
+    list_editable = ("is_active",)
+    list_select_related = ("program",)
+    search_fields = ("name",)
+    fieldsets = (
+        (None, {"fields": ("program", "name", "is_active", "ready_made")}),
+        ("Trigger", {"fields": ("trigger", "activity_type")}),
+        (
+            "Conditions (all that are set must hold)",
+            {
+                "fields": (
+                    "window_days",
+                    ("min_orders", "min_amount_spent", "min_points_earned"),
+                    "min_days_inactive",
+                    "tiers",
+                    "min_days_enrolled",
+                    "on_enrollment_anniversary",
+                )
+            },
+        ),
+        (
+            "Actions",
+            {"fields": ("award_points", ("set_tier", "set_tier_days"), "email_subject", "email_body", "reward_id")},
+        ),
+        ("Period", {"fields": ("period",)}),
+        ("Recent runs", {"fields": ("recent_runs",)}),
+    )
+    readonly_fields = ("ready_made", "recent_runs")
+    change_list_template = "admin/workflows/automation/change_list.html"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Automation | None = None) -> tuple[str, ...]:
+        # The program is fixed once runs may exist: its tiers and members are what they refer to.
+        return (*self.readonly_fields, "program") if obj is not None else self.readonly_fields
+
+    @admin.display(description="Recent runs")
+    def recent_runs(self, obj: Automation) -> str:
+        """The last runs of this automation (newest ids first, no count) and a link to all."""
+        if obj.pk is None:
+            return "-"
+        runs = list(AutomationRun.objects.filter(automation=obj).select_related("member").order_by("-id")[:RECENT_RUNS])
+        link = reverse("admin:workflows_automationrun_changelist") + f"?automation__id__exact={obj.pk}"
+        rows = format_html_join(
+            "",
+            "<li>{} — {} ({}, {} points)</li>",
+            ((f"{r.fired_at:%Y-%m-%d %H:%M}", r.member, r.period_key, r.points) for r in runs),
+        )
+        return format_html("<ul>{}</ul><a href='{}'>All runs of this automation</a>", rows or "No runs yet.", link)
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "install-ready-made/",
+                self.admin_site.admin_view(self.install_ready_made_view),
+                name="workflows_automation_install_ready_made",
+            ),
+            *super().get_urls(),
+        ]
+
+    def install_ready_made_view(self, request: HttpRequest) -> HttpResponse:
+        """Install the ready-made automations (inactive) of the chosen program."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = InstallReadyMadeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            program = form.cleaned_data["program"]
+            installed = automations.automations_install_ready_made(program=program)
+            created = [a.name for a, was_created in installed if was_created]
+            if created:
+                messages.success(
+                    request, f"Installed for {program}: {', '.join(created)} (inactive: review and switch on)."
+                )
+            else:
+                messages.info(request, f"{program} already has the ready-made automations.")
+            return HttpResponseRedirect(
+                reverse("admin:workflows_automation_changelist") + f"?program__id__exact={program.pk}"
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Install ready-made automations",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/workflows/automation/install_ready_made.html", context)
+
+
+@admin.register(AutomationRun)
+class AutomationRunAdmin(admin.ModelAdmin):
+    """What each automation did for whom: read-only (written by `workflows.automations`)."""
+
+    list_display = ("automation", "member_id", "member", "period_key", "points", "fired_at")
+    list_select_related = ("automation", "member")
+    list_filter = ("automation",)
+    search_fields = ("=member__id",)
+    search_help_text = "Member id"
+    raw_id_fields = ("automation", "member")
+    show_full_result_count = False
+    # Newest first by primary key: a backward scan of the pk index stops after a page, where
+    # ordering by fired_at would sort every run of the automation.
+    ordering = ("-id",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
