@@ -21,6 +21,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from loyalty.models import Program
+from rewards.models import Reward
 from tiers.models import Tier
 
 from . import automations
@@ -105,6 +106,9 @@ class AutomationForm(forms.ModelForm):
         tiers = data.get("tiers")
         if program is not None and tiers and any(t.program_id != program.pk for t in tiers):
             self.add_error("tiers", "Choose tiers of this automation's program.")
+        reward_id = data.get("reward_id")
+        if program is not None and reward_id and not Reward.objects.filter(pk=reward_id, program=program).exists():
+            self.add_error("reward_id", "No reward of this automation's program has this id (Rewards → Rewards).")
         return data
 
 

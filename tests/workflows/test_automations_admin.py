@@ -198,3 +198,21 @@ def test_runs_are_read_only_and_searchable_by_member_id(admin_client_, program):
     response = admin_client_.post(reverse("admin:workflows_automationrun_change", args=[run.pk]), {"points": "999"})
     run.refresh_from_db()
     assert run.points == 5
+
+
+def test_the_reward_must_be_one_of_the_program(admin_client_, program):
+    from tests.rewards.factories import RewardFactory
+
+    foreign = RewardFactory()
+    page = admin_client_.post(
+        reverse("admin:workflows_automation_add"),
+        {
+            "program": program.pk,
+            "name": "Gift",
+            "trigger": "daily",
+            "period": "year",
+            "reward_id": foreign.pk,
+        },
+    )
+    assert page.status_code == 200
+    assert "No reward of this automation" in page.content.decode()
