@@ -29,6 +29,10 @@ from .selectors import member_ledger
 
 RECENT_ENTRIES = 25
 
+# Links that higher apps add to a member's admin page (loyalty imports none of them): each is
+# (label, URL name taking the member's id, permission or ""). E.g. rewards adds "Redeem a reward".
+MEMBER_PAGE_LINKS: list[tuple[str, str, str]] = []
+
 
 def can_adjust_points(user: Any) -> bool:
     """Manual adjustments need `loyalty.adjust_points` (the owner and manager groups have it)."""
@@ -317,6 +321,11 @@ class MemberAdmin(LargeTableAdmin):
             "can_adjust_points": can_adjust_points(request.user),
             "can_transfer_points": can_transfer_points(request.user),
             "ledger_url": f"{reverse('admin:loyalty_ledgerentry_changelist')}?member__id__exact={unquote(object_id)}",
+            "member_links": [
+                (label, reverse(url_name, args=[unquote(object_id)]))
+                for label, url_name, permission in MEMBER_PAGE_LINKS
+                if not permission or request.user.has_perm(permission)
+            ],
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

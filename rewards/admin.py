@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from loyalty.admin import LargeTableAdmin
+from loyalty.admin import MEMBER_PAGE_LINKS, LargeTableAdmin
 from loyalty.errors import LoyaltyError
 from loyalty.forms import IdempotentForm
 from loyalty.models import Member
@@ -148,3 +148,7 @@ class RedemptionAdmin(LargeTableAdmin):
             "rewards": form.fields["reward"].queryset.order_by("position", "id"),
         }
         return TemplateResponse(request, "admin/rewards/redemption/redeem.html", context)
+
+
+# "Redeem a reward" on every member's admin page (loyalty's admin shows the links higher apps add).
+MEMBER_PAGE_LINKS.append(("Redeem a reward", "admin:rewards_redemption_redeem", "rewards.redeem_for_member"))

@@ -92,3 +92,13 @@ def test_reward_add_form_validates(client, staff, member):
     )
     assert page.status_code == 200
     assert "A percentage is at most 100." in page.content.decode()
+
+
+def test_the_member_page_links_to_the_redeem_page(client, staff, member):
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_member"))
+    client.force_login(staff)
+    page = client.get(reverse("admin:loyalty_member_change", args=[member.pk]))
+    assert page.status_code == 200
+    assert reverse("admin:rewards_redemption_redeem", args=[member.pk]) in page.content.decode()
