@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from cards.importing import members_imported
@@ -20,7 +21,8 @@ from loyalty.signals import ledger_job_finished, member_enrolled, points_posted
 from rewards.signals import redemption_cancelled, redemption_used
 from tiers.signals import tier_changed
 
-from . import events
+from . import events, selectors
+from .models import WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +84,10 @@ def on_ledger_job_finished(sender: Any, *, job: str, lots: int, **kwargs: Any) -
         from .tasks import collect_expired_points_task
 
         collect_expired_points_task.delay_on_commit()
+
+
+@receiver(post_save, sender=WebhookEndpoint, dispatch_uid="notifications.endpoint_saved")
+@receiver(post_delete, sender=WebhookEndpoint, dispatch_uid="notifications.endpoint_deleted")
+def forget_listening(sender: Any, **kwargs: Any) -> None:
+    """An endpoint changed: the remembered "nobody listens" answers go."""
+    selectors.endpoints_forget()

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from loyalty.presence import PresenceCache
+
 from .models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+
+# "Does any active endpoint of program P want one of these events?", remembered a few seconds
+# per process (a nightly tier run sends one tier_changed per member); forgotten when an
+# endpoint changes in this process (notifications.receivers).
+_listening = PresenceCache(ttl=5.0)
+
+
+def endpoints_forget() -> None:
+    _listening.clear()
 
 
 def endpoints_subscribed(*, program_id: int, event_types: set[str]) -> list[WebhookEndpoint]:
-    """The program's active endpoints subscribed to any of `event_types`. 1 query (partial
-    index `webhook_endpoint_active`); every receiver asks it first, so events nobody listens
-    to cost this one look-up and nothing else."""
+    """The program's active endpoints subscribed to any of `event_types`. Every receiver asks
+    it first, so events nobody listens to cost nothing: "nobody listens" is remembered for 5 s
+    per process; otherwise 1 query (partial index `webhook_endpoint_active`)."""
+    kinds = sorted(event_types)
+
+    def anyone() -> bool:
+        return WebhookEndpoint.objects.filter(program_id=program_id, is_active=True, events__overlap=kinds).exists()
+
+    if not _listening.get((program_id, tuple(kinds)), anyone):
+        return []
     return list(
         WebhookEndpoint.objects.filter(program_id=program_id, is_active=True, events__overlap=sorted(event_types)).only(
             "id", "program_id", "events", "created_at", "is_active"

@@ -39,6 +39,7 @@ from django.utils import timezone
 from loyalty import errors
 from loyalty import services as ledger
 from loyalty.models import Member, Program
+from loyalty.presence import PresenceCache
 from rewards import services as reward_services
 from tiers import services as tier_services
 from tiers.models import MemberTier, Tier
@@ -448,16 +449,48 @@ def automations_run(
     return result
 
 
+# "Has program P an active automation for this event?", remembered a few seconds per process
+# (a nightly tier run sends one tier_changed per member); forgotten when an automation changes.
+_event_automations = PresenceCache(ttl=5.0)
+
+
+def event_automations_forget() -> None:
+    _event_automations.clear()
+
+
+def _program_has_event_automations(*, program_id: int, trigger: str, activity_type: str) -> bool:
+    key = (program_id, trigger, activity_type if trigger == Trigger.ACTIVITY else "")
+
+    def compute() -> bool:
+        found = Automation.objects.filter(program_id=program_id, is_active=True, trigger=trigger)
+        if trigger == Trigger.ACTIVITY:
+            found = found.filter(activity_type=activity_type)
+        return found.exists()
+
+    return _event_automations.get(key, compute)
+
+
 def automations_on_event(
-    *, trigger: str, member_id: int, activity_type: str = "", now: dt.datetime | None = None
+    *,
+    trigger: str,
+    member_id: int,
+    activity_type: str = "",
+    now: dt.datetime | None = None,
+    program_id: int | None = None,
 ) -> AutomationsResult:
     """An event happened to a member (called after its transaction committed): run the active
     automations of the member's program with this trigger (for "activity": whose activity type
     matches) for that member only, through the same claim and actions as the daily job.
-    Cheap when nothing is configured: 1 query finds no automation and returns."""
+    Cheap when nothing is configured: with `program_id`, no query at all most of the time (the
+    answer "no automation for this event" is remembered for 5 s per process); without it, 1
+    query finds no automation and returns."""
     if trigger not in EVENT_TRIGGERS:
         raise errors.InvalidInput(f"{trigger!r} is not an event trigger.", field="trigger")
     now = now or timezone.now()
+    if program_id is not None and not _program_has_event_automations(
+        program_id=program_id, trigger=trigger, activity_type=activity_type
+    ):
+        return AutomationsResult()
     automations = Automation.objects.filter(
         is_active=True,
         trigger=trigger,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from cards.signals import card_claimed
@@ -18,6 +18,7 @@ from loyalty.signals import demo_loaded, member_enrolled
 from tiers.signals import tier_changed
 
 from . import automations, builtins, demo, referrals
+from .models import Automation
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def on_member_enrolled(sender: Any, *, program: Program, member: Member, **kwarg
     _safely("signup bonus", lambda: builtins.signup_bonus_award(member=member))
     _safely(
         "automations (enrolled)",
-        lambda: automations.automations_on_event(trigger="member_enrolled", member_id=member.pk),
+        lambda: automations.automations_on_event(trigger="member_enrolled", member_id=member.pk, program_id=program.pk),
     )
 
 
@@ -55,7 +56,7 @@ def on_card_claimed(sender: Any, *, program: Program, member: Member, **kwargs: 
 def on_tier_changed(sender: Any, *, program: Program, member_id: int, **kwargs: Any) -> None:
     _safely(
         "automations (tier changed)",
-        lambda: automations.automations_on_event(trigger="tier_changed", member_id=member_id),
+        lambda: automations.automations_on_event(trigger="tier_changed", member_id=member_id, program_id=program.pk),
     )
 
 
@@ -87,3 +88,10 @@ def install_builtin_rules(sender: Any, *, instance: Program, created: bool, raw:
             _safely("built-in rules", lambda: builtins.builtin_rules_install(program=program))
 
     transaction.on_commit(install)
+
+
+@receiver(post_save, sender=Automation, dispatch_uid="workflows.automation_saved")
+@receiver(post_delete, sender=Automation, dispatch_uid="workflows.automation_deleted")
+def forget_event_automations(sender: Any, **kwargs: Any) -> None:
+    """An automation changed: the remembered "no automation for this event" answers go."""
+    automations.event_automations_forget()

@@ -200,7 +200,7 @@ def activity_report(
         member_id = locked.pk
         transaction.on_commit(
             lambda: automations.automations_on_event(
-                trigger="activity", member_id=member_id, activity_type=type, now=now
+                trigger="activity", member_id=member_id, activity_type=type, now=now, program_id=program.pk
             )
         )
     return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance)

@@ -246,3 +246,16 @@ def test_an_event_nobody_listens_to_costs_one_query(program, member, django_asse
         assert (
             events.points_posted_events(program_id=program.id, member_id=member.pk, balance=None, entries=[entry]) == []
         )
+
+
+def test_nobody_listening_is_remembered_until_an_endpoint_is_saved(program, django_assert_num_queries):
+    from notifications import selectors
+
+    selectors.endpoints_forget()
+    with django_assert_num_queries(1):
+        assert selectors.endpoints_subscribed(program_id=program.pk, event_types={"tier.changed"}) == []
+    with django_assert_num_queries(0):
+        for _ in range(100):
+            selectors.endpoints_subscribed(program_id=program.pk, event_types={"tier.changed"})
+    endpoint = WebhookEndpointFactory(program=program, events=["tier.changed"])
+    assert selectors.endpoints_subscribed(program_id=program.pk, event_types={"tier.changed"}) == [endpoint]

@@ -667,3 +667,19 @@ def test_run_workflows_command_runs_as_of_now_and_is_idempotent(program, member)
 def test_run_workflows_command_refuses_a_naive_moment(db):
     with pytest.raises(CommandError):
         call_command("run_workflows", "--now", "2026-11-23T10:00:00")
+
+
+def test_no_automation_for_an_event_is_remembered_until_one_is_saved(program, member, django_assert_num_queries):
+    """The nightly tier run sends a tier_changed per member: without automations for it, the
+    receiver must not query the database every time."""
+    automations.event_automations_forget()
+    with django_assert_num_queries(1):
+        automations.automations_on_event(trigger="tier_changed", member_id=member.pk, program_id=program.pk, now=NOW)
+    with django_assert_num_queries(0):
+        for _ in range(100):
+            automations.automations_on_event(
+                trigger="tier_changed", member_id=member.pk, program_id=program.pk, now=NOW
+            )
+    automation = automation_for(program, trigger="tier_changed", period="once")  # saving forgets the answer
+    automations.automations_on_event(trigger="tier_changed", member_id=member.pk, program_id=program.pk, now=NOW)
+    assert fired(automation) == {member.pk}
