@@ -13,26 +13,36 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
-class PresenceCache:
+class TtlCache(Generic[T]):
+    """Values computed on demand and kept `ttl` seconds in this process (thread-safe). Keep
+    only small, read-only values in it (callers share them)."""
+
     def __init__(self, *, ttl: float = 5.0) -> None:
         self._ttl = ttl
-        self._values: dict[Hashable, tuple[float, bool]] = {}
+        self._values: dict[Hashable, tuple[float, T]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], bool]) -> bool:
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         now = time.monotonic()
         with self._lock:
             hit = self._values.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        value = bool(compute())
+        value = compute()
         with self._lock:
             self._values[key] = (now + self._ttl, value)
         return value
 
     def clear(self, *args: object, **kwargs: object) -> None:
-        """Forget every answer (usable directly as a signal receiver)."""
+        """Forget every value (usable directly as a signal receiver)."""
         with self._lock:
             self._values.clear()
+
+
+class PresenceCache(TtlCache[bool]):
+    """A `TtlCache` of yes/no answers."""

@@ -592,6 +592,7 @@ def automations_demo_load(*, program: Program, now: dt.datetime) -> str:
     Automation.objects.filter(
         program=program, ready_made__in=[Automation.ReadyMade.WIN_BACK, Automation.ReadyMade.ANNIVERSARY]
     ).update(is_active=True)
+    event_automations_forget()  # an update() sends no post_save
     result = automations_run(now=now, program=program)
     created = sum(1 for _, was_created in installed if was_created)
     return (

@@ -79,9 +79,9 @@ def demo_built_ins_load(*, program: Program, now: dt.datetime) -> str:
     if ReferralSettings.objects.filter(program=program).exists():
         return "Built-ins: the demo program has them; left as they are."
     builtins.builtin_rules_install(program=program)
-    EarningRule.objects.filter(program=program, builtin=Builtin.BIRTHDAY).update(
-        is_active=True, name="Happy birthday beans", points=Decimal(100)
-    )
+    birthday = EarningRule.objects.get(program=program, builtin=Builtin.BIRTHDAY)
+    birthday.is_active, birthday.name, birthday.points = True, "Happy birthday beans", Decimal(100)
+    birthday.save(update_fields=["is_active", "name", "points"])  # signals: the rules cache forgets
     ReferralSettings.objects.create(
         program=program,
         is_active=True,

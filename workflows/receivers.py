@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from cards.signals import card_claimed
@@ -17,8 +17,8 @@ from loyalty.models import Member, Program
 from loyalty.signals import demo_loaded, member_enrolled
 from tiers.signals import tier_changed
 
-from . import automations, builtins, demo, referrals
-from .models import Automation
+from . import automations, builtins, demo, referrals, selectors
+from .models import Automation, EarningRule
 
 logger = logging.getLogger(__name__)
 
@@ -95,3 +95,11 @@ def install_builtin_rules(sender: Any, *, instance: Program, created: bool, raw:
 def forget_event_automations(sender: Any, **kwargs: Any) -> None:
     """An automation changed: the remembered "no automation for this event" answers go."""
     automations.event_automations_forget()
+
+
+@receiver(post_save, sender=EarningRule, dispatch_uid="workflows.rule_saved")
+@receiver(post_delete, sender=EarningRule, dispatch_uid="workflows.rule_deleted")
+@receiver(m2m_changed, sender=EarningRule.tiers.through, dispatch_uid="workflows.rule_tiers_changed")
+def forget_active_rules(sender: Any, **kwargs: Any) -> None:
+    """A rule changed: the remembered active rules go."""
+    selectors.active_rules_forget()

@@ -14,6 +14,7 @@ from django.db.models import Prefetch, Q, Sum
 from django.utils import timezone
 
 from loyalty.models import Member, Program
+from loyalty.presence import TtlCache
 from tiers.models import Tier
 
 from . import rules
@@ -37,18 +38,32 @@ def tier_multiplier(*, member_id: int) -> Decimal:
     return member_tier(member_id=member_id)[1]
 
 
+# The active rules per (program, trigger), kept 5 s per process and forgotten when a rule or
+# its tiers change in this process (workflows.receivers): every activity reads them.
+_active_rules = TtlCache[tuple[EarningRule, ...]](ttl=5.0)
+
+
+def active_rules_forget() -> None:
+    _active_rules.clear()
+
+
 def active_rules(*, program: Program, trigger: str) -> list[EarningRule]:
     """The active rules of `program` for activities of type `trigger`, highest priority first,
-    each with `tier_ids` (the tiers its tier condition allows; empty = any). Queries: 1 (the
-    partial index `rule_active_trigger`) + 1 for the tier conditions when there are rules."""
-    found = list(
-        EarningRule.objects.filter(program=program, trigger=trigger, is_active=True)
-        .prefetch_related(Prefetch("tiers", queryset=Tier.objects.only("id")))
-        .order_by("-priority", "id")
-    )
-    for rule in found:
-        rule.tier_ids = frozenset(t.id for t in rule.tiers.all())
-    return found
+    each with `tier_ids` (the tiers its tier condition allows; empty = any). Queries: none
+    most of the time (kept 5 s per process; another process sees a rule change within 5 s),
+    else 1 (the partial index `rule_active_trigger`) + 1 for the tier conditions."""
+
+    def load() -> tuple[EarningRule, ...]:
+        found = list(
+            EarningRule.objects.filter(program=program, trigger=trigger, is_active=True)
+            .prefetch_related(Prefetch("tiers", queryset=Tier.objects.only("id")))
+            .order_by("-priority", "id")
+        )
+        for rule in found:
+            rule.tier_ids = frozenset(t.id for t in rule.tiers.all())
+        return tuple(found)
+
+    return list(_active_rules.get((program.pk, trigger), load))
 
 
 def _periods(program: Program, moment: dt.datetime) -> dict[str, tuple[dt.datetime, dt.datetime]]:

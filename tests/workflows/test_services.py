@@ -259,6 +259,7 @@ def test_preview_computes_like_a_report_and_posts_nothing(program, member, per_a
 
 
 def test_report_queries_do_not_grow_with_the_number_of_items(program, member, per_amount_rule):
+    purchase(program, member, items=ITEMS[:1])  # the active rules are then remembered for both
     with CaptureQueriesContext(connection) as few:
         purchase(program, member, items=ITEMS[:1])
     with CaptureQueriesContext(connection) as many:
@@ -299,3 +300,16 @@ def test_tier_condition_refuses_tiers_of_another_program(program):
             program=program, name="Bad", trigger="purchase", kind="fixed", points=Decimal(5), tiers=[foreign]
         )
     assert not program.earning_rules.exists()
+
+
+def test_active_rules_are_remembered_and_forgotten_when_a_rule_changes(program, member, per_amount_rule):
+    selectors.active_rules_forget()
+    with CaptureQueriesContext(connection) as first:
+        selectors.active_rules(program=program, trigger="purchase")
+    with CaptureQueriesContext(connection) as again:
+        rules_ = selectors.active_rules(program=program, trigger="purchase")
+    assert (len(first), len(again)) == (2, 0)
+    assert [r.pk for r in rules_] == [per_amount_rule.pk]
+    per_amount_rule.is_active = False
+    per_amount_rule.save()
+    assert selectors.active_rules(program=program, trigger="purchase") == []
