@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from loyalty.models import Member, Program
 from loyalty.signals import demo_loaded, points_posted
 
-from . import demo, services
+from . import demo, selectors, services
+from .models import Tier
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +24,7 @@ def upgrade_on_points_posted(sender: Any, *, program: Program, member_id: int, *
     entries = kwargs.get("entries") or []
     if entries and all(e.activity_id is not None for e in entries):
         return  # an activity's points: the activity service evaluated the tier in its transaction
-    if not program.tiers.filter(is_active=True).exists():
+    if not selectors.active_tiers(program=program):
         return
     try:
         member = Member.objects.select_related("program").get(pk=member_id)
@@ -37,3 +39,10 @@ def add_demo_tiers(sender: Any, *, program: Program, now: Any, stdout: Any = Non
     line = demo.demo_tiers_load(program=program, now=now)
     if stdout is not None:
         stdout.write(line)
+
+
+@receiver(post_save, sender=Tier, dispatch_uid="tiers.tier_saved")
+@receiver(post_delete, sender=Tier, dispatch_uid="tiers.tier_deleted")
+def forget_active_tiers(sender: Any, **kwargs: Any) -> None:
+    """A tier changed: the remembered active tiers go."""
+    selectors.active_tiers_forget()

@@ -17,6 +17,7 @@ from django.db.models import Case, DecimalField, F, Q, QuerySet, Sum, Value, Whe
 from django.db.models.functions import Coalesce
 
 from loyalty.models import Activity, LedgerEntry, Member, Program
+from loyalty.presence import TtlCache
 
 from .models import MemberTier, Tier
 
@@ -110,9 +111,25 @@ def program_tiers(*, program: Program) -> QuerySet[Tier]:
     return Tier.objects.filter(program=program, is_active=True).order_by("position")
 
 
+# The active tiers per program, kept 5 s per process and forgotten when a tier changes in this
+# process (tiers.receivers): every purchase checks for an upgrade.
+_active_tiers = TtlCache[tuple[Tier, ...]](ttl=5.0)
+
+
+def active_tiers_forget() -> None:
+    _active_tiers.clear()
+
+
+def active_tiers(*, program: Program) -> tuple[Tier, ...]:
+    """The program's active tiers, lowest first (shared, read-only objects). Queries: none
+    most of the time, else 1."""
+    return _active_tiers.get(program.pk, lambda: tuple(program_tiers(program=program)))
+
+
 def qualifying_tier(*, program: Program, value: Decimal) -> Tier | None:
-    """The highest active tier whose threshold `value` reaches. 1 query."""
-    return program_tiers(program=program).filter(threshold__lte=value).order_by("-position").first()
+    """The highest active tier whose threshold `value` reaches. Queries: those of `active_tiers`."""
+    reached = [t for t in active_tiers(program=program) if t.threshold <= value]
+    return reached[-1] if reached else None
 
 
 def member_tier(*, member_id: int) -> MemberTier | None:

@@ -48,7 +48,7 @@ def tier_evaluate_member(*, member: Member, now: dt.datetime | None = None) -> T
     run inside the caller's transaction (workflows after a purchase)."""
     now = now or timezone.now()
     program = member.program
-    if not selectors.program_tiers(program=program).exists():
+    if not selectors.active_tiers(program=program):
         return None
     value = selectors.member_metric(member=member, now=now)
     target = selectors.qualifying_tier(program=program, value=value)
