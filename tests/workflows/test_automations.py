@@ -528,7 +528,7 @@ def test_activity_trigger_fires_for_the_matching_activity_type(program, member, 
     review = automation_for(program, trigger="activity", activity_type="review", period="day", award_points=5)
     purchase_one = automation_for(program, trigger="activity", activity_type="purchase", award_points=50)
     with django_capture_on_commit_callbacks(execute=True):
-        services.activity_report(program=program, member=member, type="review", occurred_at=NOW)
+        services.activity_report(program=program, member=member, type="review", occurred_at=NOW, now=NOW)
     assert fired(review) == {member.pk}
     assert fired(purchase_one) == set()
     assert AutomationRun.objects.get(automation=review).period_key == "2026-11-23"
@@ -538,12 +538,12 @@ def test_activity_trigger_evaluates_the_conditions_for_that_member(program, memb
     second_order = automation_for(program, trigger="activity", activity_type="purchase", min_orders=2)
     with django_capture_on_commit_callbacks(execute=True):
         services.activity_report(
-            program=program, member=member, type="purchase", order_id="a", amount=10, occurred_at=NOW
+            program=program, member=member, type="purchase", order_id="a", amount=10, occurred_at=NOW, now=NOW
         )
     assert fired(second_order) == set()
     with django_capture_on_commit_callbacks(execute=True):
         services.activity_report(
-            program=program, member=member, type="purchase", order_id="b", amount=10, occurred_at=NOW
+            program=program, member=member, type="purchase", order_id="b", amount=10, occurred_at=NOW, now=NOW
         )
     assert fired(second_order) == {member.pk}
 
