@@ -165,8 +165,8 @@ class RedemptionUseApi(ProgramApi):
     )
     def post(self, request: Request, code: str) -> Response:
         data = parse_input(self.InputSerializer, request)
-        services.redemption_use(program=self.program, code=code, order_id=data["order_id"])
-        return Response(CouponSerializer(_coupon_or_404(self, code)).data)
+        coupon = services.redemption_use(program=self.program, code=code, order_id=data["order_id"])
+        return Response(CouponSerializer(coupon).data)
 
 
 class RedemptionCancelApi(ProgramApi):
@@ -185,8 +185,8 @@ class RedemptionCancelApi(ProgramApi):
     )
     def post(self, request: Request, code: str) -> Response:
         data = parse_input(self.InputSerializer, request)
-        services.redemption_cancel(program=self.program, code=code, reason=data["reason"])
-        return Response(CouponSerializer(_coupon_or_404(self, code)).data)
+        coupon = services.redemption_cancel(program=self.program, code=code, reason=data["reason"])
+        return Response(CouponSerializer(coupon).data)
 
 
 urlpatterns = [

@@ -17,4 +17,8 @@ def member_for_update(*, member_id: int) -> QuerySet[Member]:
 
 
 def redemption_for_update(*, program_id: int, code: str) -> QuerySet[Redemption]:
-    return Redemption.objects.select_for_update().filter(program_id=program_id, code=code)
+    return (
+        Redemption.objects.select_for_update(of=("self",))
+        .select_related("reward")
+        .filter(program_id=program_id, code=code)
+    )

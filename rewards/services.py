@@ -145,8 +145,6 @@ def reward_redeem(
         if problem is not None:
             raise RewardUnavailable(problem.message, reason=problem.reason, reward_id=reward.pk)
         counts_against_stock = reward.stock is not None
-        if counts_against_stock and not _take_stock(reward):
-            raise RewardUnavailable("This reward is out of stock.", reason="out_of_stock", reward_id=reward.pk)
         redemption = _issue(
             program=program,
             reward=reward,
@@ -163,6 +161,10 @@ def reward_redeem(
                 now=now,
             ),
         )
+        # The unit of stock last: the reward's row stays locked (it serialises the redemptions of
+        # that reward) only from here to the commit. None left: everything above rolls back.
+        if counts_against_stock and not _take_stock(reward):
+            raise RewardUnavailable("This reward is out of stock.", reason="out_of_stock", reward_id=reward.pk)
         if idempotency_key is not None:
             ledger.idempotency_key_settle(program=program, key=idempotency_key, result={"redemption_id": redemption.pk})
         transaction.on_commit(
