@@ -57,6 +57,7 @@ _ENTRY_COLUMNS = (
     "created_by_id",
 )
 _BALANCES = ("available", "pending", "lifetime_earned", "redeemed", "expired")
+BALANCE_FIELDS = _BALANCES  # the cached balance columns of a member, for `only()` / `refresh_from_db()`
 _INSERT_ENTRY = (
     f"INSERT INTO {ENTRY} ({', '.join(_ENTRY_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_ENTRY_COLUMNS))}) RETURNING id"
 )
@@ -73,6 +74,11 @@ class Balance:
     lifetime_earned: int
     redeemed: int
     expired: int
+
+    @classmethod
+    def of(cls, member: Member) -> Balance:
+        """The cached balances of a member row as read."""
+        return cls(member.available, member.pending, member.lifetime_earned, member.redeemed, member.expired)
 
 
 @dataclass
@@ -496,7 +502,7 @@ def _replay(*, program: Program, key: str, request_hash: str) -> PostResult:
 
 
 def _balance_of(member: Member) -> Balance:
-    return Balance(*(getattr(member, c) for c in _BALANCES))
+    return Balance.of(member)
 
 
 def _fast_credit_sql(with_key: bool) -> str:

@@ -48,6 +48,9 @@ class RewardSettingsAdmin(admin.ModelAdmin):
     list_display = ("program", "refund_expired_coupons")
 
 
+CANCEL_AT_ONCE = 200  # each cancellation is a ledger posting: keep a request short
+
+
 class RedeemForm(IdempotentForm):
     reward = forms.ModelChoiceField(queryset=Reward.objects.none())
     points = forms.IntegerField(
@@ -104,7 +107,13 @@ class RedemptionAdmin(LargeTableAdmin):
         if not request.user.has_perm("rewards.redeem_for_member"):
             raise PermissionDenied
         done, refused = 0, []
-        for coupon in queryset.select_related("program")[:200]:
+        selected = queryset.count()
+        if selected > CANCEL_AT_ONCE:
+            self.message_user(
+                request, f"Select at most {CANCEL_AT_ONCE} coupons at a time ({selected} selected).", messages.ERROR
+            )
+            return
+        for coupon in queryset.select_related("program"):
             try:
                 services.redemption_cancel(program=coupon.program, code=coupon.code, reason="Cancelled by staff")
                 done += 1

@@ -17,7 +17,7 @@ from django.utils import timezone
 from loyalty import errors
 from loyalty import services as ledger
 from loyalty.models import Member, Program
-from loyalty.services import Balance
+from loyalty.services import BALANCE_FIELDS, Balance
 
 from . import codes, lock_objects, selectors, signals
 from .errors import CouponAlreadyUsed, CouponNotFound, CouponNotUsable, RewardNotFound, RewardUnavailable
@@ -34,14 +34,7 @@ class RedeemResult:
 
 
 def _balance_of(member_id: int) -> Balance:
-    m = Member.objects.only("available", "pending", "lifetime_earned", "redeemed", "expired").get(pk=member_id)
-    return Balance(
-        available=m.available,
-        pending=m.pending,
-        lifetime_earned=m.lifetime_earned,
-        redeemed=m.redeemed,
-        expired=m.expired,
-    )
+    return Balance.of(Member.objects.only(*BALANCE_FIELDS).get(pk=member_id))
 
 
 def reward_create(*, program: Program, name: str, kind: str, **fields: Any) -> Reward:
@@ -175,6 +168,16 @@ def reward_redeem(
     return RedeemResult(redemption=redemption, balance=_balance_of(locked.pk))
 
 
+def _fresh_code() -> str:
+    """A code no coupon has (drawn again on the rare hit; the unique index settles a race)."""
+    code = codes.new_code()
+    for _ in range(CODE_ATTEMPTS):
+        if not Redemption.objects.filter(code=code).exists():
+            break
+        code = codes.new_code()
+    return code
+
+
 def _issue(
     *,
     program: Program,
@@ -188,11 +191,7 @@ def _issue(
     """Post the redemption and store the coupon under a fresh code. A code already taken is
     drawn again; a concurrent insert of the same code (about one chance in 10**6 per coupon at
     a billion coupons) fails the whole redemption with `Conflict`, nothing written, to retry."""
-    code = codes.new_code()
-    for _ in range(CODE_ATTEMPTS):
-        if not Redemption.objects.filter(code=code).exists():
-            break
-        code = codes.new_code()
+    code = _fresh_code()
     result = post(code)
     try:
         with transaction.atomic():
@@ -365,9 +364,7 @@ def reward_gift(
         counts_against_stock = reward.stock is not None
         if counts_against_stock and not _take_stock(reward):
             raise RewardUnavailable("This reward is out of stock.", reason="out_of_stock", reward_id=reward.pk)
-        code = codes.new_code()
-        while Redemption.objects.filter(code=code).exists():
-            code = codes.new_code()
+        code = _fresh_code()
         redemption = Redemption.objects.create(
             program=program,
             reward=reward,

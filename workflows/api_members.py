@@ -28,7 +28,6 @@ from rest_framework.response import Response
 
 from cards import errors as card_errors
 from cards import selectors as card_selectors
-from cards import services as card_services
 from cards.models import Card
 from loyalty import services as loyalty_services
 from loyalty.api import (
@@ -41,6 +40,8 @@ from loyalty.api import (
 )
 from loyalty.models import LedgerEntry, Member, Program
 from tiers import selectors as tier_selectors
+
+from . import services
 
 ID_PARAMETER = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The member's id.")
 _OLDEST_BIRTHDAY = dt.date(1900, 1, 1)
@@ -335,28 +336,18 @@ class MembersApi(ProgramApi):
         data = parse_input(MemberEnrolSerializer, request)
         program = self.program
         referrer = _referrer(program, data.get("referral_code"))
-        card_number = data.get("card_number")
-        # One transaction: a card refused after the enrolment undoes the enrolment (and its
-        # `member_enrolled` signal, sent on commit only).
-        with transaction.atomic():
-            member, created = loyalty_services.member_enroll(
-                program=program,
-                external_id=data.get("external_id"),
-                email=data["email"],
-                first_name=data["first_name"],
-                last_name=data["last_name"],
-                birthday=data["birthday"],
-                email_consent=data["email_consent"],
-                referred_by=referrer,
-                channel=Member.Channel.API,
-            )
-            if created and card_number:
-                card_services.card_assign(program=program, number=card_number, member=member)
-            elif created:
-                # Now rather than by the cards receiver after the commit, so that the response
-                # (and its idempotent replay) shows the card; the receiver then finds it and
-                # issues nothing more.
-                card_services.card_issue_digital_if_cardless(member=member)
+        member, created = services.member_enrol_with_card(
+            program=program,
+            external_id=data.get("external_id"),
+            email=data["email"],
+            first_name=data["first_name"],
+            last_name=data["last_name"],
+            birthday=data["birthday"],
+            email_consent=data["email_consent"],
+            referred_by=referrer,
+            card_number=data.get("card_number"),
+            channel=Member.Channel.API,
+        )
         return _member_response(self, member, status=201 if created else 200)
 
     @extend_schema(

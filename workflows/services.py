@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cards import services as card_services
 from loyalty import errors
 from loyalty import services as ledger
 from loyalty.models import Activity, LedgerEntry, Member, Program
@@ -41,16 +42,6 @@ class ActivityResult:
     @property
     def points(self) -> int:
         return sum(a.points for a in self.awards)
-
-
-def _balance(member: Member) -> Balance:
-    return Balance(
-        available=member.available,
-        pending=member.pending,
-        lifetime_earned=member.lifetime_earned,
-        redeemed=member.redeemed,
-        expired=member.expired,
-    )
 
 
 def _request_hash(payload: dict[str, Any]) -> str:
@@ -82,7 +73,7 @@ def _replay(*, program: Program, key: str, request_hash: str) -> ActivityResult:
     awards = list(RuleAward.objects.filter(activity=activity).select_related("rule").order_by("id"))
     entries = list(LedgerEntry.objects.filter(activity=activity).order_by("id"))
     member = Member.objects.get(pk=activity.member_id)
-    return ActivityResult(activity=activity, awards=awards, entries=entries, balance=_balance(member), replayed=True)
+    return ActivityResult(activity=activity, awards=awards, entries=entries, balance=Balance.of(member), replayed=True)
 
 
 def activity_report(
@@ -192,8 +183,8 @@ def activity_report(
         if result is not None and referral is None:
             balance = result.balance
         else:
-            locked.refresh_from_db(fields=["available", "pending", "lifetime_earned", "redeemed", "expired"])
-            balance = _balance(locked)
+            locked.refresh_from_db(fields=list(ledger.BALANCE_FIELDS))
+            balance = Balance.of(locked)
         # In the transaction and as of the activity's moment; the tiers receiver of
         # `points_posted` leaves postings of activities to this call (no second evaluation).
         _evaluate_tier(member=locked, now=now)
@@ -249,3 +240,44 @@ def rule_create(
         rule.save()
         rule.tiers.set(tiers)
     return rule
+
+
+def member_enrol_with_card(
+    *,
+    program: Program,
+    external_id: str | None = None,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    birthday: dt.date | None = None,
+    email_consent: bool = False,
+    referred_by: Member | None = None,
+    card_number: str | None = None,
+    channel: str = Member.Channel.API,
+    now: dt.datetime | None = None,
+) -> tuple[Member, bool]:
+    """Enrol a customer with their card, all or nothing: the card `card_number` is assigned,
+    else a digital card is issued at once (so the caller can show it). A known `external_id`
+    returns that member and False and changes nothing (no card). A refused card
+    (`CardNotFound`, `CardNotAssignable`) enrols nobody. The referral, signup bonus and
+    automations follow on commit (`member_enrolled`)."""
+    with transaction.atomic():
+        member, created = ledger.member_enroll(
+            program=program,
+            external_id=external_id,
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            birthday=birthday,
+            email_consent=email_consent,
+            referred_by=referred_by,
+            channel=channel,
+            now=now,
+        )
+        if created and card_number:
+            card_services.card_assign(program=program, number=card_number, member=member, now=now)
+        elif created:
+            # Now rather than by the cards receiver after the commit: the caller's answer (and
+            # its idempotent replay) shows the card; the receiver then finds it and adds none.
+            card_services.card_issue_digital_if_cardless(member=member, now=now)
+    return member, created

@@ -102,3 +102,23 @@ def test_the_member_page_links_to_the_redeem_page(client, staff, member):
     page = client.get(reverse("admin:loyalty_member_change", args=[member.pk]))
     assert page.status_code == 200
     assert reverse("admin:rewards_redemption_redeem", args=[member.pk]) in page.content.decode()
+
+
+def test_cancel_action_refuses_too_many_at_once(client, django_user_model, member, monkeypatch):
+    from rewards import admin as rewards_admin
+    from rewards import services
+
+    monkeypatch.setattr(rewards_admin, "CANCEL_AT_ONCE", 1)
+    reward = RewardFactory(program=member.program, cost_points=100)
+    codes = [services.reward_redeem(program=member.program, member=member, reward=reward).redemption for _ in range(2)]
+    client.force_login(django_user_model.objects.create_superuser("boss", password="pw"))
+    client.post(
+        reverse("admin:rewards_redemption_changelist"),
+        {"action": "cancel_coupons", "_selected_action": [c.pk for c in codes]},
+    )
+    assert set(Redemption.objects.values_list("status", flat=True)) == {"issued"}
+    client.post(
+        reverse("admin:rewards_redemption_changelist"),
+        {"action": "cancel_coupons", "_selected_action": [codes[0].pk]},
+    )
+    assert Redemption.objects.get(pk=codes[0].pk).status == "cancelled"

@@ -313,3 +313,19 @@ def test_active_rules_are_remembered_and_forgotten_when_a_rule_changes(program, 
     per_amount_rule.is_active = False
     per_amount_rule.save()
     assert selectors.active_rules(program=program, trigger="purchase") == []
+
+
+def test_enrolment_with_a_refused_card_enrols_nobody(program):
+    from cards import errors as card_errors
+    from tests.cards.factories import CardFactory
+    from tests.loyalty.factories import MemberFactory
+
+    taken = CardFactory(program=program, member=MemberFactory(program=program))
+    with pytest.raises(card_errors.CardNotAssignable):
+        services.member_enrol_with_card(program=program, external_id="new-1", card_number=taken.number)
+    assert not Member.objects.filter(external_id="new-1").exists()
+    member, created = services.member_enrol_with_card(program=program, external_id="new-1")
+    assert created
+    assert [c.kind for c in member.cards.all()] == ["digital"]
+    again, created = services.member_enrol_with_card(program=program, external_id="new-1", card_number=taken.number)
+    assert (again.pk, created, again.cards.count()) == (member.pk, False, 1)
