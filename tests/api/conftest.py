@@ -1,7 +1,6 @@
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -10,7 +9,6 @@ from loyalty.api import api_key_issue
 from loyalty.models import ProgramAPIKey
 from loyalty.services import points_earn
 from tests.cards.factories import CardFactory
-from tests.loyalty.factories import MemberFactory, ProgramFactory
 
 
 def make_key(program, scopes=("read", "write"), **fields):
@@ -23,24 +21,6 @@ def client_with(secret):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
     return client
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    """Throttle counters live in the (in-memory) cache: no test sees another's."""
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def program(db):
-    return ProgramFactory()
-
-
-@pytest.fixture
-def other_program(db):
-    return ProgramFactory()
 
 
 @pytest.fixture
@@ -75,11 +55,6 @@ def anonymous_client():
 
 
 @pytest.fixture
-def member(program):
-    return MemberFactory(program=program)
-
-
-@pytest.fixture
 def member_with_points(member):
     """120 available points (an earn through the ledger service)."""
     points_earn(program=member.program, member_id=member.pk, points=120, reason="test")
@@ -105,11 +80,6 @@ def blocked_card(member):
 @pytest.fixture
 def other_program_card(other_program):
     return CardFactory(program=other_program)
-
-
-@pytest.fixture
-def other_program_member(other_program):
-    return MemberFactory(program=other_program)
 
 
 @pytest.fixture

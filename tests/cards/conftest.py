@@ -1,35 +1,9 @@
 import pytest
-from django.core.cache import cache
 
 from loyalty.models import Member
-from tests.loyalty.factories import MemberFactory, ProgramFactory, StaffFactory
+from tests.loyalty.factories import MemberFactory
 
 from .factories import CardFactory
-
-
-@pytest.fixture
-def program(db):
-    return ProgramFactory()
-
-
-@pytest.fixture
-def other_program(db):
-    return ProgramFactory()
-
-
-@pytest.fixture
-def member(program):
-    return MemberFactory(program=program)
-
-
-@pytest.fixture
-def other_member(program):
-    return MemberFactory(program=program)
-
-
-@pytest.fixture
-def staff(db):
-    return StaffFactory(is_superuser=True)
 
 
 @pytest.fixture
@@ -59,11 +33,3 @@ def anonymous_member(program):
 def anonymous_card(anonymous_member):
     """An active, unclaimed card of an anonymous member."""
     return CardFactory(member=anonymous_member)
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    """The PIN failure counters live in the (in-memory) cache: no test sees another's."""
-    cache.clear()
-    yield
-    cache.clear()

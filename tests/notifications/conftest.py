@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.loyalty.factories import MemberFactory, ProgramFactory, StaffFactory
+from tests.loyalty.factories import ProgramFactory
 
 from .factories import WebhookEndpointFactory
 
@@ -68,21 +68,6 @@ def receiver(allow_private):
 @pytest.fixture
 def program(db):
     return ProgramFactory(expiry_days=365)
-
-
-@pytest.fixture
-def other_program(db):
-    return ProgramFactory()
-
-
-@pytest.fixture
-def member(program):
-    return MemberFactory(program=program)
-
-
-@pytest.fixture
-def staff(db):
-    return StaffFactory(is_superuser=True)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 
 from loyalty import services as ledger
 from rewards.models import Redemption, Reward
@@ -15,13 +14,6 @@ from tests.loyalty.factories import MemberFactory, ProgramFactory
 from .factories import RewardFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from loyalty.models import Program
-from tests.loyalty.factories import MemberFactory, ProgramFactory, StaffFactory
+from tests.loyalty.factories import ProgramFactory
 
 from .factories import TierFactory
 
@@ -37,13 +37,3 @@ def gold(program):
 @pytest.fixture
 def tiers(silver, gold):
     return [silver, gold]
-
-
-@pytest.fixture
-def member(program):
-    return MemberFactory(program=program)
-
-
-@pytest.fixture
-def staff(db):
-    return StaffFactory(is_superuser=True)

@@ -1,7 +1,6 @@
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -11,13 +10,6 @@ from tests.loyalty.factories import ProgramFactory
 from .factories import TierFactory
 
 URL = "/api/v1/tiers"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -18,11 +18,6 @@ def program(db):
 
 
 @pytest.fixture
-def member(program):
-    return MemberFactory(program=program)
-
-
-@pytest.fixture
 def per_amount_rule(program):
     """1 point per euro at the program's earn rate."""
     return EarningRuleFactory(program=program, name="Points per euro", kind="per_amount", points=None)
@@ -31,11 +26,6 @@ def per_amount_rule(program):
 @pytest.fixture
 def when():
     return WEDNESDAY_NOON
-
-
-@pytest.fixture
-def other_member(program):
-    return MemberFactory(program=program)
 
 
 @pytest.fixture

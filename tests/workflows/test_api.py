@@ -11,13 +11,6 @@ from .factories import EarningRuleFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    from django.core.cache import cache
-
-    cache.clear()
-
-
 @pytest.fixture
 def api_client(program):
     return client_with(make_key(program)[1])
