@@ -103,14 +103,18 @@ def test_migrate_runserver_and_stop_on_the_embedded_database(embedded_env, tmp_p
             stderr=subprocess.STDOUT,
         )
     try:
-        # No deadline: on a busy machine start-up may take long; a runserver that exits fails.
+        # No deadline: on a busy machine start-up may take long. Waits while runserver lives and
+        # the connection is refused (not listening yet); any other error (no loopback) fails.
         while True:
             try:
                 health = _get(f"http://127.0.0.1:{port}/health")
                 break
-            except OSError:
+            except OSError as exc:
+                reason = getattr(exc, "reason", exc)  # urllib wraps the socket's error
+                if not isinstance(reason, ConnectionRefusedError | TimeoutError):
+                    pytest.fail(f"cannot reach runserver at 127.0.0.1:{port} ({exc!r}):\n{log_path.read_text()}")
                 if server.poll() is not None:
-                    pytest.fail(f"runserver did not answer:\n{log_path.read_text()}")
+                    pytest.fail(f"runserver exited:\n{log_path.read_text()}")
                 time.sleep(0.25)
         assert health[0] == 200
         assert json.loads(health[1]) == {"status": "ok"}
