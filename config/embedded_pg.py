@@ -15,7 +15,13 @@ What this module adds to pgserver (read in its source, version 0.1.4):
   and a server that is still starting or stopping is waited for;
 - as root, pgserver runs PostgreSQL as the OS user `pgserver` (created with `useradd`), chowns
   the data directory to it and opens the parent directories for traversal (g+rx, o+rx);
-- the `loyalty` database is created once, race-free.
+- the `loyalty` database is created once, race-free;
+- pgserver's list of handles (`.handle_pids.json` in the data directory, rewritten by every
+  process at start and at exit with a truncating write) is written atomically and read
+  tolerantly: a process killed in the middle of that write left it empty, and every later
+  start failed with a JSONDecodeError. The list only matters to pgserver's "stop the server
+  when the last handle exits" mode, which this module doesn't use (the server outlives its
+  processes), so a corrupt list is simply reset.
 
 Command line (used by the Makefile): `python -m config.embedded_pg url|stop|status`,
 `python -m config.embedded_pg probe URL` and `python -m config.embedded_pg ensure-database URL`.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -152,12 +159,64 @@ def _import_pgserver() -> ModuleType:
     os.environ["XDG_RUNTIME_DIR"] = str(_runtime_dir())
     try:
         import pgserver
+        import pgserver.utils
     finally:
         if saved is None:
             os.environ.pop("XDG_RUNTIME_DIR", None)
         else:
             os.environ["XDG_RUNTIME_DIR"] = saved
+    _harden_handle_list(pgserver.utils.DiskList)
     return pgserver
+
+
+HANDLE_LIST = ".handle_pids.json"  # pgserver's list of the processes holding a handle
+
+
+def _read_handle_list(path: Path) -> list[int]:
+    """pgserver's handle list; [] when missing or corrupt (e.g. truncated by a kill)."""
+    try:
+        values = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
+        return []
+    return values
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file in the same directory, then rename it over `path`: a reader
+    sees the old or the new content, never a truncated file, whenever the writer is killed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _harden_handle_list(disk_list: type) -> None:
+    """Make pgserver's DiskList (utils.py: `json.loads(read_text())` / `write_text(json.dumps())`)
+    tolerant on read and atomic on write. Idempotent."""
+    if getattr(disk_list, "_loyalty_hardened", False):
+        return
+    disk_list.get = lambda self: _read_handle_list(Path(self.path))
+    disk_list.put = lambda self, values: _write_atomically(Path(self.path), json.dumps(list(values)))
+    disk_list._loyalty_hardened = True
+
+
+def _repair_handle_list(data_dir: Path) -> None:
+    """Reset a corrupt handle list and drop temporary files of writers killed mid-write."""
+    path = data_dir / HANDLE_LIST
+    for tmp in data_dir.glob(f".{HANDLE_LIST}.*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    if path.exists() and not _read_handle_list(path) and path.read_text(errors="replace").strip() != "[]":
+        _write_atomically(path, "[]")
 
 
 def _read_pidfile(data_dir: Path) -> tuple[int, str] | None:
@@ -218,6 +277,8 @@ def _ensure_running(data_dir: Path) -> Path:
     """Start the server unless it runs; return its socket directory. Call with the lock held."""
     pgserver = _import_pgserver()
     _settle(data_dir)
+    if data_dir.exists():
+        _repair_handle_list(data_dir)
     try:
         # cleanup_mode=None: the server outlives this process (and every other handle).
         server = pgserver.get_server(data_dir, cleanup_mode=None)

@@ -7,16 +7,15 @@ import io
 import re
 from unittest import mock
 
-import psycopg
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection
 from django.urls import reverse
 
 from cards import batches, errors, numbers, services
 from cards.models import Card, CardBatch, CardEvent
 from cards.tasks import generate_batch_task
 from loyalty.errors import IdempotencyConflict, InvalidInput
+from tests import database
 from tests.loyalty.factories import StaffFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,15 +72,7 @@ def failed_batch(program, staff, monkeypatch):
 @pytest.fixture
 def other_session():
     """A second database session (as another worker would have)."""
-    settings = connection.settings_dict
-    conn = psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        password=settings["PASSWORD"] or None,
-        autocommit=True,
-    )
+    conn = database.connect(autocommit=True)  # the same server as the test database
     yield conn
     conn.close()
 

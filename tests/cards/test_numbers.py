@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import luhn
 
@@ -14,6 +14,7 @@ prefixes = st.text(alphabet="0123456789", min_size=1, max_size=8)
 schemes = prefixes.flatmap(lambda p: st.tuples(st.just(p), st.integers(max(12, len(p) + 7), 19)))
 
 
+@settings(deadline=None)  # no test depends on the machine's speed
 @given(scheme=schemes)
 def test_a_random_number_is_well_formed_with_the_prefix_and_length(scheme):
     prefix, length = scheme
@@ -23,6 +24,7 @@ def test_a_random_number_is_well_formed_with_the_prefix_and_length(scheme):
     assert numbers.is_well_formed(number)
 
 
+@settings(deadline=None)  # no test depends on the machine's speed
 @given(scheme=schemes, data=st.data())
 def test_changing_any_one_digit_is_detected(scheme, data):
     prefix, length = scheme
@@ -33,6 +35,7 @@ def test_changing_any_one_digit_is_detected(scheme, data):
     assert not numbers.is_well_formed(typo)
 
 
+@settings(deadline=None)  # no test depends on the machine's speed
 @given(scheme=schemes, count=st.integers(min_value=0, max_value=50))
 def test_random_numbers_are_well_formed_with_the_prefix_and_length(scheme, count):
     prefix, length = scheme
@@ -41,6 +44,7 @@ def test_random_numbers_are_well_formed_with_the_prefix_and_length(scheme, count
     assert all(n.startswith(prefix) and len(n) == length and numbers.is_well_formed(n) for n in batch)
 
 
+@settings(deadline=None)  # no test depends on the machine's speed
 @given(body=st.text(alphabet="0123456789", min_size=7, max_size=31))
 def test_the_fast_check_digit_is_stdnums_luhn(body):
     digit = numbers.luhn_check_digit(body)
@@ -64,6 +68,7 @@ def test_normalize_drops_spaces_and_dashes(typed):
     assert numbers.normalize(typed) == "7000000000000000"
 
 
+@settings(deadline=None)  # no test depends on the machine's speed
 @given(number=st.builds(numbers.random_number, st.just("7"), st.just(16)))
 def test_pin_for_is_stable_and_six_digits(number):
     pin = numbers.pin_for(number)

@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> tuple[int, bytes]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http://127.0.0.1 only)
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (http://127.0.0.1 only)
         return response.status, response.read()
 
 
@@ -65,7 +65,7 @@ def embedded_env() -> Iterator[tuple[dict[str, str], Path]]:
     )
     yield env, data_dir
     # Stop the server even when the test failed half-way, then delete its data.
-    subprocess.run([sys.executable, "-m", "config.embedded_pg", "stop"], cwd=BASE_DIR, env=env, timeout=60, check=False)
+    subprocess.run([sys.executable, "-m", "config.embedded_pg", "stop"], cwd=BASE_DIR, env=env, check=False)
     pid = _postmaster_pid(data_dir)
     if pid is not None:  # `stop` failed: kill this test's own postmaster, if it still is one
         with contextlib.suppress(psutil.Error):
@@ -79,9 +79,7 @@ def test_migrate_runserver_and_stop_on_the_embedded_database(embedded_env, tmp_p
     env, data_dir = embedded_env
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
 
-    migrate = subprocess.run(
-        [*manage, "migrate", "--noinput"], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
-    )
+    migrate = subprocess.run([*manage, "migrate", "--noinput"], cwd=BASE_DIR, env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     assert "Applying loyalty.0001_initial... OK" in migrate.stdout
 
@@ -105,14 +103,18 @@ def test_migrate_runserver_and_stop_on_the_embedded_database(embedded_env, tmp_p
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 40
+        # No deadline: on a busy machine start-up may take long. Waits while runserver lives and
+        # the connection is refused (not listening yet); any other error (no loopback) fails.
         while True:
             try:
                 health = _get(f"http://127.0.0.1:{port}/health")
                 break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"runserver did not answer:\n{log_path.read_text()}")
+            except OSError as exc:
+                reason = getattr(exc, "reason", exc)  # urllib wraps the socket's error
+                if not isinstance(reason, ConnectionRefusedError | TimeoutError):
+                    pytest.fail(f"cannot reach runserver at 127.0.0.1:{port} ({exc!r}):\n{log_path.read_text()}")
+                if server.poll() is not None:
+                    pytest.fail(f"runserver exited:\n{log_path.read_text()}")
                 time.sleep(0.25)
         assert health[0] == 200
         assert json.loads(health[1]) == {"status": "ok"}
@@ -123,7 +125,7 @@ def test_migrate_runserver_and_stop_on_the_embedded_database(embedded_env, tmp_p
     finally:
         server.terminate()
         try:
-            server.wait(timeout=15)
+            server.wait(timeout=120)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
@@ -136,8 +138,100 @@ def test_migrate_runserver_and_stop_on_the_embedded_database(embedded_env, tmp_p
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
     )
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert "stopped" in stop.stdout
     assert not (data_dir / "postmaster.pid").exists()
+
+
+# --- killed at any moment ------------------------------------------------------------------
+
+
+def _embedded(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "config.embedded_pg", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True
+    )
+
+
+def _url_works(env: dict[str, str]) -> str:
+    """`python -m config.embedded_pg url` succeeds and its URL accepts a connection."""
+    url = _embedded(env, "url")
+    assert url.returncode == 0, url.stdout + url.stderr
+    probe = _embedded(env, "probe", url.stdout.strip())
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    return url.stdout.strip()
+
+
+@pytest.mark.parametrize("content", ["", "[123", "\x00\x00", '{"pids": 1}'])
+def test_a_corrupt_handle_list_neither_stops_a_start_nor_a_stop(embedded_env, content):
+    """What a process killed while pgserver rewrote `.handle_pids.json` leaves behind (an empty
+    file in 3 of 12 SIGTERMs of `make run`): the next start, with the server running or
+    stopped, works and leaves a valid list."""
+    env, data_dir = embedded_env
+    _url_works(env)
+    handles = data_dir / ".handle_pids.json"
+
+    handles.write_text(content)  # the server still runs
+    _url_works(env)
+    assert isinstance(json.loads(handles.read_text()), list)
+
+    handles.write_text(content)
+    stop = _embedded(env, "stop")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    handles.write_text(content)  # and with the server stopped
+    _url_works(env)
+    assert isinstance(json.loads(handles.read_text()), list)
+
+
+def _kill_when(proc: subprocess.Popen, ready) -> None:
+    """SIGKILL `proc` as soon as `ready()` holds (or let it finish if it gets there first)."""
+    while proc.poll() is None and not ready():
+        time.sleep(0.01)
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["postmaster.pid written", "server ready", "handle list written"],
+)
+def test_the_next_start_works_after_the_starting_process_is_killed(embedded_env, moment):
+    env, data_dir = embedded_env
+    _url_works(env)  # an initialised data directory
+    assert _embedded(env, "stop").returncode == 0
+    handles = data_dir / ".handle_pids.json"
+    handles.unlink(missing_ok=True)
+    ready = {
+        "postmaster.pid written": lambda: (data_dir / "postmaster.pid").exists(),
+        "server ready": lambda: "ready" in _read(data_dir / "postmaster.pid"),
+        "handle list written": handles.exists,
+    }[moment]
+
+    starting = subprocess.Popen([sys.executable, "-m", "config.embedded_pg", "url"], cwd=BASE_DIR, env=env)
+    _kill_when(starting, ready)
+
+    _url_works(env)
+    assert _embedded(env, "status").returncode == 0
+
+
+def test_the_next_start_works_after_a_stop_is_killed(embedded_env):
+    env, data_dir = embedded_env
+    _url_works(env)
+    pid = _postmaster_pid(data_dir)
+    stopping = subprocess.Popen([sys.executable, "-m", "config.embedded_pg", "stop"], cwd=BASE_DIR, env=env)
+
+    # Killed once the postmaster got the signal (it shuts down without the stopping process).
+    def signalled() -> bool:
+        return pid is None or not psutil.pid_exists(pid) or "stopping" in _read(data_dir / "postmaster.pid")
+
+    _kill_when(stopping, signalled)
+
+    _url_works(env)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""

@@ -13,7 +13,6 @@ import sys
 import time
 from io import StringIO
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -23,6 +22,7 @@ from loyalty import services
 from loyalty.models import Allocation, LedgerEntry, LedgerJobRun, Member
 from loyalty.selectors import ledger_problems
 from loyalty.tasks import expire_points_task, release_pending_points_task
+from tests.database import database_url
 
 from .factories import MemberFactory, ProgramFactory
 
@@ -288,16 +288,11 @@ JOB_APP = "loyalty-test-job"  # the subprocesses' application_name, to find thei
 
 
 def _subprocess_env() -> dict[str, str]:
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"])
-    host = db["HOST"] or "127.0.0.1"
-    port = db["PORT"] or "5432"
+    """The test database on the server the tests use (the embedded one's socket included)."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://{auth}@{host}:{port}/{quote(db['NAME'])}?application_name={JOB_APP}",
+        "DATABASE_URL": database_url(application_name=JOB_APP),
     }
 
 
