@@ -63,7 +63,7 @@ CONFIG_RE = re.compile(r"^w(\d+)(?:t(\d+))?c(\d+)$")
 
 def setup_program(members: int, tiers: bool):
     """The program, its 5 earning rules, 3 tiers, `members` members and an API key."""
-    from loyalty.api import api_key_issue
+    from loyalty.api.keys import api_key_issue
     from loyalty.models import Program, ProgramAPIKey
     from tiers.models import Tier
     from tiers.services import tier_create

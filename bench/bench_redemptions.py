@@ -73,7 +73,7 @@ REDEEM_PATH = "/api/v1/redemptions"
 
 def setup_program(members: int):
     """The program, a reward without stock and one with a stock, `members` members, an API key."""
-    from loyalty.api import api_key_issue
+    from loyalty.api.keys import api_key_issue
     from loyalty.models import ProgramAPIKey
     from rewards.models import Reward
     from rewards.services import reward_create

@@ -1,7 +1,7 @@
 """Card endpoints of the REST API (API.md): the POS look-up and the assignment of stock cards.
 
 One class per operation (STYLE.md rule 11); the machinery (API key, scopes, errors,
-idempotency) is `loyalty.api.ProgramApi`. Every look-up is by `self.program`: a card of
+idempotency) is `loyalty.api.views.ProgramApi`. Every look-up is by `self.program`: a card of
 another program is a 404, exactly like an unknown number.
 """
 
@@ -15,14 +15,11 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from loyalty.api import (
-    BalanceSerializer,
-    MemberReferenceSerializer,
-    ProgramApi,
-    error_responses,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.member_data import BalanceSerializer
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import MemberReferenceSerializer, member_from_reference
+from loyalty.api.views import ProgramApi
 
 from . import selectors, services
 from .models import Card

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from .api import api_key_issue, api_keys_revoke
+from .api.keys import api_key_issue, api_keys_revoke
 from .models import ProgramAPIKey, default_api_key_scopes
 
 if admin.site.is_registered(APIKey):

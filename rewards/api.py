@@ -1,6 +1,6 @@
 """Reward and redemption endpoints of the REST API (API.md): the catalog, redeeming a reward
 for a coupon, and a coupon's state, use and cancellation. One class per operation on
-`loyalty.api.ProgramApi` (key, scopes, error envelope, idempotency, pagination)."""
+`loyalty.api.views.ProgramApi` (key, scopes, error envelope, idempotency, pagination)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from loyalty.api import (
-    ApiCursorPagination,
-    BalanceSerializer,
-    MemberReferenceSerializer,
-    ProgramApi,
-    error_responses,
-    idempotency_key,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.idempotency import idempotency_key
+from loyalty.api.member_data import BalanceSerializer
+from loyalty.api.pagination import ApiCursorPagination
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import MemberReferenceSerializer, member_from_reference
+from loyalty.api.views import ProgramApi
 
 from . import selectors, services
 from .errors import CouponNotFound, RewardNotFound

@@ -1,7 +1,7 @@
 """Activity endpoints of the REST API (API.md): report an activity (it earns by the earning
 rules), report a refund, and preview what an activity would earn.
 
-One class per operation (STYLE.md rule 11) on `loyalty.api.ProgramApi` (key, scopes, error
+One class per operation (STYLE.md rule 11) on `loyalty.api.views.ProgramApi` (key, scopes, error
 envelope, idempotency).
 """
 
@@ -18,15 +18,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cards.services import member_for_card
-from loyalty.api import (
-    BalanceSerializer,
-    MemberReferenceSerializer,
-    ProgramApi,
-    error_responses,
-    idempotency_key,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.idempotency import idempotency_key
+from loyalty.api.member_data import BalanceSerializer
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import MemberReferenceSerializer, member_from_reference
+from loyalty.api.views import ProgramApi
 from loyalty.models import Activity, Member, Program
 
 from . import selectors, services

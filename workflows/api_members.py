@@ -6,7 +6,7 @@ app (the member's cards), the tiers app (current tier, progress to the next) and
 referrals (the referrer's code at enrolment): only `workflows` may import all of those
 (DESIGN.md's layering), hence this module here. One class per path (GET and PATCH of one
 member share a URL, so they share a class; each operation has its own operation id), on
-`loyalty.api.ProgramApi` (key, scopes, error envelope, idempotency, cursor pagination).
+`loyalty.api.views.ProgramApi` (key, scopes, error envelope, idempotency, cursor pagination).
 Every look-up is by `self.program`: another program's member is a 404, exactly like an
 unknown id.
 """
@@ -30,14 +30,12 @@ from cards import errors as card_errors
 from cards import selectors as card_selectors
 from cards.models import Card
 from loyalty import services as loyalty_services
-from loyalty.api import (
-    ApiCursorPagination,
-    BalanceSerializer,
-    ProgramApi,
-    error_responses,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.member_data import BalanceSerializer
+from loyalty.api.pagination import ApiCursorPagination
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import member_from_reference
+from loyalty.api.views import ProgramApi
 from loyalty.models import LedgerEntry, Member, Program
 from tiers import selectors as tier_selectors
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 import loyalty.admin_api_keys  # noqa: F401  (registers the admin; loyalty/admin.py imports it too)
-from loyalty.api import api_key_issue
+from loyalty.api.keys import api_key_issue
 from loyalty.models import ProgramAPIKey
 from loyalty.services import points_earn
 from tests.cards.factories import CardFactory

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from loyalty.api import api_key_issue
+from loyalty.api.keys import api_key_issue
 from loyalty.models import Program, ProgramAPIKey, default_api_key_scopes
 
 SCOPES = [scope.value for scope in ProgramAPIKey.Scope]
