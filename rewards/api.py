@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from loyalty.api.errors import error_responses
 from loyalty.api.idempotency import idempotency_key
-from loyalty.api.member_data import BalanceSerializer
+from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
 from loyalty.api.pagination import ApiCursorPagination
 from loyalty.api.parsing import parse_input
 from loyalty.api.references import MemberReferenceSerializer, member_from_reference
@@ -105,7 +105,9 @@ class RedemptionCreateApi(ProgramApi):
         reward_id = serializers.IntegerField(min_value=1)
         points = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
 
-    class OutputSerializer(CouponSerializer):
+    class OutputSerializer(ReadScopedSerializer, CouponSerializer):
+        read_scope_fields = ("balance",)  # the member's balance: for a key with the `read` scope only
+
         balance = BalanceSerializer()
 
     @extend_schema(
@@ -127,7 +129,8 @@ class RedemptionCreateApi(ProgramApi):
             idempotency_key=idempotency_key(request),
         )
         body = CouponSerializer(result.redemption).data
-        body["balance"] = BalanceSerializer(result.balance).data
+        if self.shows_member_data:
+            body["balance"] = BalanceSerializer(result.balance).data
         return Response(body, status=201)
 
 
