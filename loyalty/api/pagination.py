@@ -9,7 +9,9 @@ a 500 (its position is checked against the ordering column's type and range befo
 
 from __future__ import annotations
 
+from base64 import b64decode
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
@@ -38,6 +40,9 @@ class ApiCursorPagination(CursorPagination):
         return super().paginate_queryset(queryset, request, view)
 
     def decode_cursor(self, request: Request) -> Any:
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is not None and not _known_tokens(encoded):
+            raise _invalid_cursor()
         try:
             cursor = super().decode_cursor(request)
         except exceptions.NotFound as exc:  # DRF's answer to a cursor it cannot decode
@@ -72,6 +77,17 @@ class ApiCursorPagination(CursorPagination):
                 "next": {"type": "string", "nullable": True, "format": "uri"},
             },
         }
+
+
+def _known_tokens(encoded: str) -> bool:
+    """Whether a cursor decodes to DRF's tokens only (offset `o`, reverse `r`, position `p`),
+    at least one: DRF would read anything else as the first page."""
+    try:
+        querystring = b64decode(encoded.encode("ascii")).decode("ascii")
+    except (ValueError, UnicodeError):
+        return False
+    tokens = parse_qs(querystring, keep_blank_values=True)
+    return bool(tokens) and set(tokens) <= {"o", "r", "p"}
 
 
 def _invalid_cursor() -> exceptions.ValidationError:
