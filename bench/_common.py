@@ -183,7 +183,7 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             return "?"
 
-    changed = git("status", "--porcelain", "--", "loyalty/services.py", "loyalty/selectors.py", "loyalty/models.py")
+    changed = git("status", "--porcelain", "--", "loyalty/services/", "loyalty/selectors.py", "loyalty/models.py")
     files = [line.split(maxsplit=1)[-1] for line in changed.splitlines() if line.strip()]
     state = "uncommitted changes in " + ", ".join(files) if files else "clean"
     return f"git {git('rev-parse', '--short', 'HEAD')} (ledger code: {state})"

@@ -106,7 +106,7 @@ def use_prepared_cursors() -> None:
     from django.db import connection
     from django.db.backends.utils import CursorWrapper
 
-    import loyalty.services
+    import loyalty.services.posting
 
     class PreparedCursor(psycopg.Cursor):
         def execute(self, query, params=None, *, prepare=None, binary=None):
@@ -125,7 +125,7 @@ def use_prepared_cursors() -> None:
                 pg.prepare_threshold = 5
             return CursorWrapper(PreparedCursor(pg), connection)
 
-    loyalty.services.connection = PreparedConnection()
+    loyalty.services.posting.connection = PreparedConnection()
 
 
 def make_poster(mode: str, program_id: int, expiry_days: int):

@@ -2,7 +2,7 @@
 benchmark). Each variant runs on a freshly generated identical copy of bench_expire.py's data and
 must leave a ledger that verifies; times are compared with the one hand-written statement.
 
-Variants (the chunk loop is a copy of `loyalty.services._run_chunks`; only the SQL changes):
+Variants (the chunk loop is a copy of `loyalty.services.jobs._run_chunks`; only the SQL changes):
   service        loyalty.services.points_expire as it is (chunk_size=--chunk)
   nolotlock      the pre-919ad2f service (pick `chunk` due lots by expiry, expire exactly
                  those) without `FOR UPDATE` on the lots in `_expire_lots_sql` (the member row

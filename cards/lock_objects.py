@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from django.db.models import QuerySet
 
-from loyalty.models import Member, Program
+from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
+from loyalty.models import Program
 
 from .models import Card
 
@@ -28,8 +29,3 @@ def card_by_number_for_update(*, program: Program, number: str) -> QuerySet[Card
 def cards_for_update(ids: Iterable[int]) -> QuerySet[Card]:
     """Cards by id, locked in id order (replacing a card with a stock card locks two)."""
     return Card.objects.select_for_update().filter(pk__in=list(ids)).order_by("pk")
-
-
-def member_for_update(*, member_id: int) -> QuerySet[Member]:
-    """A member row, locked: serialises 'issue a digital card unless the member has one'."""
-    return Member.objects.select_for_update().filter(pk=member_id)

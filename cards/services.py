@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from loyalty import errors as loyalty_errors
 from loyalty import services as loyalty_services
+from loyalty.lock_objects import members_for_update
 from loyalty.models import LedgerEntry, Member, Program
 
 from . import errors, lock_objects, numbers, signals
@@ -333,7 +334,7 @@ def _merge_into(*, program: Program, card: Card, into_member: Member, now: dt.da
     purchase on the card can add points between the count and the move. Returns the points
     moved."""
     anonymous = card.member
-    list(Member.objects.select_for_update().filter(pk__in=[anonymous.pk, into_member.pk]).order_by("pk"))
+    list(members_for_update([anonymous.pk, into_member.pk]))
     movable, pending, _pending_until = _movable_points(anonymous.pk, now)
     total = movable + pending  # a member in debt has no lots left (debts are paid first)
     if total > 0:

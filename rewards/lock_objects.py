@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from loyalty.models import Member
+from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
 
 from .models import Redemption
-
-
-def member_for_update(*, member_id: int) -> QuerySet[Member]:
-    """The member row, locked while the per-member limit is counted (the ledger's own lock on
-    the same row is then re-entrant)."""
-    return Member.objects.select_for_update().filter(pk=member_id)
 
 
 def redemption_for_update(*, program_id: int, code: str) -> QuerySet[Redemption]:

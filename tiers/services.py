@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from loyalty import errors
+from loyalty.chunks import member_id_ranges
 from loyalty.models import Member, Program
 
 from . import selectors
@@ -186,23 +187,7 @@ class EvaluateResult:
 
 def _chunk_bounds(program: Program, chunk_size: int) -> list[tuple[int, int]]:
     """[lo, hi) member-id ranges of about `chunk_size` members each (keyset on the pk)."""
-    bounds: list[tuple[int, int]] = []
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT MIN(id), MAX(id) FROM loyalty_member WHERE program_id = %s", [program.pk])
-        low, high = cursor.fetchone()
-        if low is None:
-            return bounds
-        lo = low
-        while lo <= high:
-            cursor.execute(
-                "SELECT id FROM loyalty_member WHERE program_id = %s AND id >= %s ORDER BY id OFFSET %s LIMIT 1",
-                [program.pk, lo, chunk_size],
-            )
-            row = cursor.fetchone()
-            hi = row[0] if row else high + 1
-            bounds.append((lo, hi))
-            lo = hi
-    return bounds
+    return list(member_id_ranges(program_id=program.pk, chunk_size=chunk_size))
 
 
 def _evaluate_chunk(

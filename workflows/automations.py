@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from loyalty import errors
 from loyalty import services as ledger
+from loyalty.chunks import member_id_ranges
 from loyalty.models import Member, Program
 from loyalty.presence import PresenceCache
 from rewards import services as reward_services
@@ -380,24 +381,8 @@ def _set_tier(*, automation: Automation, member: Member, state: MemberTier | Non
 
 
 def _member_ranges(*, program: Program, chunk_size: int) -> Iterator[tuple[int, int]]:
-    """[lo, hi) member-id ranges of `chunk_size` members of `program` (keyset on the primary
-    key), computed lazily so each chunk starts where the last one ended."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT min(id), max(id) FROM loyalty_member WHERE program_id = %s", [program.pk])
-        low, high = cursor.fetchone()
-    if low is None:
-        return
-    lo = low
-    while lo <= high:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT id FROM loyalty_member WHERE program_id = %s AND id >= %s ORDER BY id OFFSET %s LIMIT 1",
-                [program.pk, lo, chunk_size],
-            )
-            row = cursor.fetchone()
-        hi = row[0] if row else high + 1
-        yield lo, hi
-        lo = hi
+    """[lo, hi) member-id ranges of `chunk_size` members of `program`, computed lazily."""
+    return member_id_ranges(program_id=program.pk, chunk_size=chunk_size)
 
 
 def automations_run(

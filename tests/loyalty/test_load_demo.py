@@ -77,7 +77,7 @@ def test_load_demo_posts_a_realistic_history(demo_output):
     assert all(m.email and m.first_name and m.birthday for m in members)
     # Every earn is what the purchase amount earns at the program's rate.
     program = Program.objects.get(slug="demo")
-    for entry in LedgerEntry.objects.filter(kind="earn").select_related("activity")[:50]:
+    for entry in LedgerEntry.objects.filter(kind="earn").select_related("activity").order_by("id")[:50]:
         assert entry.points == program.points_for_amount(entry.activity.amount)
 
 

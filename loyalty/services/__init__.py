@@ -1,0 +1,53 @@
+"""Every write of the loyalty core, one module per concern (docs/architecture.md):
+
+- `posting`: the one posting function of the ledger (`points_post`) and the bulk credit;
+- `ledger_sql`: the ledger's SQL, importable only by `posting` and `jobs` (import-linter);
+- `points`: the point use cases (earn, adjust, redeem, restore, reverse, transfer, bulk credit);
+- `jobs`: the set-based expiry and release of pending points;
+- `members`, `activities`, `programs`: enrolment and profiles, stored activities, programs;
+- `idempotency`: the one store of idempotency keys;
+- `checks`: input checks that raise before anything is written.
+
+Callers import from `loyalty.services`; the names below are its public surface.
+"""
+
+from .activities import activity_record
+from .idempotency import idempotency_key_claim, idempotency_key_settle
+from .jobs import JobResult, points_expire, points_release
+from .members import MEMBER_PROFILE_FIELDS, member_enroll, member_set_status, member_update
+from .points import (
+    points_adjust,
+    points_credit_bulk,
+    points_earn,
+    points_redeem,
+    points_restore,
+    points_reverse_order,
+    points_transfer,
+)
+from .posting import BALANCE_FIELDS, Balance, PostResult, points_post
+from .programs import program_create
+
+__all__ = [
+    "BALANCE_FIELDS",
+    "MEMBER_PROFILE_FIELDS",
+    "Balance",
+    "JobResult",
+    "PostResult",
+    "activity_record",
+    "idempotency_key_claim",
+    "idempotency_key_settle",
+    "member_enroll",
+    "member_set_status",
+    "member_update",
+    "points_adjust",
+    "points_credit_bulk",
+    "points_earn",
+    "points_expire",
+    "points_post",
+    "points_redeem",
+    "points_release",
+    "points_restore",
+    "points_reverse_order",
+    "points_transfer",
+    "program_create",
+]
