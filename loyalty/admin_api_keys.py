@@ -1,4 +1,4 @@
-"""Staff admin of the API keys (API.md: a key is shown once when created, stored hashed,
+"""Staff admin of the API keys (docs/api.md: a key is shown once when created, stored hashed,
 revocable, expiring). Imported by `loyalty/admin.py`.
 
 The library's own `APIKey` model (installed with `rest_framework_api_key`) is not used by the

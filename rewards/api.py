@@ -1,4 +1,4 @@
-"""Reward and redemption endpoints of the REST API (API.md): the catalog, redeeming a reward
+"""Reward and redemption endpoints of the REST API (docs/api.md): the catalog, redeeming a reward
 for a coupon, and a coupon's state, use and cancellation. One class per operation on
 `loyalty.api.views.ProgramApi` (key, scopes, error envelope, idempotency, pagination)."""
 

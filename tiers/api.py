@@ -1,4 +1,4 @@
-"""Tier endpoints of the REST API (API.md): `GET /tiers`, the program's active tiers in order."""
+"""Tier endpoints of the REST API (docs/api.md): `GET /tiers`, the program's active tiers in order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Activity endpoints of the REST API (API.md): report an activity (it earns by the earning
+"""Activity endpoints of the REST API (docs/api.md): report an activity (it earns by the earning
 rules), report a refund, and preview what an activity would earn.
 
 One class per operation (STYLE.md rule 11) on `loyalty.api.views.ProgramApi` (key, scopes, error

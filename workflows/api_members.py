@@ -1,4 +1,4 @@
-"""Member endpoints of the REST API (API.md): enrol, read, find, change a member, and read the
+"""Member endpoints of the REST API (docs/api.md): enrol, read, find, change a member, and read the
 member's ledger.
 
 The member representation combines the loyalty core (profile, balances, ledger), the cards

@@ -50,7 +50,7 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def domain_error_status(exc: errors.LoyaltyError) -> int:
-    """API.md's status of a domain error, by class."""
+    """docs/api.md's status of a domain error, by class."""
     if isinstance(exc, errors.NotFound):
         return status.HTTP_404_NOT_FOUND
     if isinstance(exc, errors.Conflict):
@@ -66,7 +66,7 @@ class LenientEncoder(JSONEncoder):
 
     def default(self, obj: Any) -> Any:
         if isinstance(obj, Decimal):
-            return str(obj)  # money is a decimal string in the API (API.md), never a float
+            return str(obj)  # money is a decimal string in the API (docs/api.md), never a float
         try:
             return super().default(obj)
         except TypeError:

@@ -135,7 +135,7 @@ def _run_idempotently(view: ProgramApi, request: Request, handler: Callable[[], 
     a ledger posting stays exactly-once even when reached outside HTTP (admin, import, tasks).
 
     What is stored: 2xx responses and the domain's refusals (404/409/422 from a
-    `LoyaltyError` raised by the service, which wrote nothing) — API.md's "the first
+    `LoyaltyError` raised by the service, which wrote nothing) — docs/api.md's "the first
     response". Not stored: malformed input (400: nothing ran; the client fixes the body and
     may reuse the key), 5xx and any unexpected error (the transaction rolls back)."""
     key = idempotency_key(request)

@@ -23,7 +23,7 @@ MEMBER_REFERENCE_FIELDS = ("member_id", "external_id", "card_number")
 _BIGINT_MAX = 2**63 - 1
 
 
-# API.md's member reference. Subclass it for a flat body, or nest it (`from`, `to`); resolve
+# docs/api.md's member reference. Subclass it for a flat body, or nest it (`from`, `to`); resolve
 # the validated data with `member_from_reference`.
 class MemberReferenceSerializer(serializers.Serializer):
     """A member, named by exactly one of `member_id`, `external_id` (the shop's customer id)
