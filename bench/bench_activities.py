@@ -63,8 +63,8 @@ CONFIG_RE = re.compile(r"^w(\d+)(?:t(\d+))?c(\d+)$")
 
 def setup_program(members: int, tiers: bool):
     """The program, its 5 earning rules, 3 tiers, `members` members and an API key."""
-    from loyalty.api import api_key_issue
     from loyalty.models import Program, ProgramAPIKey
+    from loyalty.services import api_key_create
     from tiers.models import Tier
     from tiers.services import tier_create
     from workflows.models import EarningRule
@@ -145,7 +145,7 @@ def setup_program(members: int, tiers: bool):
             )
     C.insert_members(program.id, members)
     ProgramAPIKey.objects.filter(program=program).delete()
-    key = api_key_issue(api_key=ProgramAPIKey(program=program, name="bench", scopes=["read", "write"]))
+    _, key = api_key_create(program=program, name="bench", scopes=["read", "write"])
     return program, rules, key
 
 

@@ -73,8 +73,8 @@ REDEEM_PATH = "/api/v1/redemptions"
 
 def setup_program(members: int):
     """The program, a reward without stock and one with a stock, `members` members, an API key."""
-    from loyalty.api import api_key_issue
     from loyalty.models import ProgramAPIKey
+    from loyalty.services import api_key_create
     from rewards.models import Reward
     from rewards.services import reward_create
 
@@ -86,7 +86,7 @@ def setup_program(members: int):
     stocked = reward_create(program=program, name="5 EUR off (limited)", stock=1_000_000_000, **common)
     C.insert_members(program.id, members)
     ProgramAPIKey.objects.filter(program=program).delete()
-    key = api_key_issue(api_key=ProgramAPIKey(program=program, name="bench", scopes=["read", "write"]))
+    _, key = api_key_create(program=program, name="bench", scopes=["read", "write"])
     return program, unlimited, stocked, key
 
 

@@ -1,7 +1,7 @@
-"""Card endpoints of the REST API (API.md): the POS look-up and the assignment of stock cards.
+"""Card endpoints of the REST API (docs/api.md): the POS look-up and the assignment of stock cards.
 
 One class per operation (STYLE.md rule 11); the machinery (API key, scopes, errors,
-idempotency) is `loyalty.api.ProgramApi`. Every look-up is by `self.program`: a card of
+idempotency) is `loyalty.api.views.ProgramApi`. Every look-up is by `self.program`: a card of
 another program is a 404, exactly like an unknown number.
 """
 
@@ -15,14 +15,11 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from loyalty.api import (
-    BalanceSerializer,
-    MemberReferenceSerializer,
-    ProgramApi,
-    error_responses,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import MemberReferenceSerializer, member_from_reference
+from loyalty.api.views import ProgramApi
 
 from . import selectors, services
 from .models import Card
@@ -35,7 +32,11 @@ NUMBER_PARAMETER = OpenApiParameter(
 )
 
 
-class CardMemberSerializer(serializers.Serializer):
+class CardMemberSerializer(ReadScopedSerializer):
+    """The card's member: for a key without the `read` scope (assigning a card), its ids only."""
+
+    read_scope_fields = ("email", "first_name", "last_name", "status", "balance")
+
     id = serializers.IntegerField()
     external_id = serializers.CharField(allow_null=True, help_text="The shop's customer id.")
     email = serializers.CharField(allow_blank=True)
@@ -58,7 +59,7 @@ class CardSerializer(serializers.Serializer):
 def _card_response(card: Card, api: ProgramApi) -> Response:
     # The card belongs to the key's program (the selector and service filter on it): no query.
     card.program = api.program
-    return Response(CardSerializer(card).data)
+    return Response(CardSerializer(card, context=api.serializer_context()).data)
 
 
 class CardLookupApi(ProgramApi):

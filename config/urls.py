@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from cards import api as cards_api
-from loyalty import api_points
+from loyalty.api import points as api_points
 from rewards import api as rewards_api
 from tiers import api as tiers_api
 from workflows import api as workflows_api
@@ -42,5 +42,5 @@ urlpatterns = [
 urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
 
 # Unknown paths and crashes under /api/ answer with the API's JSON error envelope.
-handler404 = "loyalty.api.page_not_found"
-handler500 = "loyalty.api.server_error"
+handler404 = "loyalty.api.errors.page_not_found"
+handler500 = "loyalty.api.errors.server_error"

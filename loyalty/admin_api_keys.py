@@ -1,4 +1,4 @@
-"""Staff admin of the API keys (API.md: a key is shown once when created, stored hashed,
+"""Staff admin of the API keys (docs/api.md: a key is shown once when created, stored hashed,
 revocable, expiring). Imported by `loyalty/admin.py`.
 
 The library's own `APIKey` model (installed with `rest_framework_api_key`) is not used by the
@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from .api import api_key_issue, api_keys_revoke
+from . import services
 from .models import ProgramAPIKey, default_api_key_scopes
 
 if admin.site.is_registered(APIKey):
@@ -45,6 +45,7 @@ class ProgramAPIKeyAdmin(APIKeyModelAdmin):
     list_select_related = ("program",)
     search_fields = ("name", "prefix")
     actions = ["revoke_keys"]
+    _changeable = ("name", "scopes", "expiry_date", "revoked")
 
     @admin.display(description="Scopes")
     def scope_list(self, obj: ProgramAPIKey) -> str:
@@ -59,9 +60,17 @@ class ProgramAPIKeyAdmin(APIKeyModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ProgramAPIKey, form: Any = None, change: bool = False) -> None:
         if change:
-            obj.save()
+            changed = [name for name in (form.changed_data if form else []) if name in self._changeable]
+            services.api_key_update(api_key=obj, **{name: getattr(obj, name) for name in changed})
             return
-        key = api_key_issue(api_key=obj)
+        created, key = services.api_key_create(
+            program=obj.program, name=obj.name, scopes=obj.scopes, expiry_date=obj.expiry_date
+        )
+        if obj.revoked:  # created revoked from the form: a key that never works
+            services.api_key_revoke(api_key_ids=[created.pk])
+        obj.pk = created.pk  # the admin logs and redirects to the saved key
+        obj.refresh_from_db()
+        obj._state.adding = False
         messages.warning(
             request,
             f"The API key for {obj.name!r} ({obj.program}) is: {key} — copy it now and store it safely: "
@@ -70,5 +79,5 @@ class ProgramAPIKeyAdmin(APIKeyModelAdmin):
 
     @admin.action(description="Revoke the selected keys (cannot be undone)")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ProgramAPIKey]) -> None:
-        count = api_keys_revoke(keys=queryset)
+        count = services.api_key_revoke(api_key_ids=queryset.values_list("pk", flat=True))
         messages.success(request, f"{count} key(s) revoked.")

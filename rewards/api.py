@@ -1,6 +1,6 @@
-"""Reward and redemption endpoints of the REST API (API.md): the catalog, redeeming a reward
+"""Reward and redemption endpoints of the REST API (docs/api.md): the catalog, redeeming a reward
 for a coupon, and a coupon's state, use and cancellation. One class per operation on
-`loyalty.api.ProgramApi` (key, scopes, error envelope, idempotency, pagination)."""
+`loyalty.api.views.ProgramApi` (key, scopes, error envelope, idempotency, pagination)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from loyalty.api import (
-    ApiCursorPagination,
-    BalanceSerializer,
-    MemberReferenceSerializer,
-    ProgramApi,
-    error_responses,
-    idempotency_key,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.idempotency import idempotency_key
+from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
+from loyalty.api.pagination import ApiCursorPagination
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import MemberReferenceSerializer, member_from_reference
+from loyalty.api.views import ProgramApi
 
 from . import selectors, services
 from .errors import CouponNotFound, RewardNotFound
@@ -108,7 +105,9 @@ class RedemptionCreateApi(ProgramApi):
         reward_id = serializers.IntegerField(min_value=1)
         points = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
 
-    class OutputSerializer(CouponSerializer):
+    class OutputSerializer(ReadScopedSerializer, CouponSerializer):
+        read_scope_fields = ("balance",)  # the member's balance: for a key with the `read` scope only
+
         balance = BalanceSerializer()
 
     @extend_schema(
@@ -130,7 +129,8 @@ class RedemptionCreateApi(ProgramApi):
             idempotency_key=idempotency_key(request),
         )
         body = CouponSerializer(result.redemption).data
-        body["balance"] = BalanceSerializer(result.balance).data
+        if self.shows_member_data:
+            body["balance"] = BalanceSerializer(result.balance).data
         return Response(body, status=201)
 
 

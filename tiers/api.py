@@ -1,4 +1,4 @@
-"""Tier endpoints of the REST API (API.md): `GET /tiers`, the program's active tiers in order."""
+"""Tier endpoints of the REST API (docs/api.md): `GET /tiers`, the program's active tiers in order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from loyalty.api import ApiCursorPagination, ProgramApi, error_responses
+from loyalty.api.errors import error_responses
+from loyalty.api.pagination import ApiCursorPagination
+from loyalty.api.views import ProgramApi
 
 from . import selectors
 

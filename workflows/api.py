@@ -1,7 +1,7 @@
-"""Activity endpoints of the REST API (API.md): report an activity (it earns by the earning
+"""Activity endpoints of the REST API (docs/api.md): report an activity (it earns by the earning
 rules), report a refund, and preview what an activity would earn.
 
-One class per operation (STYLE.md rule 11) on `loyalty.api.ProgramApi` (key, scopes, error
+One class per operation (STYLE.md rule 11) on `loyalty.api.views.ProgramApi` (key, scopes, error
 envelope, idempotency).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.urls import path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -18,15 +19,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cards.services import member_for_card
-from loyalty.api import (
-    BalanceSerializer,
-    MemberReferenceSerializer,
-    ProgramApi,
-    error_responses,
-    idempotency_key,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.idempotency import idempotency_key
+from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
+from loyalty.api.parsing import OccurredAtField, parse_input
+from loyalty.api.references import MemberReferenceSerializer, member_from_reference
+from loyalty.api.views import ProgramApi
 from loyalty.models import Activity, Member, Program
 
 from . import selectors, services
@@ -68,12 +66,27 @@ class ActivityInputSerializer(MemberReferenceSerializer):
         help_text="purchase, signup, referral, social_share, store_visit, review, or a custom name. "
         "Not `refund` (use POST /refunds) nor `birthday` (awarded by the award_birthdays job only): 400.",
     )
-    occurred_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+    occurred_at = OccurredAtField(
+        required=False,
+        help_text="Default: now. Within the last API_OCCURRED_AT_MAX_AGE_DAYS days (3 years by default) and at "
+        "most API_CLOCK_SKEW_SECONDS (300) ahead of the server's clock, else 400.",
+    )
     order_id = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
     currency = serializers.CharField(max_length=3, required=False, allow_blank=True, default="")
     channel = serializers.ChoiceField(choices=Activity.Channel.choices, required=False, allow_blank=True, default="")
-    items = ItemSerializer(many=True, required=False, default=list)
+    items = ItemSerializer(
+        many=True,
+        required=False,
+        default=list,
+        max_length=settings.API_MAX_ACTIVITY_ITEMS,
+        help_text="The order's lines, API_MAX_ACTIVITY_ITEMS (500) at most.",
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["items"].max_length = settings.API_MAX_ACTIVITY_ITEMS  # read per request, as tests override it
+        return fields
 
     def validate_type(self, value: str) -> str:
         if value == Activity.Type.REFUND:
@@ -119,7 +132,9 @@ class ActivityReportApi(ProgramApi):
     class InputSerializer(ActivityInputSerializer):
         pass
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(ReadScopedSerializer):
+        read_scope_fields = ("balance",)
+
         activity_id = serializers.IntegerField(source="activity.id")
         member_id = serializers.IntegerField(source="activity.member_id")
         points_awarded = serializers.IntegerField(source="points")
@@ -147,7 +162,7 @@ class ActivityReportApi(ProgramApi):
             items=[dict(i) for i in data["items"]],
             idempotency_key=idempotency_key(request),
         )
-        return Response(self.OutputSerializer(result).data, status=201)
+        return Response(self.OutputSerializer(result, context=self.serializer_context()).data, status=201)
 
 
 class RefundReportApi(ProgramApi):
@@ -159,9 +174,11 @@ class RefundReportApi(ProgramApi):
     class InputSerializer(serializers.Serializer):
         order_id = serializers.CharField(max_length=255)
         amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
-        occurred_at = serializers.DateTimeField(required=False)
+        occurred_at = OccurredAtField(required=False, help_text="Default: now. The window of `POST /activities`.")
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(ReadScopedSerializer):
+        read_scope_fields = ("balance",)
+
         member_id = serializers.IntegerField()
         entries = EntrySerializer(many=True)
         balance = BalanceSerializer()
@@ -180,7 +197,7 @@ class RefundReportApi(ProgramApi):
             occurred_at=data.get("occurred_at"),
             idempotency_key=idempotency_key(request),
         )
-        return Response(self.OutputSerializer(result).data, status=201)
+        return Response(self.OutputSerializer(result, context=self.serializer_context()).data, status=201)
 
 
 class ActivityPreviewApi(ProgramApi):

@@ -1,4 +1,4 @@
-"""Member endpoints of the REST API (API.md): enrol, read, find, change a member, and read the
+"""Member endpoints of the REST API (docs/api.md): enrol, read, find, change a member, and read the
 member's ledger.
 
 The member representation combines the loyalty core (profile, balances, ledger), the cards
@@ -6,7 +6,7 @@ app (the member's cards), the tiers app (current tier, progress to the next) and
 referrals (the referrer's code at enrolment): only `workflows` may import all of those
 (DESIGN.md's layering), hence this module here. One class per path (GET and PATCH of one
 member share a URL, so they share a class; each operation has its own operation id), on
-`loyalty.api.ProgramApi` (key, scopes, error envelope, idempotency, cursor pagination).
+`loyalty.api.views.ProgramApi` (key, scopes, error envelope, idempotency, cursor pagination).
 Every look-up is by `self.program`: another program's member is a 404, exactly like an
 unknown id.
 """
@@ -30,14 +30,12 @@ from cards import errors as card_errors
 from cards import selectors as card_selectors
 from cards.models import Card
 from loyalty import services as loyalty_services
-from loyalty.api import (
-    ApiCursorPagination,
-    BalanceSerializer,
-    ProgramApi,
-    error_responses,
-    member_from_reference,
-    parse_input,
-)
+from loyalty.api.errors import error_responses
+from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
+from loyalty.api.pagination import ApiCursorPagination
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import member_from_reference
+from loyalty.api.views import ProgramApi
 from loyalty.models import LedgerEntry, Member, Program
 from tiers import selectors as tier_selectors
 
@@ -135,9 +133,25 @@ class MemberNextTierSerializer(serializers.Serializer):
     )
 
 
-class MemberSummarySerializer(serializers.Serializer):
+class MemberSummarySerializer(ReadScopedSerializer):
     """A member as a search finds it: profile, status, balance, current tier, cards. The
-    progress to the next tier (`next_tier`) is on `GET /members/{id}` only."""
+    progress to the next tier (`next_tier`) is on `GET /members/{id}` only. A key without the
+    `read` scope (enrolling, changing) sees the member's `id` and `external_id` only."""
+
+    read_scope_fields = (
+        "email",
+        "first_name",
+        "last_name",
+        "birthday",
+        "status",
+        "email_consent",
+        "enrolled_at",
+        "enrollment_channel",
+        "referral_code",
+        "balance",
+        "tier",
+        "cards",
+    )
 
     id = serializers.IntegerField(source="member.id")
     external_id = serializers.CharField(
@@ -164,7 +178,10 @@ class MemberSummarySerializer(serializers.Serializer):
 
 
 class MemberSerializer(MemberSummarySerializer):
-    """A member with balance, current tier, progress to the next tier, cards and referral code."""
+    """A member with balance, current tier, progress to the next tier, cards and referral code
+    (for a key without the `read` scope: `id` and `external_id` only)."""
+
+    read_scope_fields = (*MemberSummarySerializer.read_scope_fields, "next_tier")
 
     next_tier = MemberNextTierSerializer(
         allow_null=True, help_text="The next tier up and what is still needed; null at the top tier or without tiers."
@@ -172,7 +189,10 @@ class MemberSerializer(MemberSummarySerializer):
 
 
 def _member_response(view: ProgramApi, member: Member, *, status: int = 200) -> Response:
-    return Response(MemberSerializer(member_view(program=view.program, member=member)).data, status=status)
+    context = view.serializer_context()
+    if not view.shows_member_data:  # the ids only: no need to read the tier and cards
+        return Response(MemberSerializer(MemberView(member=member, cards=[], tier=None), context=context).data, status)
+    return Response(MemberSerializer(member_view(program=view.program, member=member), context=context).data, status)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +392,7 @@ class MembersApi(ProgramApi):
         paginator = ApiCursorPagination()
         page = paginator.paginate_queryset(_members_found(self.program, serializer.validated_data), request, view=self)
         return paginator.get_paginated_response(
-            MemberSummarySerializer([_summary_view(m) for m in page], many=True).data
+            MemberSummarySerializer([_summary_view(m) for m in page], many=True, context=self.serializer_context()).data
         )
 
 

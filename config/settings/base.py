@@ -131,26 +131,37 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty@example.com")
 ANYMAIL = env.dict("ANYMAIL", default={})
 EMAIL_TIMEOUT = 10
 
-# The REST API (API.md). Its machinery is `loyalty.api.ProgramApi`, the base of every API view:
+# The REST API (docs/api.md). Its machinery is `loyalty.api.views.ProgramApi`, the base of every API view:
 # API-key authentication (401), scopes (403), per-key rate limits (429), cursor pagination.
 # Those classes are set on ProgramApi, not here: DRF imports the DEFAULT_* classes while
 # `rest_framework.views` itself is being imported, and loyalty.api needs that module (a cycle).
+# The parser (`loyalty.api.parsing.ApiJSONParser`, bounded nesting) is set there too.
 # The defaults below close any DRF view that is not a ProgramApi (no authenticator, 403).
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # Requests per API key (`loyalty.api.APIKeyRateThrottle`); a view may name another scope
+    # Requests per API key (`loyalty.api.throttling.APIKeyRateThrottle`); a view may name another scope
     # (`throttle_scope`). Counters live in the default cache: configure a shared one (Redis)
     # when several web processes serve the API, or each process counts on its own.
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env("API_RATE_LIMIT", default="3000/min"),
     },
-    "EXCEPTION_HANDLER": "loyalty.api.api_exception_handler",  # read per request: no import cycle
-    "DEFAULT_SCHEMA_CLASS": "loyalty.api.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "loyalty.api.errors.api_exception_handler",  # read per request: no import cycle
+    "DEFAULT_SCHEMA_CLASS": "loyalty.api.schema.ApiAutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+
+# Limits of the API (docs/api.md, "Limits"), each refused before anything is written. A body
+# larger than API_MAX_BODY_BYTES is a 413 (Django's own DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB,
+# still bounds the admin's forms); an activity carries API_MAX_ACTIVITY_ITEMS items at most
+# (400); an `occurred_at` lies within API_OCCURRED_AT_MAX_AGE_DAYS before now and
+# API_CLOCK_SKEW_SECONDS after it (400).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+API_MAX_ACTIVITY_ITEMS = env.int("API_MAX_ACTIVITY_ITEMS", default=500)
+API_OCCURRED_AT_MAX_AGE_DAYS = env.int("API_OCCURRED_AT_MAX_AGE_DAYS", default=3 * 366)
+API_CLOCK_SKEW_SECONDS = env.int("API_CLOCK_SKEW_SECONDS", default=300)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty API",

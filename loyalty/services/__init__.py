@@ -6,12 +6,14 @@
 - `jobs`: the set-based expiry and release of pending points;
 - `members`, `activities`, `programs`: enrolment and profiles, stored activities, programs;
 - `idempotency`: the one store of idempotency keys;
+- `api_keys`: creating, changing and revoking API keys;
 - `checks`: input checks that raise before anything is written.
 
 Callers import from `loyalty.services`; the names below are its public surface.
 """
 
 from .activities import activity_record
+from .api_keys import api_key_create, api_key_revoke, api_key_update
 from .idempotency import idempotency_key_claim, idempotency_key_settle
 from .jobs import JobResult, points_expire, points_release
 from .members import MEMBER_PROFILE_FIELDS, member_enroll, member_set_status, member_update
@@ -34,6 +36,9 @@ __all__ = [
     "JobResult",
     "PostResult",
     "activity_record",
+    "api_key_create",
+    "api_key_revoke",
+    "api_key_update",
     "idempotency_key_claim",
     "idempotency_key_settle",
     "member_enroll",

@@ -5,16 +5,13 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 import loyalty.admin_api_keys  # noqa: F401  (registers the admin; loyalty/admin.py imports it too)
-from loyalty.api import api_key_issue
-from loyalty.models import ProgramAPIKey
-from loyalty.services import points_earn
+from loyalty.services import api_key_create, points_earn
 from tests.cards.factories import CardFactory
 
 
 def make_key(program, scopes=("read", "write"), **fields):
     """A saved key of `program` and its secret (the full `<prefix>.<secret>` string)."""
-    api_key = ProgramAPIKey(program=program, name=fields.pop("name", "test key"), scopes=list(scopes), **fields)
-    return api_key, api_key_issue(api_key=api_key)
+    return api_key_create(program=program, name=fields.pop("name", "test key"), scopes=list(scopes), **fields)
 
 
 def client_with(secret):

@@ -4,7 +4,7 @@ import pytest
 from rest_framework.test import APIRequestFactory
 
 from loyalty import errors
-from loyalty.api import api_exception_handler
+from loyalty.api.errors import api_exception_handler
 from tests.loyalty.factories import MemberFactory
 
 from .conftest import assign_url, card_url

@@ -7,7 +7,10 @@ from rest_framework.response import Response
 
 from config.urls import urlpatterns as project_urlpatterns
 from loyalty import services
-from loyalty.api import MemberReferenceSerializer, ProgramApi, idempotency_key, member_from_reference, parse_input
+from loyalty.api.idempotency import idempotency_key
+from loyalty.api.parsing import parse_input
+from loyalty.api.references import MemberReferenceSerializer, member_from_reference
+from loyalty.api.views import ProgramApi
 from loyalty.models import Member, ProgramAPIKey
 
 
@@ -61,5 +64,5 @@ urlpatterns = [
     path("api/v1/test/adjust", AdjustmentProbeApi.as_view()),
     *project_urlpatterns,
 ]
-handler404 = "loyalty.api.page_not_found"
-handler500 = "loyalty.api.server_error"
+handler404 = "loyalty.api.errors.page_not_found"
+handler500 = "loyalty.api.errors.server_error"

@@ -1,4 +1,7 @@
+import datetime as dt
+
 import pytest
+from django.utils import timezone
 
 from cards.models import Card
 from loyalty.models import Activity, LedgerEntry, Member
@@ -29,7 +32,7 @@ def purchase_body(**fields):
         "amount": "42.50",
         "currency": "EUR",
         "channel": "online",
-        "occurred_at": "2026-03-04T12:00:00+01:00",
+        "occurred_at": (timezone.now() - dt.timedelta(days=1)).isoformat(),
         "items": [
             {"sku": "TEE-1", "category": "apparel", "quantity": 2, "unit_price": "15.00"},
             {"sku": "MUG-1", "category": "home", "quantity": 1, "unit_price": "12.50"},

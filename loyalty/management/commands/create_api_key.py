@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from loyalty.api import api_key_issue
-from loyalty.models import Program, ProgramAPIKey, default_api_key_scopes
+from loyalty.models import Program, ProgramAPIKey
+from loyalty.services import api_key_create
 
 SCOPES = [scope.value for scope in ProgramAPIKey.Scope]
 
@@ -42,14 +42,13 @@ class Command(BaseCommand):
         if program is None:
             raise CommandError(f"No program with the slug {options['program']!r}.")
         expires = self._expiry(options["expires"], program)  # type: ignore[arg-type]
-        api_key = ProgramAPIKey(
-            program=program,
-            name=options["name"],
-            scopes=options["scopes"] or default_api_key_scopes(),
-            expiry_date=expires,
-        )
         try:
-            key = api_key_issue(api_key=api_key)
+            api_key, key = api_key_create(
+                program=program,
+                name=options["name"],  # type: ignore[arg-type]
+                scopes=options["scopes"] or None,  # type: ignore[arg-type]
+                expiry_date=expires,
+            )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(m)}" for field, m in exc.message_dict.items())) from exc
         self.stderr.write(

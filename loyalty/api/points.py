@@ -1,6 +1,7 @@
-"""Point movements of the REST API (API.md): manual adjustments (keys with the `adjust`
-scope) and transfers between two members of the program. Both (I): an `Idempotency-Key` is
-required, and the ledger services get it too (rule 4)."""
+"""Loyalty's own endpoints (docs/api.md): manual adjustments (keys with the `adjust` scope) and
+transfers between two members of the program. Both (I): an `Idempotency-Key` is required, and
+the ledger services get it too, so a posting is exactly-once. The answers carry the members'
+balances only for a key with the `read` scope."""
 
 from __future__ import annotations
 
@@ -10,18 +11,16 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from . import services
-from .api import (
-    BalanceSerializer,
-    MemberReferenceSerializer,
-    ProgramApi,
-    Scope,
-    error_responses,
-    idempotency_key,
-    member_from_reference,
-    parse_input,
-)
-from .models import Member
+from loyalty import services
+from loyalty.models import Member
+
+from .auth import Scope
+from .errors import error_responses
+from .idempotency import idempotency_key
+from .member_data import BalanceSerializer, ReadScopedSerializer
+from .parsing import parse_input
+from .references import MemberReferenceSerializer, member_from_reference
+from .views import ProgramApi
 
 POINTS_LIMIT = 2**31 - 1
 
@@ -54,7 +53,9 @@ class AdjustmentApi(ProgramApi):
                 raise serializers.ValidationError("Points must not be zero.")
             return value
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(ReadScopedSerializer):
+        read_scope_fields = ("balance",)
+
         member_id = serializers.IntegerField()
         entries = PostedEntrySerializer(many=True)
         balance = BalanceSerializer()
@@ -75,7 +76,7 @@ class AdjustmentApi(ProgramApi):
             source=f"api-key:{request.auth.prefix} ({request.auth.name})",
             idempotency_key=idempotency_key(request),
         )
-        return Response(self.OutputSerializer(result).data, status=201)
+        return Response(self.OutputSerializer(result, context=self.serializer_context()).data, status=201)
 
 
 # `from` is a Python keyword: the input serializer is built with type().
@@ -99,7 +100,9 @@ class TransferApi(ProgramApi):
 
     idempotency_required = True
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(ReadScopedSerializer):
+        read_scope_fields = ("from_balance", "to_balance")
+
         from_member_id = serializers.IntegerField()
         to_member_id = serializers.IntegerField()
         points = serializers.IntegerField()
@@ -129,10 +132,11 @@ class TransferApi(ProgramApi):
             "to_member_id": receiver.pk,
             "points": data["points"],
             "entries": result.entries,
-            "from_balance": result.balance,
-            "to_balance": result.other_balances.get(receiver.pk) or Member.objects.get(pk=receiver.pk),
         }
-        return Response(self.OutputSerializer(body).data, status=201)
+        if self.shows_member_data:
+            body["from_balance"] = result.balance
+            body["to_balance"] = result.other_balances.get(receiver.pk) or Member.objects.get(pk=receiver.pk)
+        return Response(self.OutputSerializer(body, context=self.serializer_context()).data, status=201)
 
 
 urlpatterns = [
