@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.apps import apps
+from django.db.models import DecimalField, IntegerField, OuterRef, QuerySet, Subquery, Value
 
 from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
+from loyalty.models import Member
 
 from .models import Referral
+
+
+def member_with_tier_for_update(*, member_id: int) -> QuerySet[Member]:
+    """The member row, locked, with its tier read in the same statement: `tier_id_now` (None
+    without a tier) and `tier_multiplier_now` (None without a tier). One statement where an
+    activity needs the lock and the tier multiplier (the tiers app optional: both None)."""
+    members = Member.objects.select_for_update().filter(pk=member_id)
+    if not apps.is_installed("tiers"):
+        return members.annotate(
+            tier_id_now=Value(None, output_field=IntegerField()),
+            tier_multiplier_now=Value(None, output_field=DecimalField()),
+        )
+    from tiers.models import MemberTier  # an optional app, a layer below workflows
+
+    state = MemberTier.objects.filter(member_id=OuterRef("pk"), tier__isnull=False)
+    return members.annotate(
+        tier_id_now=Subquery(state.values("tier_id")[:1]),
+        tier_multiplier_now=Subquery(state.values("tier__multiplier")[:1]),
+    )
 
 
 def pending_referral_for_update(*, friend_id: int) -> QuerySet[Referral]:

@@ -125,14 +125,21 @@ def activity_facts(
     )
 
 
-def awards_for(*, program: Program, member_id: int, facts: rules.ActivityFacts) -> list[rules.Award]:
-    """What the program's rules give the member for an activity with these facts. Queries: 1
-    (rules) + 1 (their tier conditions) + 1 (caps, if any) + 1 (the member's tier)."""
+def awards_for(
+    *,
+    program: Program,
+    member_id: int,
+    facts: rules.ActivityFacts,
+    tier: tuple[int | None, Decimal] | None = None,
+) -> list[rules.Award]:
+    """What the program's rules give the member for an activity with these facts. `tier`:
+    the member's (tier id, multiplier) when the caller read it already. Queries: the rules
+    (kept 5 s per process) + 1 (caps, if any) + 1 (the member's tier, unless given)."""
     candidates = active_rules(program=program, trigger=facts.type)
     if not candidates:
         return []
     usage = rule_usage(program=program, member_id=member_id, rules_=candidates, occurred_at=facts.occurred_at)
-    tier_id, multiplier = member_tier(member_id=member_id)
+    tier_id, multiplier = tier if tier is not None else member_tier(member_id=member_id)
     if facts.type != "purchase":
         multiplier = Decimal(1)
     return rules.evaluate(

@@ -8,16 +8,19 @@ or a member's balance columns, except the set-based jobs (loyalty.services.jobs)
 
 Hot paths use SQL through the Django connection (no model instances per row): an earn is one
 locking read and one statement that inserts the entry, updates the balances and records the
-idempotency key (or, for a plain credit, one statement in all).
+idempotency key (or, for plain credits of one member, one statement in all: the awards of
+one activity are N lots inserted by one statement).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -356,7 +359,13 @@ class _Posting:
         return entry, takes
 
     def flush(
-        self, *, key: str | None, operation: str, request_hash: str, primary_member_id: int
+        self,
+        *,
+        key: str | None,
+        operation: str,
+        request_hash: str,
+        primary_member_id: int,
+        result: dict[str, Any] | None = None,
     ) -> dict[int, Balance]:
         """Write the deferred entry, apply the balance deltas in SQL and record the idempotency
         key, in one statement. The key goes last, so a duplicate key (ON CONFLICT: nothing
@@ -384,7 +393,7 @@ class _Posting:
             ctes.append(
                 f"k AS (INSERT INTO {sql.IDEM} (program_id, key, operation, request_hash, member_id, entry_ids, "
                 "result, created_at) SELECT %(program)s, %(key)s, %(op)s, %(hash)s, %(member)s, "
-                f"to_jsonb(array_remove(%(prior)s::bigint[] || {new_id}::bigint, NULL)), '{{}}', %(now)s "
+                f"to_jsonb(array_remove(%(prior)s::bigint[] || {new_id}::bigint, NULL)), %(result)s::jsonb, %(now)s "
                 "ON CONFLICT (program_id, key) DO NOTHING RETURNING id)"
             )
             params.update(
@@ -395,6 +404,7 @@ class _Posting:
                     "hash": request_hash,
                     "member": primary_member_id,
                     "prior": [e.id for e in self.entries if e.id is not None],
+                    "result": json.dumps(result or {}, cls=DjangoJSONEncoder),
                     "now": self.now,
                 }
             )
@@ -440,39 +450,57 @@ def _replay(*, program: Program, key: str, request_hash: str) -> PostResult:
 
 
 def _try_fast_credit(
-    *, program: Program, credit: dict[str, Any], key: str | None, operation: str, request_hash: str, now: dt.datetime
+    *,
+    program: Program,
+    credits: Sequence[dict[str, Any]],
+    key: str | None,
+    operation: str,
+    request_hash: str,
+    result: dict[str, Any],
+    now: dt.datetime,
 ) -> PostResult | type[_Replay] | None:
-    """The single-statement credit. None: not applicable (unknown or blocked member, debt)."""
-    released = credit["available_at"] <= now
-    row = {c: credit.get(c) for c in sql.ENTRY_COLUMNS}
-    row.update(
-        program_id=program.id,
-        created_at=now,
-        remaining=credit["points"],
-        released_at=now if released else None,
-        reason=credit.get("reason") or "",
-        reference=credit.get("reference") or "",
-    )
+    """The single-statement credit of one member: one lot per element of `credits` (all for
+    the same member). None: not applicable (unknown or blocked member, debt)."""
+    member_id = credits[0]["member_id"]
+    rows = []
+    for credit in credits:
+        assert credit["member_id"] == member_id
+        row = {c: credit.get(c) for c in sql.ENTRY_COLUMNS}
+        row.update(
+            program_id=program.id,
+            created_at=now,
+            remaining=credit["points"],
+            released_at=now if credit["available_at"] <= now else None,
+            reason=credit.get("reason") or "",
+            reference=credit.get("reference") or "",
+        )
+        rows.append(row)
+    released = sum(r["points"] for r in rows if r["released_at"] is not None)
     params = {
-        **row,
+        "program_id": program.id,
+        "member_id": member_id,
+        "created_at": now,
+        "created_by_id": None,
+        **{f"l_{c}": [r[c] for r in rows] for c, _type in sql.LOT_COLUMNS},
         "key": key,
         "op": operation,
         "hash": request_hash,
-        "d_available": credit["points"] if released else 0,
-        "d_pending": 0 if released else credit["points"],
-        "d_lifetime_earned": credit["points"] if credit["kind"] == Kind.EARN else 0,
+        "result": json.dumps(result, cls=DjangoJSONEncoder),
+        "d_available": released,
+        "d_pending": sum(r["points"] for r in rows) - released,
+        "d_lifetime_earned": sum(r["points"] for r in rows if r["kind"] == Kind.EARN),
     }
     with connection.cursor() as cursor:
         cursor.execute(sql.FAST_CREDIT[key is not None], params)
-        status, available, entry_id, *balance = cursor.fetchone()
+        status, available, entry_ids, *balance = cursor.fetchone()
     if status != Member.Status.ACTIVE or available is None or available < 0:
         return None
-    if entry_id is None:
+    if entry_ids is None:
         return _Replay
-    entry = LedgerEntry(id=entry_id, **row)
-    result = PostResult(member_id=row["member_id"], entries=[entry], balance=Balance(*balance))
-    transaction.on_commit(lambda: _send_posted(program, {result.member_id: result.balance}, result.entries))
-    return result
+    entries = [LedgerEntry(id=entry_id, **row) for entry_id, row in zip(entry_ids, rows, strict=True)]
+    posted = PostResult(member_id=member_id, entries=entries, balance=Balance(*balance))
+    transaction.on_commit(lambda: _send_posted(program, {member_id: posted.balance}, entries))
+    return posted
 
 
 def points_post(
@@ -485,7 +513,9 @@ def points_post(
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
     actor_id: int | None = None,
-    simple_credit: dict[str, Any] | None = None,
+    simple_credits: Sequence[dict[str, Any]] = (),
+    result: dict[str, Any] | None = None,
+    request_hash: str | None = None,
 ) -> PostResult:
     """Post entries for one member (or two, for a transfer): the single writer of the ledger.
 
@@ -495,21 +525,23 @@ def points_post(
     request returns the first result and writes nothing; a different request raises
     `IdempotencyConflict`. `points_posted` is sent after commit.
 
-    `simple_credit` describes the same posting as one plain lot for the single-statement fast
-    path (`_try_fast_credit`), tried first; `work` runs when it does not apply.
+    `simple_credits` describes the same posting as plain lots of one member for the
+    single-statement fast path (`_try_fast_credit`), tried first; `work` runs when it does not
+    apply. `result` is stored on the idempotency record (what a caller needs to replay).
     Queries: fast path 1; otherwise 1 lock + what `work` needs + 1.
     """
     check_key(idempotency_key)
     now = now or timezone.now()
     check_aware(now, "now")
-    request_hash = request_hash_of(operation, payload)
-    if simple_credit is not None:
+    request_hash = request_hash or request_hash_of(operation, payload)
+    if simple_credits:
         fast = _try_fast_credit(
             program=program,
-            credit=simple_credit,
+            credits=simple_credits,
             key=idempotency_key,
             operation=operation,
             request_hash=request_hash,
+            result=result or {},
             now=now,
         )
         if fast is _Replay:
@@ -532,7 +564,11 @@ def points_post(
                     raise _Replay
             work(posting)
             balances = posting.flush(
-                key=idempotency_key, operation=operation, request_hash=request_hash, primary_member_id=member_ids[0]
+                key=idempotency_key,
+                operation=operation,
+                request_hash=request_hash,
+                primary_member_id=member_ids[0],
+                result=result or {},
             )
             entries = posting.entries
             transaction.on_commit(lambda: _send_posted(program, balances, entries))
