@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from django.apps import apps
-from django.db.models import DecimalField, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import DecimalField, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
 
 from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
-from loyalty.models import Member
+from loyalty.models import IdempotencyRecord, Member, Program
 
 from .models import Referral
 
 
-def member_with_tier_for_update(*, member_id: int) -> QuerySet[Member]:
+def member_with_tier_for_update(*, member_id: int, program: Program, key: str | None = None) -> QuerySet[Member]:
     """The member row, locked, with its tier read in the same statement: `tier_id_now` (None
-    without a tier) and `tier_multiplier_now` (None without a tier). One statement where an
-    activity needs the lock and the tier multiplier (the tiers app optional: both None)."""
-    members = Member.objects.select_for_update().filter(pk=member_id)
+    without a tier) and `tier_multiplier_now` (None without a tier), and `key_seen`: whether
+    the idempotency store holds `key` for `program`. One statement where an activity needs the
+    lock, the tier multiplier (the tiers app optional: both None) and its key check."""
+    seen = Exists(IdempotencyRecord.objects.filter(program=program, key=key)) if key else Value(False)
+    members = Member.objects.select_for_update().filter(pk=member_id).annotate(key_seen=seen)
     if not apps.is_installed("tiers"):
         return members.annotate(
             tier_id_now=Value(None, output_field=IntegerField()),
