@@ -86,6 +86,8 @@ class _Posting:
         self.deltas: dict[int, dict[str, int]] = {}
         self.entries: list[LedgerEntry] = []
         self._deferred: LedgerEntry | None = None
+        # A member's open lots as `settle` read them, for the debit right after (no write between).
+        self._open_lots: dict[int, list[tuple[Any, ...]]] = {}
 
     # -- locking and settling ------------------------------------------------------------
 
@@ -116,19 +118,24 @@ class _Posting:
 
     def settle(self, member_id: int) -> None:
         """Release due pending lots and expire overdue lots of this member before a debit,
-        so that a debit never spends points that are expired or not yet available."""
+        so that a debit never spends points that are expired or not yet available.
+
+        One statement reads the member's open lots with what is due; when nothing is (the
+        common case) they are kept for the debit that follows (`debit` then reads nothing)."""
         self.cur.execute(
-            f"SELECT id, released_at IS NULL AND available_at <= %(now)s, "
+            f"SELECT id, remaining, released_at IS NOT NULL, expires_at, available_at, "
+            "released_at IS NULL AND available_at <= %(now)s, "
             f"expires_at IS NOT NULL AND expires_at <= %(now)s FROM {sql.ENTRY} "
             "WHERE member_id = %(m)s AND remaining > 0 "
-            "AND ((released_at IS NULL AND available_at <= %(now)s) OR expires_at <= %(now)s)",
+            "ORDER BY released_at IS NULL, expires_at NULLS LAST, available_at, id",
             {"m": member_id, "now": self.now},
         )
-        due = self.cur.fetchall()
-        if not due:
+        lots = self.cur.fetchall()
+        release = [r[0] for r in lots if r[5]]
+        expire = [r[0] for r in lots if r[6]]
+        if not release and not expire:
+            self._open_lots[member_id] = [r[:5] for r in lots]
             return
-        release = [r[0] for r in due if r[1]]
-        expire = [r[0] for r in due if r[2]]
         if release:
             self.cur.execute(sql.RELEASE_LOTS, {"ids": release, "now": self.now})
         if expire:
@@ -183,18 +190,37 @@ class _Posting:
         row["reference"] = row["reference"] or ""
         return row
 
-    def _insert(self, values: dict[str, Any], *, defer: bool = False) -> LedgerEntry:
+    def _insert(
+        self, values: dict[str, Any], *, defer: bool = False, allocations: list[tuple[int, int]] | None = None
+    ) -> LedgerEntry:
         """Insert an entry now, or (`defer`) keep it for `flush`, which writes it in the same
         statement as the balances: the common earn then costs one statement after the lock.
-        Only an entry nobody needs the id of yet may be deferred."""
+        Only an entry nobody needs the id of yet may be deferred. `allocations` (a debit's
+        (lot id, points)) are written by the same statement as the entry."""
         self._write_deferred()
+        self._open_lots.pop(values["member_id"], None)
         row = self._row(values)
         entry = LedgerEntry(**row)
         self.entries.append(entry)
         if defer:
             self._deferred = entry
             return entry
-        self.cur.execute(sql.INSERT_ENTRY, [row[c] for c in sql.ENTRY_COLUMNS])
+        if allocations:
+            self.cur.execute(
+                f"WITH e AS ({sql.INSERT_ENTRY_NAMED}), "
+                "t AS (SELECT * FROM unnest(%(lots)s::bigint[], %(pts)s::bigint[]) AS t(lot_id, points)), "
+                f"a AS (INSERT INTO {sql.ALLOC} (debit_id, lot_id, points, created_at) "
+                "SELECT e.id, t.lot_id, t.points, %(e_created_at)s FROM e, t), "
+                f"u AS (UPDATE {sql.ENTRY} l SET remaining = l.remaining - t.points FROM t WHERE l.id = t.lot_id) "
+                "SELECT id FROM e",
+                {
+                    **{f"e_{c}": row[c] for c in sql.ENTRY_COLUMNS},
+                    "lots": [a[0] for a in allocations],
+                    "pts": [a[1] for a in allocations],
+                },
+            )
+        else:
+            self.cur.execute(sql.INSERT_ENTRY, [row[c] for c in sql.ENTRY_COLUMNS])
         entry.id = self.cur.fetchone()[0]
         return entry
 
@@ -203,20 +229,6 @@ class _Posting:
         if entry is not None:
             self.cur.execute(sql.INSERT_ENTRY, [getattr(entry, c) for c in sql.ENTRY_COLUMNS])
             entry.id = self.cur.fetchone()[0]
-
-    def _allocate(self, debit_id: int, takes: list[tuple[int, int]]) -> None:
-        """Record that `debit_id` consumed (lot id, points) and lower the lots' remainders."""
-        if not takes:
-            return
-        lot_ids = [t[0] for t in takes]
-        amounts = [t[1] for t in takes]
-        self.cur.execute(
-            f"WITH t AS (SELECT * FROM unnest(%(lots)s::bigint[], %(pts)s::bigint[]) AS t(lot_id, points)), "
-            f"a AS (INSERT INTO {sql.ALLOC} (debit_id, lot_id, points, created_at) "
-            "SELECT %(debit)s, lot_id, points, %(now)s FROM t) "
-            f"UPDATE {sql.ENTRY} e SET remaining = e.remaining - t.points FROM t WHERE e.id = t.lot_id",
-            {"lots": lot_ids, "pts": amounts, "debit": debit_id, "now": self.now},
-        )
 
     def credit(
         self,
@@ -307,17 +319,22 @@ class _Posting:
         left becomes a debt when `allow_debt`, else `InsufficientPoints`. Returns the entry
         and what it consumed: (lot id, points, expires_at, available_at if still pending).
         """
-        pending_clause = "" if include_pending else "AND released_at IS NOT NULL"
-        self.cur.execute(
-            f"SELECT id, remaining, released_at IS NOT NULL, expires_at, available_at FROM {sql.ENTRY} "
-            f"WHERE member_id = %(m)s AND remaining > 0 {pending_clause} "
-            "ORDER BY (activity_id = %(act)s) IS TRUE DESC, released_at IS NULL, "
-            "expires_at NULLS LAST, available_at, id",
-            {"m": member_id, "act": first_lots_of_activity},
-        )
+        cached = self._open_lots.pop(member_id, None)
+        if cached is not None and first_lots_of_activity is None:
+            lots = [lot for lot in cached if include_pending or lot[2]]
+        else:
+            pending_clause = "" if include_pending else "AND released_at IS NOT NULL"
+            self.cur.execute(
+                f"SELECT id, remaining, released_at IS NOT NULL, expires_at, available_at FROM {sql.ENTRY} "
+                f"WHERE member_id = %(m)s AND remaining > 0 {pending_clause} "
+                "ORDER BY (activity_id = %(act)s) IS TRUE DESC, released_at IS NULL, "
+                "expires_at NULLS LAST, available_at, id",
+                {"m": member_id, "act": first_lots_of_activity},
+            )
+            lots = self.cur.fetchall()
         takes: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
         from_available = from_pending = 0
-        for lot_id, remaining, released, expires_at, available_at in self.cur.fetchall():
+        for lot_id, remaining, released, expires_at, available_at in lots:
             need = points - from_available - from_pending
             if need <= 0:
                 break
@@ -346,9 +363,9 @@ class _Posting:
                 "reference": reference,
                 "activity_id": activity_id,
                 "created_by_id": self.actor_id,
-            }
+            },
+            allocations=[(t[0], t[1]) for t in takes],
         )
-        self._allocate(entry.id, [(t[0], t[1]) for t in takes])
         d = self.deltas[member_id]
         d["available"] -= from_available + shortfall
         d["pending"] -= from_pending
