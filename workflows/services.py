@@ -185,7 +185,7 @@ def _report(
     """`activity_report`'s work inside its transaction. Returns a refusal (not raised) when
     nothing was written yet; raises on anything after the first write."""
     # One statement: the member's lock, its tier, and whether the key was used before.
-    locked = lock_objects.member_with_tier_for_update(member_id=member.pk, program=program, key=store_key).first()
+    locked = lock_objects.member_with_tier_for_update(member_id=member.pk, program=program, key=store_key)
     if store_key is not None and key is not None and locked is not None and locked.key_seen:
         try:
             record = IdempotencyRecord.objects.get(program=program, key=store_key)
