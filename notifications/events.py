@@ -5,8 +5,9 @@ there when none does; otherwise it builds the small, stable `data` of each event
 points, balances, the member's `external_id`; never an email or a name) and hands the events
 to `services.deliveries_record`.
 
-Ledger entries map to events by kind, so that the points of the `points.*` events of a member
-add up to the change of the member's balance:
+Ledger entries map to events by kind, one event per posting, member and event type carrying
+all its entries (`entries`, `points` their sum), so that the `points` of the `points.*` events
+of a member add up to the change of the member's balance:
 - earn -> `points.earned`; redeem -> `points.redeemed`; expire -> `points.expired`;
 - adjust (staff or API, either sign), reversal (a refund taking earned points back, or the
   points of a cancelled or expired coupon coming back) and transfer (either side) ->
@@ -52,22 +53,26 @@ def _external_ids(member_ids: Iterable[int]) -> dict[int, str | None]:
     return dict(Member.objects.filter(pk__in=set(member_ids)).values_list("pk", "external_id"))
 
 
+def _entry(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "points": entry.points,
+        "created_at": entry.created_at,
+        "available_at": entry.available_at,
+        "expires_at": entry.expires_at,
+        "reason": entry.reason,
+        "reference": entry.reference,
+    }
+
+
 def _entry_data(
     entry: LedgerEntry, *, external_id: str | None, balance: dict[str, int] | None, redemption: Redemption | None
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "member_id": entry.member_id,
         "external_id": external_id,
-        "entry": {
-            "id": entry.id,
-            "kind": entry.kind,
-            "points": entry.points,
-            "created_at": entry.created_at,
-            "available_at": entry.available_at,
-            "expires_at": entry.expires_at,
-            "reason": entry.reason,
-            "reference": entry.reference,
-        },
+        "entry": _entry(entry),
         "balance": balance,
     }
     if entry.kind == Kind.REDEEM:
@@ -82,9 +87,12 @@ def _entry_data(
 def points_posted_events(
     *, program_id: int, member_id: int, balance: Balance | None, entries: Sequence[LedgerEntry]
 ) -> list[int]:
-    """One `points.*` event per ledger entry of one posting for one member. `balance` is the
-    member's balance right after the posting (None from bulk credits). Queries: 1 when no
-    endpoint wants these events; else + 1 (external id) + 1 for a redemption + 1 insert."""
+    """The `points.*` events of one posting for one member: one event per event type, carrying
+    all the posting's entries of that type (a purchase that fires three rules is one
+    `points.earned` with three `entries`). `entry` is the first of them (the event's key,
+    `entry:<id>`), `points` their sum. `balance` is the member's balance right after the posting
+    (None from bulk credits). Queries: 1 when no endpoint wants these events (none while
+    the answer is remembered); else + 1 (external id) + 1 for a redemption + 1 insert."""
     wanted = {ENTRY_EVENTS[e.kind] for e in entries if e.kind in ENTRY_EVENTS}
     endpoints = selectors.endpoints_subscribed(program_id=program_id, event_types=wanted) if wanted else []
     if not endpoints:
@@ -93,16 +101,17 @@ def points_posted_events(
     redeem_ids = [e.id for e in entries if e.kind == Kind.REDEEM]
     redemptions = {r.entry_id: r for r in Redemption.objects.filter(entry_id__in=redeem_ids)} if redeem_ids else {}
     balance_data = asdict(balance) if balance is not None else None
-    events = [
-        Event(
-            type=ENTRY_EVENTS[e.kind],
-            key=f"entry:{e.id}",
-            at=e.created_at,
-            data=_entry_data(e, external_id=external_id, balance=balance_data, redemption=redemptions.get(e.id)),
-        )
-        for e in entries
-        if e.kind in ENTRY_EVENTS
-    ]
+    by_type: dict[str, list[LedgerEntry]] = {}
+    for e in sorted(entries, key=lambda e: e.id):
+        if e.kind in ENTRY_EVENTS:
+            by_type.setdefault(ENTRY_EVENTS[e.kind], []).append(e)
+    events = []
+    for event_type, mine in by_type.items():
+        first = mine[0]
+        data = _entry_data(first, external_id=external_id, balance=balance_data, redemption=redemptions.get(first.id))
+        data["entries"] = [_entry(e) for e in mine]
+        data["points"] = sum(e.points for e in mine)
+        events.append(Event(type=event_type, key=f"entry:{first.id}", at=first.created_at, data=data))
     return services.deliveries_record(endpoints=endpoints, events=events)
 
 
@@ -247,7 +256,11 @@ def expired_points_collect(*, chunk: int = EXPIRY_SCAN_CHUNK) -> int:
                     type=EventType.POINTS_EXPIRED,
                     key=f"entry:{e.id}",
                     at=e.created_at,
-                    data=_entry_data(e, external_id=e.member.external_id, balance=balance, redemption=None),
+                    data={
+                        **_entry_data(e, external_id=e.member.external_id, balance=balance, redemption=None),
+                        "entries": [_entry(e)],
+                        "points": e.points,
+                    },
                 )
                 by_program.setdefault(e.program_id, []).append(event)
             for program_id, events in by_program.items():

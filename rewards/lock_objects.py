@@ -3,11 +3,19 @@ then the member, then the reward, so concurrent redemptions and cancellations ca
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Exists, QuerySet, Value
 
-from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
+from loyalty.lock_objects import member_for_update
+from loyalty.models import IdempotencyRecord, Member, Program
 
 from .models import Redemption
+
+
+def member_for_update_seeing_key(*, member_id: int, program: Program, key: str | None) -> QuerySet[Member]:
+    """The member row, locked, with `key_seen`: whether the idempotency store holds `key`
+    for `program` (one statement)."""
+    seen = Exists(IdempotencyRecord.objects.filter(program=program, key=key)) if key else Value(False)
+    return member_for_update(member_id=member_id).annotate(key_seen=seen)
 
 
 def redemption_for_update(*, program_id: int, code: str) -> QuerySet[Redemption]:

@@ -4,13 +4,12 @@ and expiring coupons. Points move only through `loyalty.services` (rule 1)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -116,16 +115,20 @@ def reward_redeem(
     redemption. Any refusal leaves nothing written. With `idempotency_key`, a retry returns the
     first coupon. Sends `reward_redeemed` after commit."""
     now = now or timezone.now()
+    payload = {"member": member.pk, "reward": reward.pk, "points": points}
     with transaction.atomic():
-        if idempotency_key is not None:
-            payload = {"member": member.pk, "reward": reward.pk, "points": points}
+        # One statement: the member's lock and whether the key was used before. The key itself
+        # is recorded last, with the coupon's id (no claim-then-settle).
+        locked = lock_objects.member_for_update_seeing_key(
+            member_id=member.pk, program=program, key=idempotency_key
+        ).first()
+        if idempotency_key is not None and locked is not None and locked.key_seen:
             record = ledger.idempotency_key_claim(
                 program=program, key=idempotency_key, operation="reward_redeem", payload=payload, now=now
             )
-            if record is not None:
-                redemption = Redemption.objects.select_related("reward").get(pk=record.result["redemption_id"])
-                return RedeemResult(redemption=redemption, balance=_balance_of(member.pk), replayed=True)
-        locked = lock_objects.member_for_update(member_id=member.pk).first()
+            assert record is not None  # the key exists: a replay (or a conflict, raised)
+            redemption = Redemption.objects.select_related("reward").get(pk=record.result["redemption_id"])
+            return RedeemResult(redemption=redemption, balance=_balance_of(member.pk), replayed=True)
         if locked is None or locked.program_id != program.id:
             raise errors.MemberNotFound("No such member in this program.", member_id=member.pk)
         if locked.is_blocked:
@@ -138,34 +141,78 @@ def reward_redeem(
         if problem is not None:
             raise RewardUnavailable(problem.message, reason=problem.reason, reward_id=reward.pk)
         counts_against_stock = reward.stock is not None
-        redemption = _issue(
+        # A fresh code without a look-up first: the insert refuses a taken code (one chance in
+        # about 4 * 10**6 at a billion coupons, rewards/codes.py) and the redemption is then a
+        # Conflict to retry, nothing written.
+        code = codes.new_code()
+        posted = ledger.points_redeem(
+            program=program,
+            member_id=locked.pk,
+            points=spend,
+            reason=f"Reward: {reward.name}"[:255],
+            reference=code,
+            now=now,
+        )
+        redemption = Redemption(
             program=program,
             reward=reward,
             member=locked,
+            code=code,
             points=spend,
+            kind=reward.kind,
+            value=_value_for(reward, spend),
+            sku=reward.sku,
+            entry=posted.entries[0],
             counts_against_stock=counts_against_stock,
-            now=now,
-            post=lambda code: ledger.points_redeem(
-                program=program,
-                member_id=locked.pk,
-                points=spend,
-                reason=f"Reward: {reward.name}"[:255],
-                reference=code,
-                now=now,
-            ),
+            issued_at=now,
+            expires_at=_coupon_expiry(program, reward, now),
         )
+        if not _insert_redemption(redemption):
+            raise errors.Conflict("A coupon code collided; please retry the redemption.")
         # The unit of stock last: the reward's row stays locked (it serialises the redemptions of
         # that reward) only from here to the commit. None left: everything above rolls back.
         if counts_against_stock and not _take_stock(reward):
             raise RewardUnavailable("This reward is out of stock.", reason="out_of_stock", reward_id=reward.pk)
         if idempotency_key is not None:
-            ledger.idempotency_key_settle(program=program, key=idempotency_key, result={"redemption_id": redemption.pk})
+            record = ledger.idempotency_key_claim(
+                program=program,
+                key=idempotency_key,
+                operation="reward_redeem",
+                payload=payload,
+                result={"redemption_id": redemption.pk},
+                now=now,
+            )
+            if record is not None:  # a concurrent first attempt committed meanwhile
+                raise errors.IdempotencyConflict(
+                    "This idempotency key is being used by another request.", idempotency_key=idempotency_key
+                )
         transaction.on_commit(
             lambda: signals.reward_redeemed.send(
                 sender=Redemption, program=program, redemption=redemption, member_id=locked.pk
             )
         )
-    return RedeemResult(redemption=redemption, balance=_balance_of(locked.pk))
+    return RedeemResult(redemption=redemption, balance=posted.balance)
+
+
+_REDEMPTION_FIELDS = [f for f in Redemption._meta.concrete_fields if not f.primary_key]
+_INSERT_REDEMPTION = (
+    f"INSERT INTO {Redemption._meta.db_table} ({', '.join(f.column for f in _REDEMPTION_FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_REDEMPTION_FIELDS))}) ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _insert_redemption(redemption: Redemption) -> bool:
+    """Insert a coupon in one statement (no savepoint); False when its code is taken."""
+    values = [f.get_db_prep_save(f.pre_save(redemption, True), connection) for f in _REDEMPTION_FIELDS]
+    with connection.cursor() as cur:
+        cur.execute(_INSERT_REDEMPTION, values)
+        row = cur.fetchone()
+    if row is None:
+        return False
+    redemption.pk = row[0]
+    redemption._state.adding = False
+    redemption._state.db = connection.alias
+    return True
 
 
 def _fresh_code() -> str:
@@ -176,41 +223,6 @@ def _fresh_code() -> str:
             break
         code = codes.new_code()
     return code
-
-
-def _issue(
-    *,
-    program: Program,
-    reward: Reward,
-    member: Member,
-    points: int,
-    counts_against_stock: bool,
-    now: dt.datetime,
-    post: Callable[[str], ledger.PostResult],
-) -> Redemption:
-    """Post the redemption and store the coupon under a fresh code. A code already taken is
-    drawn again; a concurrent insert of the same code (about one chance in 10**6 per coupon at
-    a billion coupons) fails the whole redemption with `Conflict`, nothing written, to retry."""
-    code = _fresh_code()
-    result = post(code)
-    try:
-        with transaction.atomic():
-            return Redemption.objects.create(
-                program=program,
-                reward=reward,
-                member=member,
-                code=code,
-                points=points,
-                kind=reward.kind,
-                value=_value_for(reward, points),
-                sku=reward.sku,
-                entry=result.entries[0],
-                counts_against_stock=counts_against_stock,
-                issued_at=now,
-                expires_at=_coupon_expiry(program, reward, now),
-            )
-    except IntegrityError as exc:
-        raise errors.Conflict("A coupon code collided; please retry the redemption.") from exc
 
 
 def _coupon(program: Program, code: str) -> Redemption:

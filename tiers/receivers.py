@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from loyalty.models import Member, Program
+from loyalty.models import LedgerEntry, Member, Program
 from loyalty.signals import demo_loaded, points_posted
 
 from . import demo, selectors, services
@@ -24,6 +24,8 @@ def upgrade_on_points_posted(sender: Any, *, program: Program, member_id: int, *
     entries = kwargs.get("entries") or []
     if entries and all(e.activity_id is not None for e in entries):
         return  # an activity's points: the activity service evaluated the tier in its transaction
+    if entries and not any(e.kind == LedgerEntry.Kind.EARN for e in entries):
+        return  # only earn entries raise a metric (redemptions, adjustments, refunds never upgrade)
     if not selectors.active_tiers(program=program):
         return
     try:

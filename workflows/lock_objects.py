@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db.models import QuerySet
 
 from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
+from loyalty.models import IdempotencyRecord, Member, Program
 
 from .models import Referral
+
+
+def member_with_tier_for_update(*, member_id: int, program: Program, key: str | None = None) -> Member | None:
+    """The member row, locked, with its tier read in the same statement: `tier_id_now` (None
+    without a tier) and `tier_multiplier_now` (None without a tier), and `key_seen`: whether
+    the idempotency store holds `key` for `program`. One statement where an activity needs the
+    lock, the tier multiplier (the tiers app optional: both None) and its key check. Raw SQL:
+    the ORM's subquery annotations cost more CPU to build than the statement costs to run."""
+    if apps.is_installed("tiers"):
+        from tiers.models import MemberTier, Tier  # an optional app, a layer below workflows
+
+        state, tier = MemberTier._meta.db_table, Tier._meta.db_table
+        tier_columns = (
+            f"(SELECT s.tier_id FROM {state} s WHERE s.member_id = m.id AND s.tier_id IS NOT NULL) AS tier_id_now, "
+            f"(SELECT t.multiplier FROM {state} s JOIN {tier} t ON t.id = s.tier_id WHERE s.member_id = m.id) "
+            "AS tier_multiplier_now"
+        )
+    else:
+        tier_columns = "NULL::bigint AS tier_id_now, NULL::numeric AS tier_multiplier_now"
+    found = Member.objects.raw(
+        f"SELECT m.*, {tier_columns}, "
+        f"EXISTS (SELECT 1 FROM {IdempotencyRecord._meta.db_table} WHERE program_id = %s AND key = %s) AS key_seen "
+        f"FROM {Member._meta.db_table} m WHERE m.id = %s FOR UPDATE OF m",
+        [program.pk, key or "", member_id],
+    )
+    return next(iter(found), None)
 
 
 def pending_referral_for_update(*, friend_id: int) -> QuerySet[Referral]:

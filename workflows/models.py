@@ -200,22 +200,6 @@ class RuleAward(models.Model):
         return f"{self.rule} +{self.points} (member {self.member_id})"
 
 
-class ActivityKey(models.Model):
-    """The idempotency key of a reported activity (rule 4): a retry of `activity_report` with
-    the same key returns the first activity and posts nothing."""
-
-    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="+", db_index=False)
-    key = models.CharField(max_length=255)
-    request_hash = models.CharField(max_length=64)
-    activity = models.OneToOneField(Activity, on_delete=models.CASCADE, related_name="+")
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["program", "key"], name="activity_key_unique")]
-
-    def __str__(self) -> str:
-        return self.key
-
-
 class ReferralSettings(models.Model):
     """A program's referral offer: when a referred friend makes a first qualifying purchase,
     the referrer and the friend each earn their points (`workflows.referrals`)."""

@@ -10,7 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Prefetch, Q, Sum
+from django.db import connection
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from loyalty.models import Member, Program
@@ -89,20 +90,26 @@ def rule_usage(
     if not capped:
         return {}
     periods = _periods(program, occurred_at)
-    sums = {
-        name: Sum("points", filter=Q(occurred_at__gte=start, occurred_at__lt=end))
-        for name, (start, end) in periods.items()
-    }
-    rows = (
-        RuleAward.objects.filter(member_id=member_id, rule_id__in=capped)
-        .values("rule_id")
-        .annotate(lifetime=Sum("points"), **sums)
+    # Raw SQL: the ORM's filtered aggregates cost more CPU to build than the statement to run.
+    sums = ", ".join(
+        f"coalesce(sum(points) FILTER (WHERE occurred_at >= %({name}_start)s "
+        f"AND occurred_at < %({name}_end)s), 0)::bigint"
+        for name in periods
     )
-    return {
-        row["rule_id"]: rules.Usage(
-            day=row["day"] or 0, week=row["week"] or 0, month=row["month"] or 0, lifetime=row["lifetime"] or 0
+    params: dict[str, Any] = {"member": member_id, "rules": capped}
+    for name, (start, end) in periods.items():
+        params[f"{name}_start"], params[f"{name}_end"] = start, end
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT rule_id, coalesce(sum(points), 0)::bigint, {sums} FROM {RuleAward._meta.db_table} "
+            "WHERE member_id = %(member)s AND rule_id = ANY(%(rules)s) GROUP BY rule_id",
+            params,
         )
-        for row in rows
+        rows = cursor.fetchall()
+    names = list(periods)
+    return {
+        rule_id: rules.Usage(lifetime=lifetime, **dict(zip(names, values, strict=True)))
+        for rule_id, lifetime, *values in rows
     }
 
 
@@ -125,14 +132,21 @@ def activity_facts(
     )
 
 
-def awards_for(*, program: Program, member_id: int, facts: rules.ActivityFacts) -> list[rules.Award]:
-    """What the program's rules give the member for an activity with these facts. Queries: 1
-    (rules) + 1 (their tier conditions) + 1 (caps, if any) + 1 (the member's tier)."""
+def awards_for(
+    *,
+    program: Program,
+    member_id: int,
+    facts: rules.ActivityFacts,
+    tier: tuple[int | None, Decimal] | None = None,
+) -> list[rules.Award]:
+    """What the program's rules give the member for an activity with these facts. `tier`:
+    the member's (tier id, multiplier) when the caller read it already. Queries: the rules
+    (kept 5 s per process) + 1 (caps, if any) + 1 (the member's tier, unless given)."""
     candidates = active_rules(program=program, trigger=facts.type)
     if not candidates:
         return []
     usage = rule_usage(program=program, member_id=member_id, rules_=candidates, occurred_at=facts.occurred_at)
-    tier_id, multiplier = member_tier(member_id=member_id)
+    tier_id, multiplier = tier if tier is not None else member_tier(member_id=member_id)
     if facts.type != "purchase":
         multiplier = Decimal(1)
     return rules.evaluate(

@@ -1,8 +1,8 @@
 """Writes of the workflows app: reporting an activity (it earns by the rules) and a refund.
 
 `activity_report` is the one way an activity earns points: it records the activity, runs the
-rules (`workflows.rules`) and posts one ledger entry per firing rule through
-`loyalty.services.points_earn`, all in one transaction (the caller's, if one is open, as the
+rules (`workflows.rules`) and posts one ledger entry per firing rule, all in one posting
+(`loyalty.services.points_earn_many`), all in one transaction (the caller's, if one is open, as the
 API's idempotency layer has).
 """
 
@@ -18,17 +18,17 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from cards import services as card_services
 from loyalty import errors
 from loyalty import services as ledger
-from loyalty.models import Activity, LedgerEntry, Member, Program
+from loyalty.models import Activity, IdempotencyRecord, LedgerEntry, Member, Program
 from loyalty.services import Balance, PostResult
 
 from . import automations, lock_objects, referrals, selectors
-from .models import ActivityKey, EarningRule, RuleAward
+from .models import EarningRule, RuleAward
 
 
 @dataclass
@@ -54,22 +54,42 @@ def _json_items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in item.items() if v is not None} for item in items]
 
 
-def _evaluate_tier(*, member: Member, now: dt.datetime) -> None:
-    """Let the tiers app upgrade the member at once, when it is installed."""
+def _evaluate_tier(
+    *, member: Member, now: dt.datetime, tier_id: int | None = None, lifetime_earned: int | None = None
+) -> None:
+    """Let the tiers app upgrade the member at once, when it is installed.
+
+    Skipped (no query) when no upgrade is possible: the member is in the highest active tier,
+    or (tier metric "points earned") the member's lifetime earned points, an upper bound of the
+    points earned in any window, are below every higher tier's threshold. The nightly
+    evaluation still runs for everyone."""
     if not apps.is_installed("tiers"):
         return
-    from tiers.services import tier_evaluate_member  # an optional app, a layer below workflows
+    from tiers.selectors import active_tiers  # an optional app, a layer below workflows
+    from tiers.services import tier_evaluate_member
 
+    if lifetime_earned is not None:
+        tiers = active_tiers(program=member.program)
+        current = next((t for t in tiers if t.pk == tier_id), None)
+        higher = [t for t in tiers if current is None or t.position > current.position]
+        if not higher:
+            return
+        if member.program.tier_metric == Program.TierMetric.POINTS_EARNED and lifetime_earned < min(
+            t.threshold for t in higher
+        ):
+            return
     tier_evaluate_member(member=member, now=now)
 
 
-def _replay(*, program: Program, key: str, request_hash: str) -> ActivityResult:
-    record = ActivityKey.objects.select_related("activity__member").get(program=program, key=key)
-    if record.request_hash != request_hash:
+ACTIVITY_OPERATION = "activity"
+
+
+def _replay(*, program: Program, record: IdempotencyRecord, key: str, request_hash: str) -> ActivityResult:
+    if record.request_hash != request_hash or "activity_id" not in record.result:
         raise errors.IdempotencyConflict(
             "This idempotency key was already used with a different activity.", idempotency_key=key
         )
-    activity = record.activity
+    activity = Activity.objects.get(pk=record.result["activity_id"])
     awards = list(RuleAward.objects.filter(activity=activity).select_related("rule").order_by("id"))
     entries = list(LedgerEntry.objects.filter(activity=activity).order_by("id"))
     member = Member.objects.get(pk=activity.member_id)
@@ -94,10 +114,13 @@ def activity_report(
     """Record an activity and post what the earning rules give for it, in one transaction.
 
     Each firing rule gets a `RuleAward` row and its own earn entry (reason: the rule's name,
-    dated by `occurred_at`). The member row is locked first, so caps hold under concurrency.
-    With `idempotency_key`: a retry with the same request returns the first result and posts
-    nothing; the same key with another request raises `IdempotencyConflict`. Refusals:
-    `MemberBlocked`, `Conflict` (an order reported twice), `InvalidInput`.
+    dated by `occurred_at`), all posted in ONE ledger posting (`points_earn_many`: one member
+    lock, one statement, one `points_posted` with every entry). The member row is locked
+    first, so caps hold under concurrency. With `idempotency_key` (kept in the one
+    idempotency store as `activity:<key>`, with the activity's id): a retry with the same
+    request returns the first result and posts nothing; the same key with another request
+    raises `IdempotencyConflict`. Refusals: `MemberBlocked`, `Conflict` (an order reported
+    twice), `InvalidInput`.
     """
     now = now or timezone.now()
     if type == Activity.Type.REFUND:
@@ -116,15 +139,66 @@ def activity_report(
             "data": data or {},
         }
     )
-    with transaction.atomic():
-        if idempotency_key is not None and ActivityKey.objects.filter(program=program, key=idempotency_key).exists():
-            return _replay(program=program, key=idempotency_key, request_hash=request_hash)
-        locked = lock_objects.member_for_update(member_id=member.pk).first()
-        if locked is None or locked.program_id != program.id:
-            raise errors.MemberNotFound("No such member in this program.", member_id=member.pk)
-        if locked.is_blocked:
-            raise errors.MemberBlocked("The member is blocked.", member_id=member.pk)
-        locked.program = program
+    store_key = ledger.idempotency_key_namespaced(ACTIVITY_OPERATION, idempotency_key) if idempotency_key else None
+    # No savepoint of our own (2 statements per activity): a refusal is decided before anything
+    # is written and raised after the block, so a caller's transaction stays usable; an error
+    # after a write propagates through the block and rolls the caller's transaction back.
+    with transaction.atomic(savepoint=False):
+        outcome = _report(
+            program=program,
+            member=member,
+            type=type,
+            occurred_at=occurred_at,
+            order_id=order_id,
+            amount=amount,
+            currency=currency,
+            channel=channel,
+            item_list=item_list,
+            data=data,
+            key=idempotency_key,
+            store_key=store_key,
+            request_hash=request_hash,
+            now=now,
+        )
+    if isinstance(outcome, errors.LoyaltyError):
+        raise outcome
+    return outcome
+
+
+def _report(
+    *,
+    program: Program,
+    member: Member,
+    type: str,
+    occurred_at: dt.datetime,
+    order_id: str,
+    amount: Decimal | None,
+    currency: str,
+    channel: str,
+    item_list: list[dict[str, Any]],
+    data: dict[str, Any] | None,
+    key: str | None,
+    store_key: str | None,
+    request_hash: str,
+    now: dt.datetime,
+) -> ActivityResult | errors.LoyaltyError:
+    """`activity_report`'s work inside its transaction. Returns a refusal (not raised) when
+    nothing was written yet; raises on anything after the first write."""
+    # One statement: the member's lock, its tier, and whether the key was used before.
+    locked = lock_objects.member_with_tier_for_update(member_id=member.pk, program=program, key=store_key)
+    if store_key is not None and key is not None and locked is not None and locked.key_seen:
+        try:
+            record = IdempotencyRecord.objects.get(program=program, key=store_key)
+            return _replay(program=program, record=record, key=key, request_hash=request_hash)
+        except errors.LoyaltyError as exc:
+            return exc
+    if locked is None or locked.program_id != program.id:
+        return errors.MemberNotFound("No such member in this program.", member_id=member.pk)
+    if locked.is_blocked:
+        return errors.MemberBlocked("The member is blocked.", member_id=member.pk)
+    locked.program = program
+    try:
+        # Writes nothing when it refuses (a second purchase of an order inserts nothing).
         activity = ledger.activity_record(
             program=program,
             member=locked,
@@ -137,63 +211,69 @@ def activity_report(
             items=item_list,
             data=data,
         )
-        if idempotency_key is not None:
-            try:
-                with transaction.atomic():
-                    ActivityKey.objects.create(
-                        program=program, key=idempotency_key, request_hash=request_hash, activity=activity
-                    )
-            except IntegrityError as exc:  # a concurrent first attempt committed meanwhile
-                raise errors.IdempotencyConflict(
-                    "This idempotency key is being used by another request.", idempotency_key=idempotency_key
-                ) from exc
-        facts = selectors.activity_facts(
-            program=program, type=type, occurred_at=occurred_at, amount=amount, channel=channel, items=item_list
+    except errors.LoyaltyError as exc:
+        return exc
+    facts = selectors.activity_facts(
+        program=program, type=type, occurred_at=occurred_at, amount=amount, channel=channel, items=item_list
+    )
+    tier = (locked.tier_id_now, Decimal(locked.tier_multiplier_now or 1))
+    awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts, tier=tier)
+    rows = [
+        RuleAward(rule=a.rule, member_id=locked.pk, activity=activity, points=a.points, occurred_at=occurred_at)
+        for a in awards
+    ]
+    entries: list[LedgerEntry] = []
+    result: PostResult | None = None
+    outcome = {"activity_id": activity.pk}
+    busy = errors.IdempotencyConflict("This idempotency key is being used by another request.", idempotency_key=key)
+    if awards:
+        # One posting for all the awards; the activity's key is recorded by the same
+        # statement (with the activity's id), so a retry replays this activity.
+        result = ledger.points_earn_many(
+            program=program,
+            member_id=locked.pk,
+            awards=[ledger.EarnAward(points=a.points, reason=a.reason, reference=order_id) for a in awards],
+            activity=activity,
+            idempotency_key=store_key,
+            operation=ACTIVITY_OPERATION,
+            request_hash=request_hash,
+            result=outcome,
+            now=now,
         )
-        awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts)
-        rows: list[RuleAward] = []
-        entries: list[LedgerEntry] = []
-        result: PostResult | None = None
-        for award in awards:
-            rows.append(
-                RuleAward(
-                    rule=award.rule,
-                    member_id=locked.pk,
-                    activity=activity,
-                    points=award.points,
-                    occurred_at=occurred_at,
-                )
-            )
-            # No ledger key: this transaction (and the ActivityKey above) makes it exactly-once.
-            result = ledger.points_earn(
-                program=program,
-                member_id=locked.pk,
-                points=award.points,
-                reason=award.reason,
-                reference=order_id,
-                activity=activity,
-                now=now,
-            )
-            entries.extend(result.entries)
-        RuleAward.objects.bulk_create(rows)
-        referral = None
-        if type == Activity.Type.PURCHASE:
-            # A referred friend's first qualifying purchase rewards both (same transaction).
-            referral = referrals.referral_on_purchase(activity=activity, member=locked, now=now)
-        if result is not None and referral is None:
-            balance = result.balance
-        else:
-            locked.refresh_from_db(fields=list(ledger.BALANCE_FIELDS))
-            balance = Balance.of(locked)
-        # In the transaction and as of the activity's moment; the tiers receiver of
-        # `points_posted` leaves postings of activities to this call (no second evaluation).
-        _evaluate_tier(member=locked, now=now)
-        member_id = locked.pk
-        transaction.on_commit(
-            lambda: automations.automations_on_event(
-                trigger="activity", member_id=member_id, activity_type=type, now=now, program_id=program.pk
-            )
+        if result.replayed:  # a concurrent first attempt committed meanwhile
+            raise busy
+        entries = result.entries
+    elif store_key is not None:
+        claimed = ledger.idempotency_key_claim(
+            program=program,
+            key=store_key,
+            operation=ACTIVITY_OPERATION,
+            payload={},
+            request_hash=request_hash,
+            result=outcome,
+            now=now,
         )
+        if claimed is not None:
+            raise busy
+    RuleAward.objects.bulk_create(rows)
+    referral = None
+    if type == Activity.Type.PURCHASE:
+        # A referred friend's first qualifying purchase rewards both (same transaction).
+        referral = referrals.referral_on_purchase(activity=activity, member=locked, now=now)
+    if result is not None and referral is None:
+        balance = result.balance
+    else:
+        locked.refresh_from_db(fields=list(ledger.BALANCE_FIELDS))
+        balance = Balance.of(locked)
+    # In the transaction and as of the activity's moment; the tiers receiver of
+    # `points_posted` leaves postings of activities to this call (no second evaluation).
+    _evaluate_tier(member=locked, now=now, tier_id=locked.tier_id_now, lifetime_earned=balance.lifetime_earned)
+    member_id = locked.pk
+    transaction.on_commit(
+        lambda: automations.automations_on_event(
+            trigger="activity", member_id=member_id, activity_type=type, now=now, program_id=program.pk
+        )
+    )
     return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance)
 
 

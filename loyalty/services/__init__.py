@@ -2,7 +2,8 @@
 
 - `posting`: the one posting function of the ledger (`points_post`) and the bulk credit;
 - `ledger_sql`: the ledger's SQL, importable only by `posting` and `jobs` (import-linter);
-- `points`: the point use cases (earn, adjust, redeem, restore, reverse, transfer, bulk credit);
+- `points`: the point use cases (earn, earn several lots in one posting, adjust, redeem, restore,
+  reverse, transfer, bulk credit);
 - `jobs`: the set-based expiry and release of pending points;
 - `members`, `activities`, `programs`: enrolment and profiles, stored activities, programs;
 - `idempotency`: the one store of idempotency keys;
@@ -14,13 +15,15 @@ Callers import from `loyalty.services`; the names below are its public surface.
 
 from .activities import activity_record
 from .api_keys import api_key_create, api_key_revoke, api_key_update
-from .idempotency import idempotency_key_claim, idempotency_key_settle
+from .idempotency import idempotency_key_claim, idempotency_key_namespaced, idempotency_key_settle
 from .jobs import JobResult, points_expire, points_release
 from .members import MEMBER_PROFILE_FIELDS, member_enroll, member_set_status, member_update
 from .points import (
+    EarnAward,
     points_adjust,
     points_credit_bulk,
     points_earn,
+    points_earn_many,
     points_redeem,
     points_restore,
     points_reverse_order,
@@ -33,6 +36,7 @@ __all__ = [
     "BALANCE_FIELDS",
     "MEMBER_PROFILE_FIELDS",
     "Balance",
+    "EarnAward",
     "JobResult",
     "PostResult",
     "activity_record",
@@ -40,6 +44,7 @@ __all__ = [
     "api_key_revoke",
     "api_key_update",
     "idempotency_key_claim",
+    "idempotency_key_namespaced",
     "idempotency_key_settle",
     "member_enroll",
     "member_set_status",
@@ -47,6 +52,7 @@ __all__ = [
     "points_adjust",
     "points_credit_bulk",
     "points_earn",
+    "points_earn_many",
     "points_expire",
     "points_post",
     "points_redeem",

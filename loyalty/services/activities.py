@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection
 
 from loyalty import errors
 from loyalty.models import Activity, Member, Program
@@ -52,9 +52,29 @@ def activity_record(
     # The member and program are objects already; the database checks the constraints
     # (an IntegrityError below), so validation stays free of queries.
     full_clean(activity, exclude=["program", "member"], validate_unique=False, validate_constraints=False)
-    try:
-        with transaction.atomic():
-            activity.save(force_insert=True)
-    except IntegrityError as exc:
-        raise errors.Conflict(f"Order {order_id!r} was already reported.", order_id=order_id) from exc
+    # One statement, no savepoint: a second purchase of an order inserts nothing (the unique
+    # `activity_unique_purchase_order`) and is refused with nothing written.
+    if not _insert(activity):
+        raise errors.Conflict(f"Order {order_id!r} was already reported.", order_id=order_id)
     return activity
+
+
+_FIELDS = [f for f in Activity._meta.concrete_fields if not f.primary_key]
+_INSERT = (
+    f"INSERT INTO {Activity._meta.db_table} ({', '.join(f.column for f in _FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_FIELDS))}) ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _insert(activity: Activity) -> bool:
+    """Insert `activity` unless it violates a unique constraint; whether it was inserted."""
+    values = [f.get_db_prep_save(f.pre_save(activity, True), connection) for f in _FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    activity.pk = row[0]
+    activity._state.adding = False
+    activity._state.db = connection.alias
+    return True

@@ -46,21 +46,39 @@ def check_key(key: str | None) -> None:
         raise errors.InvalidInput("An idempotency key is 1 to 255 printable characters.", field="idempotency_key")
 
 
+def idempotency_key_namespaced(namespace: str, key: str) -> str:
+    """`key` in its own namespace of the one store (`"activity:" + key`), so that a use case's
+    keys never clash with the ledger's raw keys; a key too long for that is hashed (255 max)."""
+    check_key(key)
+    prefix = f"{namespace}:"
+    if len(key) <= 255 - len(prefix):
+        return prefix + key
+    return prefix + "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def idempotency_key_claim(
-    *, program: Program, key: str, operation: str, payload: dict[str, Any], now: dt.datetime | None = None
+    *,
+    program: Program,
+    key: str,
+    operation: str,
+    payload: dict[str, Any],
+    now: dt.datetime | None = None,
+    request_hash: str | None = None,
+    result: dict[str, Any] | None = None,
 ) -> IdempotencyRecord | None:
     """For writes other than postings (a card batch, ...): claim `key` inside the caller's
     transaction. None: the key is new, go on and then `idempotency_key_settle` the result.
     A record: the key was used by the same request before, replay its `result`. Raises
     `IdempotencyConflict` when it was used by a different request. A concurrent claim of the
-    same key waits on the unique index until the first transaction ends."""
+    same key waits on the unique index until the first transaction ends. `request_hash`
+    replaces the hash of `payload`; `result` is stored at once (no settle needed)."""
     check_key(key)
-    request_hash = request_hash_of(operation, payload)
+    request_hash = request_hash or request_hash_of(operation, payload)
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {IDEM} (program_id, key, operation, request_hash, entry_ids, result, created_at) "
-            "VALUES (%s, %s, %s, %s, '[]', '{}', %s) ON CONFLICT (program_id, key) DO NOTHING RETURNING id",
-            [program.id, key, operation, request_hash, now or timezone.now()],
+            "VALUES (%s, %s, %s, %s, '[]', %s::jsonb, %s) ON CONFLICT (program_id, key) DO NOTHING RETURNING id",
+            [program.id, key, operation, request_hash, json.dumps(result or {}), now or timezone.now()],
         )
         if cur.fetchone():
             return None

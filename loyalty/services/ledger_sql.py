@@ -55,35 +55,60 @@ BULK_CREDIT = (
 )
 
 
+# The columns that differ between the lots of one fast credit (the rest is the posting's).
+LOT_COLUMNS = (
+    ("kind", "text"),
+    ("points", "bigint"),
+    ("occurred_at", "timestamptz"),
+    ("available_at", "timestamptz"),
+    ("released_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("reason", "text"),
+    ("reference", "text"),
+    ("activity_id", "bigint"),
+    ("source_entry_id", "bigint"),
+)
+
+
 def _fast_credit(with_key: bool) -> str:
-    """One statement for the common credit: lock the member row, and only if the member is
-    active and owes nothing, record the idempotency key, insert the lot and add to the
-    balances. It runs as its own transaction (autocommit) or inside the caller's. When the
-    conditions don't hold it writes nothing and says why (the general path takes over); when
-    the key exists already it writes nothing and the first result is replayed.
+    """One statement for the common credit of one member, one lot or several (the awards of
+    one activity): lock the member row, and only if the member is active and owes nothing,
+    record the idempotency key, insert the lots (one row per element of the `%(l_<column>)s`
+    arrays, ids in array order) and add to the balances. It runs as its own transaction
+    (autocommit) or inside the caller's. When the conditions don't hold it writes nothing and
+    says why (the general path takes over); when the key exists already it writes nothing
+    and the first result is replayed.
 
     Row-lock note: `locked` takes the FOR UPDATE lock; the UPDATE of the same row then applies
     its increments to the newest committed version (READ COMMITTED re-check), like any
     `SET x = x + n`."""
+    lot_names = [c for c, _t in LOT_COLUMNS]
+    unnest = ", ".join(f"%(l_{c})s::{t}[]" for c, t in LOT_COLUMNS)
     key_cte = (
         f", k AS (INSERT INTO {IDEM} (program_id, key, operation, request_hash, member_id, entry_ids, result, "
-        "created_at) SELECT %(program_id)s, %(key)s, %(op)s, %(hash)s, %(member_id)s, to_jsonb(ARRAY[go.entry_id]), "
-        "'{}', %(created_at)s FROM go ON CONFLICT (program_id, key) DO NOTHING RETURNING id)"
+        "created_at) SELECT %(program_id)s, %(key)s, %(op)s, %(hash)s, %(member_id)s, "
+        "(SELECT to_jsonb(array_agg(id ORDER BY ord)) FROM lots), %(result)s::jsonb, %(created_at)s FROM go "
+        "ON CONFLICT (program_id, key) DO NOTHING RETURNING id)"
     )
+    values = [
+        f"lots.{c}" if c in lot_names else ("lots.points" if c == "remaining" else f"%({c})s") for c in ENTRY_COLUMNS
+    ]
     return (
         f"WITH locked AS (SELECT id, status, available FROM {MEMBER} "
         "WHERE id = %(member_id)s AND program_id = %(program_id)s FOR UPDATE), "
-        f"go AS (SELECT nextval(pg_get_serial_sequence('{ENTRY}', 'id')) AS entry_id FROM locked "
-        "WHERE status = 'active' AND available >= 0)"
+        "go AS (SELECT 1 AS ok FROM locked WHERE status = 'active' AND available >= 0), "
+        f"lots AS (SELECT nextval(pg_get_serial_sequence('{ENTRY}', 'id')) AS id, l.* FROM go, "
+        f"unnest({unnest}) WITH ORDINALITY AS l({', '.join(lot_names)}, ord))"
         + (key_cte if with_key else "")
         + f", e AS (INSERT INTO {ENTRY} (id, {', '.join(ENTRY_COLUMNS)}) "
-        f"SELECT go.entry_id, {', '.join(f'%({c})s' for c in ENTRY_COLUMNS)} FROM go"
+        f"SELECT lots.id, {', '.join(values)} FROM lots"
         + (" WHERE EXISTS (SELECT 1 FROM k)" if with_key else "")
         + " RETURNING id), "
         f"m AS (UPDATE {MEMBER} m SET available = m.available + %(d_available)s, pending = m.pending + %(d_pending)s, "
-        "lifetime_earned = m.lifetime_earned + %(d_lifetime_earned)s FROM e WHERE m.id = %(member_id)s "
-        f"RETURNING {', '.join(f'm.{c}' for c in BALANCES)}) "
-        "SELECT (SELECT status FROM locked), (SELECT available FROM locked), (SELECT id FROM e), m.* "
+        "lifetime_earned = m.lifetime_earned + %(d_lifetime_earned)s WHERE m.id = %(member_id)s "
+        f"AND EXISTS (SELECT 1 FROM e) RETURNING {', '.join(f'm.{c}' for c in BALANCES)}) "
+        "SELECT (SELECT status FROM locked), (SELECT available FROM locked), "
+        "(SELECT array_agg(lots.id ORDER BY lots.ord) FROM lots WHERE EXISTS (SELECT 1 FROM e)), m.* "
         "FROM (SELECT 1) AS one LEFT JOIN m ON true"
     )
 

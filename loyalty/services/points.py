@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -21,6 +22,15 @@ from .checks import check_aware, check_points
 from .posting import PostResult, _Posting, credits_post_bulk, points_post
 
 Kind = LedgerEntry.Kind
+
+
+@dataclass(frozen=True)
+class EarnAward:
+    """One lot of an earn posting: its points and what the member reads about it."""
+
+    points: int
+    reason: str = ""
+    reference: str = ""
 
 
 def points_earn(
@@ -38,47 +48,124 @@ def points_earn(
     """Credit earned points as one lot dated by `occurred_at` (the activity's, if given):
     pending for the program's pending days, expiring after its expiry days. Refused for a
     blocked member."""
-    check_points(points)
-    now = now or timezone.now()
-    given_occurred_at = occurred_at
-    occurred_at = occurred_at or (activity.occurred_at if activity else now)
-    check_aware(occurred_at, "occurred_at")
-    if activity is not None and activity.member_id != member_id:
-        raise errors.InvalidInput("The activity belongs to another member.", field="activity")
-
-    lot = {
-        "member_id": member_id,
-        "kind": Kind.EARN,
-        "points": points,
-        "occurred_at": occurred_at,
-        "available_at": program.availability_for(occurred_at),
-        "expires_at": program.expiry_for(occurred_at),
-        "reason": reason,
-        "reference": reference,
-        "activity_id": activity.id if activity else None,
-    }
-
-    def work(p: _Posting) -> None:
-        p.require_active(member_id)
-        p.credit(member_id, **{k: v for k, v in lot.items() if k != "member_id"})
-
     payload = {
         "member": member_id,
         "points": points,
         "reason": reason,
         "reference": reference,
         "activity": activity.id if activity else None,
-        "occurred_at": given_occurred_at,
+        "occurred_at": occurred_at,
     }
+    return _earn(
+        program=program,
+        member_id=member_id,
+        awards=[EarnAward(points=points, reason=reason, reference=reference)],
+        activity=activity,
+        occurred_at=occurred_at,
+        operation="earn",
+        payload=payload,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
+
+
+def points_earn_many(
+    *,
+    program: Program,
+    member_id: int,
+    awards: Sequence[EarnAward],
+    activity: Activity | None = None,
+    occurred_at: dt.datetime | None = None,
+    idempotency_key: str | None = None,
+    operation: str = "earn_many",
+    request_hash: str | None = None,
+    result: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> PostResult:
+    """Credit several earned lots of one member in ONE posting (the awards of one activity):
+    one member lock, one statement when the member is active and owes nothing, one
+    `points_posted` announcement carrying all the entries. Each award is a lot dated by
+    `occurred_at` (the activity's, if given) with its own reason and reference, like
+    `points_earn`. Refused for a blocked member. `request_hash` (optional) replaces the hash
+    of the awards for the idempotency key, and `result` is stored with the key: a caller
+    whose request is more than its awards (an activity) keys the posting by its own request."""
+    if not awards:
+        raise errors.InvalidInput("An earn posting needs at least one award.", field="awards")
+    payload = {
+        "member": member_id,
+        "awards": [[a.points, a.reason, a.reference] for a in awards],
+        "activity": activity.id if activity else None,
+        "occurred_at": occurred_at,
+    }
+    return _earn(
+        program=program,
+        member_id=member_id,
+        awards=awards,
+        activity=activity,
+        occurred_at=occurred_at,
+        operation=operation,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        result=result,
+        now=now,
+    )
+
+
+def _earn(
+    *,
+    program: Program,
+    member_id: int,
+    awards: Sequence[EarnAward],
+    activity: Activity | None,
+    occurred_at: dt.datetime | None,
+    operation: str,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+    now: dt.datetime | None,
+    request_hash: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> PostResult:
+    for award in awards:
+        check_points(award.points)
+    now = now or timezone.now()
+    occurred_at = occurred_at or (activity.occurred_at if activity else now)
+    check_aware(occurred_at, "occurred_at")
+    if activity is not None and activity.member_id != member_id:
+        raise errors.InvalidInput("The activity belongs to another member.", field="activity")
+    available_at = program.availability_for(occurred_at)
+    expires_at = program.expiry_for(occurred_at)
+    lots = [
+        {
+            "member_id": member_id,
+            "kind": Kind.EARN,
+            "points": award.points,
+            "occurred_at": occurred_at,
+            "available_at": available_at,
+            "expires_at": expires_at,
+            "reason": award.reason,
+            "reference": award.reference,
+            "activity_id": activity.id if activity else None,
+        }
+        for award in awards
+    ]
+
+    def work(p: _Posting) -> None:
+        p.require_active(member_id)
+        for lot in lots:
+            p.credit(member_id, **{k: v for k, v in lot.items() if k != "member_id"})
+
     return points_post(
         program=program,
         member_ids=[member_id],
-        operation="earn",
+        operation=operation,
         payload=payload,
+        request_hash=request_hash,
         work=work,
         idempotency_key=idempotency_key,
         now=now,
-        simple_credit=lot,
+        simple_credits=lots,
+        result=result,
     )
 
 

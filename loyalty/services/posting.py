@@ -8,16 +8,19 @@ or a member's balance columns, except the set-based jobs (loyalty.services.jobs)
 
 Hot paths use SQL through the Django connection (no model instances per row): an earn is one
 locking read and one statement that inserts the entry, updates the balances and records the
-idempotency key (or, for a plain credit, one statement in all).
+idempotency key (or, for plain credits of one member, one statement in all: the awards of
+one activity are N lots inserted by one statement).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -83,6 +86,8 @@ class _Posting:
         self.deltas: dict[int, dict[str, int]] = {}
         self.entries: list[LedgerEntry] = []
         self._deferred: LedgerEntry | None = None
+        # A member's open lots as `settle` read them, for the debit right after (no write between).
+        self._open_lots: dict[int, list[tuple[Any, ...]]] = {}
 
     # -- locking and settling ------------------------------------------------------------
 
@@ -113,19 +118,24 @@ class _Posting:
 
     def settle(self, member_id: int) -> None:
         """Release due pending lots and expire overdue lots of this member before a debit,
-        so that a debit never spends points that are expired or not yet available."""
+        so that a debit never spends points that are expired or not yet available.
+
+        One statement reads the member's open lots with what is due; when nothing is (the
+        common case) they are kept for the debit that follows (`debit` then reads nothing)."""
         self.cur.execute(
-            f"SELECT id, released_at IS NULL AND available_at <= %(now)s, "
+            f"SELECT id, remaining, released_at IS NOT NULL, expires_at, available_at, "
+            "released_at IS NULL AND available_at <= %(now)s, "
             f"expires_at IS NOT NULL AND expires_at <= %(now)s FROM {sql.ENTRY} "
             "WHERE member_id = %(m)s AND remaining > 0 "
-            "AND ((released_at IS NULL AND available_at <= %(now)s) OR expires_at <= %(now)s)",
+            "ORDER BY released_at IS NULL, expires_at NULLS LAST, available_at, id",
             {"m": member_id, "now": self.now},
         )
-        due = self.cur.fetchall()
-        if not due:
+        lots = self.cur.fetchall()
+        release = [r[0] for r in lots if r[5]]
+        expire = [r[0] for r in lots if r[6]]
+        if not release and not expire:
+            self._open_lots[member_id] = [r[:5] for r in lots]
             return
-        release = [r[0] for r in due if r[1]]
-        expire = [r[0] for r in due if r[2]]
         if release:
             self.cur.execute(sql.RELEASE_LOTS, {"ids": release, "now": self.now})
         if expire:
@@ -180,18 +190,37 @@ class _Posting:
         row["reference"] = row["reference"] or ""
         return row
 
-    def _insert(self, values: dict[str, Any], *, defer: bool = False) -> LedgerEntry:
+    def _insert(
+        self, values: dict[str, Any], *, defer: bool = False, allocations: list[tuple[int, int]] | None = None
+    ) -> LedgerEntry:
         """Insert an entry now, or (`defer`) keep it for `flush`, which writes it in the same
         statement as the balances: the common earn then costs one statement after the lock.
-        Only an entry nobody needs the id of yet may be deferred."""
+        Only an entry nobody needs the id of yet may be deferred. `allocations` (a debit's
+        (lot id, points)) are written by the same statement as the entry."""
         self._write_deferred()
+        self._open_lots.pop(values["member_id"], None)
         row = self._row(values)
         entry = LedgerEntry(**row)
         self.entries.append(entry)
         if defer:
             self._deferred = entry
             return entry
-        self.cur.execute(sql.INSERT_ENTRY, [row[c] for c in sql.ENTRY_COLUMNS])
+        if allocations:
+            self.cur.execute(
+                f"WITH e AS ({sql.INSERT_ENTRY_NAMED}), "
+                "t AS (SELECT * FROM unnest(%(lots)s::bigint[], %(pts)s::bigint[]) AS t(lot_id, points)), "
+                f"a AS (INSERT INTO {sql.ALLOC} (debit_id, lot_id, points, created_at) "
+                "SELECT e.id, t.lot_id, t.points, %(e_created_at)s FROM e, t), "
+                f"u AS (UPDATE {sql.ENTRY} l SET remaining = l.remaining - t.points FROM t WHERE l.id = t.lot_id) "
+                "SELECT id FROM e",
+                {
+                    **{f"e_{c}": row[c] for c in sql.ENTRY_COLUMNS},
+                    "lots": [a[0] for a in allocations],
+                    "pts": [a[1] for a in allocations],
+                },
+            )
+        else:
+            self.cur.execute(sql.INSERT_ENTRY, [row[c] for c in sql.ENTRY_COLUMNS])
         entry.id = self.cur.fetchone()[0]
         return entry
 
@@ -200,20 +229,6 @@ class _Posting:
         if entry is not None:
             self.cur.execute(sql.INSERT_ENTRY, [getattr(entry, c) for c in sql.ENTRY_COLUMNS])
             entry.id = self.cur.fetchone()[0]
-
-    def _allocate(self, debit_id: int, takes: list[tuple[int, int]]) -> None:
-        """Record that `debit_id` consumed (lot id, points) and lower the lots' remainders."""
-        if not takes:
-            return
-        lot_ids = [t[0] for t in takes]
-        amounts = [t[1] for t in takes]
-        self.cur.execute(
-            f"WITH t AS (SELECT * FROM unnest(%(lots)s::bigint[], %(pts)s::bigint[]) AS t(lot_id, points)), "
-            f"a AS (INSERT INTO {sql.ALLOC} (debit_id, lot_id, points, created_at) "
-            "SELECT %(debit)s, lot_id, points, %(now)s FROM t) "
-            f"UPDATE {sql.ENTRY} e SET remaining = e.remaining - t.points FROM t WHERE e.id = t.lot_id",
-            {"lots": lot_ids, "pts": amounts, "debit": debit_id, "now": self.now},
-        )
 
     def credit(
         self,
@@ -304,17 +319,22 @@ class _Posting:
         left becomes a debt when `allow_debt`, else `InsufficientPoints`. Returns the entry
         and what it consumed: (lot id, points, expires_at, available_at if still pending).
         """
-        pending_clause = "" if include_pending else "AND released_at IS NOT NULL"
-        self.cur.execute(
-            f"SELECT id, remaining, released_at IS NOT NULL, expires_at, available_at FROM {sql.ENTRY} "
-            f"WHERE member_id = %(m)s AND remaining > 0 {pending_clause} "
-            "ORDER BY (activity_id = %(act)s) IS TRUE DESC, released_at IS NULL, "
-            "expires_at NULLS LAST, available_at, id",
-            {"m": member_id, "act": first_lots_of_activity},
-        )
+        cached = self._open_lots.pop(member_id, None)
+        if cached is not None and first_lots_of_activity is None:
+            lots = [lot for lot in cached if include_pending or lot[2]]
+        else:
+            pending_clause = "" if include_pending else "AND released_at IS NOT NULL"
+            self.cur.execute(
+                f"SELECT id, remaining, released_at IS NOT NULL, expires_at, available_at FROM {sql.ENTRY} "
+                f"WHERE member_id = %(m)s AND remaining > 0 {pending_clause} "
+                "ORDER BY (activity_id = %(act)s) IS TRUE DESC, released_at IS NULL, "
+                "expires_at NULLS LAST, available_at, id",
+                {"m": member_id, "act": first_lots_of_activity},
+            )
+            lots = self.cur.fetchall()
         takes: list[tuple[int, int, dt.datetime | None, dt.datetime | None]] = []
         from_available = from_pending = 0
-        for lot_id, remaining, released, expires_at, available_at in self.cur.fetchall():
+        for lot_id, remaining, released, expires_at, available_at in lots:
             need = points - from_available - from_pending
             if need <= 0:
                 break
@@ -343,9 +363,9 @@ class _Posting:
                 "reference": reference,
                 "activity_id": activity_id,
                 "created_by_id": self.actor_id,
-            }
+            },
+            allocations=[(t[0], t[1]) for t in takes],
         )
-        self._allocate(entry.id, [(t[0], t[1]) for t in takes])
         d = self.deltas[member_id]
         d["available"] -= from_available + shortfall
         d["pending"] -= from_pending
@@ -356,7 +376,13 @@ class _Posting:
         return entry, takes
 
     def flush(
-        self, *, key: str | None, operation: str, request_hash: str, primary_member_id: int
+        self,
+        *,
+        key: str | None,
+        operation: str,
+        request_hash: str,
+        primary_member_id: int,
+        result: dict[str, Any] | None = None,
     ) -> dict[int, Balance]:
         """Write the deferred entry, apply the balance deltas in SQL and record the idempotency
         key, in one statement. The key goes last, so a duplicate key (ON CONFLICT: nothing
@@ -384,7 +410,7 @@ class _Posting:
             ctes.append(
                 f"k AS (INSERT INTO {sql.IDEM} (program_id, key, operation, request_hash, member_id, entry_ids, "
                 "result, created_at) SELECT %(program)s, %(key)s, %(op)s, %(hash)s, %(member)s, "
-                f"to_jsonb(array_remove(%(prior)s::bigint[] || {new_id}::bigint, NULL)), '{{}}', %(now)s "
+                f"to_jsonb(array_remove(%(prior)s::bigint[] || {new_id}::bigint, NULL)), %(result)s::jsonb, %(now)s "
                 "ON CONFLICT (program_id, key) DO NOTHING RETURNING id)"
             )
             params.update(
@@ -395,6 +421,7 @@ class _Posting:
                     "hash": request_hash,
                     "member": primary_member_id,
                     "prior": [e.id for e in self.entries if e.id is not None],
+                    "result": json.dumps(result or {}, cls=DjangoJSONEncoder),
                     "now": self.now,
                 }
             )
@@ -440,39 +467,57 @@ def _replay(*, program: Program, key: str, request_hash: str) -> PostResult:
 
 
 def _try_fast_credit(
-    *, program: Program, credit: dict[str, Any], key: str | None, operation: str, request_hash: str, now: dt.datetime
+    *,
+    program: Program,
+    credits: Sequence[dict[str, Any]],
+    key: str | None,
+    operation: str,
+    request_hash: str,
+    result: dict[str, Any],
+    now: dt.datetime,
 ) -> PostResult | type[_Replay] | None:
-    """The single-statement credit. None: not applicable (unknown or blocked member, debt)."""
-    released = credit["available_at"] <= now
-    row = {c: credit.get(c) for c in sql.ENTRY_COLUMNS}
-    row.update(
-        program_id=program.id,
-        created_at=now,
-        remaining=credit["points"],
-        released_at=now if released else None,
-        reason=credit.get("reason") or "",
-        reference=credit.get("reference") or "",
-    )
+    """The single-statement credit of one member: one lot per element of `credits` (all for
+    the same member). None: not applicable (unknown or blocked member, debt)."""
+    member_id = credits[0]["member_id"]
+    rows = []
+    for credit in credits:
+        assert credit["member_id"] == member_id
+        row = {c: credit.get(c) for c in sql.ENTRY_COLUMNS}
+        row.update(
+            program_id=program.id,
+            created_at=now,
+            remaining=credit["points"],
+            released_at=now if credit["available_at"] <= now else None,
+            reason=credit.get("reason") or "",
+            reference=credit.get("reference") or "",
+        )
+        rows.append(row)
+    released = sum(r["points"] for r in rows if r["released_at"] is not None)
     params = {
-        **row,
+        "program_id": program.id,
+        "member_id": member_id,
+        "created_at": now,
+        "created_by_id": None,
+        **{f"l_{c}": [r[c] for r in rows] for c, _type in sql.LOT_COLUMNS},
         "key": key,
         "op": operation,
         "hash": request_hash,
-        "d_available": credit["points"] if released else 0,
-        "d_pending": 0 if released else credit["points"],
-        "d_lifetime_earned": credit["points"] if credit["kind"] == Kind.EARN else 0,
+        "result": json.dumps(result, cls=DjangoJSONEncoder),
+        "d_available": released,
+        "d_pending": sum(r["points"] for r in rows) - released,
+        "d_lifetime_earned": sum(r["points"] for r in rows if r["kind"] == Kind.EARN),
     }
     with connection.cursor() as cursor:
         cursor.execute(sql.FAST_CREDIT[key is not None], params)
-        status, available, entry_id, *balance = cursor.fetchone()
+        status, available, entry_ids, *balance = cursor.fetchone()
     if status != Member.Status.ACTIVE or available is None or available < 0:
         return None
-    if entry_id is None:
+    if entry_ids is None:
         return _Replay
-    entry = LedgerEntry(id=entry_id, **row)
-    result = PostResult(member_id=row["member_id"], entries=[entry], balance=Balance(*balance))
-    transaction.on_commit(lambda: _send_posted(program, {result.member_id: result.balance}, result.entries))
-    return result
+    entries = [LedgerEntry(id=entry_id, **row) for entry_id, row in zip(entry_ids, rows, strict=True)]
+    posted = PostResult(member_id=member_id, entries=entries, balance=Balance(*balance))
+    transaction.on_commit(lambda: _send_posted(program, {member_id: posted.balance}, entries))
+    return posted
 
 
 def points_post(
@@ -485,7 +530,9 @@ def points_post(
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
     actor_id: int | None = None,
-    simple_credit: dict[str, Any] | None = None,
+    simple_credits: Sequence[dict[str, Any]] = (),
+    result: dict[str, Any] | None = None,
+    request_hash: str | None = None,
 ) -> PostResult:
     """Post entries for one member (or two, for a transfer): the single writer of the ledger.
 
@@ -495,21 +542,23 @@ def points_post(
     request returns the first result and writes nothing; a different request raises
     `IdempotencyConflict`. `points_posted` is sent after commit.
 
-    `simple_credit` describes the same posting as one plain lot for the single-statement fast
-    path (`_try_fast_credit`), tried first; `work` runs when it does not apply.
+    `simple_credits` describes the same posting as plain lots of one member for the
+    single-statement fast path (`_try_fast_credit`), tried first; `work` runs when it does not
+    apply. `result` is stored on the idempotency record (what a caller needs to replay).
     Queries: fast path 1; otherwise 1 lock + what `work` needs + 1.
     """
     check_key(idempotency_key)
     now = now or timezone.now()
     check_aware(now, "now")
-    request_hash = request_hash_of(operation, payload)
-    if simple_credit is not None:
+    request_hash = request_hash or request_hash_of(operation, payload)
+    if simple_credits:
         fast = _try_fast_credit(
             program=program,
-            credit=simple_credit,
+            credits=simple_credits,
             key=idempotency_key,
             operation=operation,
             request_hash=request_hash,
+            result=result or {},
             now=now,
         )
         if fast is _Replay:
@@ -532,7 +581,11 @@ def points_post(
                     raise _Replay
             work(posting)
             balances = posting.flush(
-                key=idempotency_key, operation=operation, request_hash=request_hash, primary_member_id=member_ids[0]
+                key=idempotency_key,
+                operation=operation,
+                request_hash=request_hash,
+                primary_member_id=member_ids[0],
+                result=result or {},
             )
             entries = posting.entries
             transaction.on_commit(lambda: _send_posted(program, balances, entries))

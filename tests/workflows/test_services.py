@@ -201,8 +201,18 @@ def test_custom_event_earns_by_its_rule(program, member):
     assert result.activity.data == {"list": "news"}
 
 
-def test_tier_multiplier_applies_to_purchase_points_only(program, member, per_amount_rule, monkeypatch):
-    monkeypatch.setattr(selectors, "member_tier", lambda *, member_id: (None, Decimal("1.5")))
+def test_tier_multiplier_applies_to_purchase_points_only(program, member, per_amount_rule):
+    from tiers.services import tier_create, tier_set_manual
+
+    gold = tier_create(
+        program=program,
+        name="Gold",
+        position=1,
+        threshold=Decimal(10**9),
+        multiplier=Decimal("1.5"),
+        retention_days=365,
+    )
+    tier_set_manual(member=member, tier=gold, until=WEDNESDAY_NOON + dt.timedelta(days=3650), reason="test")
     EarningRuleFactory(program=program, trigger="review", points=10)
     assert purchase(program, member, amount="10.00").points == 15
     assert (
