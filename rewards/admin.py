@@ -8,7 +8,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -25,22 +26,64 @@ from .models import Redemption, Reward, RewardSettings
 
 @admin.register(Reward)
 class RewardAdmin(admin.ModelAdmin):
-    list_display = ("name", "program", "kind", "cost_points", "value", "min_tier", "stock", "issued_count", "is_active")
+    list_display = (
+        "name",
+        "program",
+        "kind",
+        "cost_points",
+        "value",
+        "min_tier",
+        "stock",
+        "coupons_issued",
+        "is_active",
+    )
     list_filter = ("program", "is_active", "kind")
     list_editable = ("is_active",)
     list_select_related = ("program", "min_tier")
     search_fields = ("name", "sku")
-    readonly_fields = ("issued_count",)
+    readonly_fields = ("coupons_issued", "stock_taken")
     fieldsets = (
         (None, {"fields": ("program", "name", "description", "image", "position", "is_active")}),
         ("What it gives", {"fields": ("kind", "value", "sku")}),
         ("Cost", {"fields": ("cost_points", ("points_step", "points_min", "points_max"))}),
         (
             "Availability",
-            {"fields": ("min_tier", ("starts_at", "ends_at"), ("stock", "issued_count"), "per_member_limit")},
+            {
+                "fields": (
+                    "min_tier",
+                    ("starts_at", "ends_at"),
+                    ("stock", "stock_taken"),
+                    "coupons_issued",
+                    "per_member_limit",
+                )
+            },
         ),
         ("Coupon", {"fields": ("valid_days",)}),
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Reward]:
+        # `issued_count` only counts against a stock (it stays 0 for an unlimited reward), so
+        # the column counts the coupons: one subquery per row of the page, on the partial index
+        # `redemption_reward_issued`.
+        issued = (
+            Redemption.objects.filter(reward=OuterRef("pk"))
+            .exclude(status=Redemption.Status.CANCELLED)
+            .order_by()
+            .values("reward")
+            .annotate(n=Count("*"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(coupons=Coalesce(Subquery(issued), 0))
+
+    @admin.display(description="Coupons issued", ordering="coupons")
+    def coupons_issued(self, obj: Reward) -> int:
+        """Coupons of this reward, redeemed or given, not cancelled (used and expired ones count)."""
+        return getattr(obj, "coupons", 0)
+
+    @admin.display(description="Stock taken")
+    def stock_taken(self, obj: Reward) -> str:
+        """Units of the stock in use (cancelled and expired coupons give theirs back)."""
+        return "-" if obj.stock is None else str(obj.issued_count)
 
 
 @admin.register(RewardSettings)

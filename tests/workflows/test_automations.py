@@ -388,7 +388,7 @@ def test_reward_action_gives_a_free_coupon_once_per_firing(program, member):
     coupon = Redemption.objects.get(member=member)
     assert (coupon.reward_id, coupon.points, coupon.entry_id, coupon.status) == (reward.pk, 0, None, "issued")
     details = AutomationRun.objects.get(automation=automation).details["reward"]
-    assert details == {"id": reward.pk, "status": "issued", "code": coupon.code}
+    assert details == {"id": reward.pk, "status": "issued", "code": coupon.code, "value": "5.0000", "expires_at": None}
     assert not LedgerEntry.objects.filter(member=member, kind="redeem").exists()
     reward.refresh_from_db()
     assert reward.issued_count == 1
