@@ -23,8 +23,28 @@ from . import services
 from .models import MemberTier, Tier, TierChange
 
 
+class TierForm(forms.ModelForm):
+    """Refuses a threshold out of order with the program's other tiers (`tier_order_error`)."""
+
+    class Meta:
+        model = Tier
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        program, position, threshold = data.get("program"), data.get("position"), data.get("threshold")
+        if data.get("is_active", True) and program is not None and position is not None and threshold is not None:
+            problem = services.tier_order_error(
+                program_id=program.pk, position=position, threshold=threshold, exclude_id=self.instance.pk
+            )
+            if problem is not None:
+                self.add_error("threshold", problem)
+        return data
+
+
 @admin.register(Tier)
 class TierAdmin(admin.ModelAdmin):
+    form = TierForm
     list_display = ("name", "program", "position", "threshold", "multiplier", "retention_days", "is_active")
     list_filter = ("program", "is_active")
     list_select_related = ("program",)
