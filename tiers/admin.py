@@ -28,7 +28,7 @@ class TierForm(forms.ModelForm):
 
     class Meta:
         model = Tier
-        fields = "__all__"
+        fields = ("program", "name", "position", "threshold", "multiplier", "benefits", "retention_days", "is_active")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
