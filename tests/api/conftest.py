@@ -5,7 +5,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-import loyalty.admin_api_keys  # noqa: F401  (registers the admin; loyalty/admin.py imports it too)
+import loyalty.admin.api_keys  # noqa: F401  (registers the admin; loyalty/admin/__init__.py imports it too)
 from loyalty.api import api_key_issue
 from loyalty.models import ProgramAPIKey
 from loyalty.services import points_earn
