@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from loyalty.admin import MEMBER_PAGE_LINKS, LargeTableAdmin
+from loyalty.admin import MEMBER_PAGE_LINKS, LargeTableAdmin, ReadOnlyAdmin
 from loyalty.errors import LoyaltyError
 from loyalty.forms import IdempotentForm
 from loyalty.models import Member
@@ -106,7 +106,7 @@ class RedeemForm(IdempotentForm):
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(LargeTableAdmin):
+class RedemptionAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("code", "reward", "member", "status", "points", "value", "issued_at", "expires_at", "order_id")
     list_filter = ("status", "kind")
     list_select_related = ("reward", "member")
@@ -125,15 +125,6 @@ class RedemptionAdmin(LargeTableAdmin):
         if term.startswith("member:") and term[7:].isdigit():
             return queryset.filter(member_id=int(term[7:])), False
         return queryset.filter(order_id=term), False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         return [

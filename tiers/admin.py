@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from loyalty.admin import LargeTableAdmin
+from loyalty.admin import LargeTableAdmin, ReadOnlyAdmin
 from loyalty.errors import LoyaltyError
 from loyalty.models import Member
 
@@ -63,20 +63,11 @@ class SetTierForm(forms.Form):
 
 
 @admin.register(MemberTier)
-class MemberTierAdmin(LargeTableAdmin):
+class MemberTierAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("member", "tier", "since", "retain_until", "manual_until")
     list_select_related = ("member", "tier")
     raw_id_fields = ("member",)
     actions = ["set_tier_manually"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         return [
@@ -135,17 +126,8 @@ class MemberTierAdmin(LargeTableAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(LargeTableAdmin):
+class TierChangeAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "member", "kind", "from_tier", "to_tier", "metric_value", "at", "actor", "reason")
     list_filter = ("kind",)
     list_select_related = ("member", "from_tier", "to_tier", "actor")
     raw_id_fields = ("member",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from loyalty.admin import ReadOnlyAdmin
 from loyalty.models import Program
 from rewards.models import Reward
 from tiers.models import Tier
@@ -209,7 +210,7 @@ class AutomationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AutomationRun)
-class AutomationRunAdmin(admin.ModelAdmin):
+class AutomationRunAdmin(ReadOnlyAdmin):
     """What each automation did for whom: read-only (written by `workflows.automations`)."""
 
     list_display = ("automation", "member_id", "member", "period_key", "points", "fired_at")
@@ -222,12 +223,3 @@ class AutomationRunAdmin(admin.ModelAdmin):
     # Newest first by primary key: a backward scan of the pk index stops after a page, where
     # ordering by fired_at would sort every run of the automation.
     ordering = ("-id",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
