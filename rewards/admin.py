@@ -15,7 +15,13 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from loyalty.admin import MEMBER_PAGE_LINKS, LargeTableAdmin, ReadOnlyAdmin
+from loyalty.admin import (
+    MEMBER_PAGE_LINKS,
+    LargeTableAdmin,
+    ProgramTimeZoneAdmin,
+    ReadOnlyAdmin,
+    program_time_column,
+)
 from loyalty.errors import LoyaltyError
 from loyalty.forms import IdempotentForm
 from loyalty.models import Member
@@ -25,7 +31,7 @@ from .models import Redemption, Reward, RewardSettings
 
 
 @admin.register(Reward)
-class RewardAdmin(admin.ModelAdmin):
+class RewardAdmin(ProgramTimeZoneAdmin):
     list_display = (
         "name",
         "program",
@@ -33,6 +39,8 @@ class RewardAdmin(admin.ModelAdmin):
         "cost_points",
         "value",
         "min_tier",
+        "starts",
+        "ends",
         "stock",
         "coupons_issued",
         "is_active",
@@ -42,6 +50,8 @@ class RewardAdmin(admin.ModelAdmin):
     list_select_related = ("program", "min_tier")
     search_fields = ("name", "sku")
     readonly_fields = ("coupons_issued", "stock_taken")
+    starts = program_time_column("starts_at", "starts")
+    ends = program_time_column("ends_at", "ends")
     fieldsets = (
         (None, {"fields": ("program", "name", "description", "image", "position", "is_active")}),
         ("What it gives", {"fields": ("kind", "value", "sku")}),
@@ -106,10 +116,12 @@ class RedeemForm(IdempotentForm):
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(ReadOnlyAdmin, LargeTableAdmin):
-    list_display = ("code", "reward", "member", "status", "points", "value", "issued_at", "expires_at", "order_id")
+class RedemptionAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
+    list_display = ("code", "reward", "member", "status", "points", "value", "issued", "expires", "order_id")
     list_filter = ("status", "kind")
-    list_select_related = ("reward", "member")
+    list_select_related = ("reward", "member", "program")
+    issued = program_time_column("issued_at", "issued at")
+    expires = program_time_column("expires_at", "expires at")
     raw_id_fields = ("member",)
     search_fields = ("code", "order_id")
     actions = ["cancel_coupons"]

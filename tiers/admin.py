@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from loyalty.admin import LargeTableAdmin, ReadOnlyAdmin
 from loyalty.errors import LoyaltyError
@@ -60,6 +61,7 @@ class SetTierForm(forms.Form):
     def __init__(self, *args: Any, member: Member, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["tier"].queryset = Tier.objects.filter(program_id=member.program_id).order_by("position")
+        self.fields["until"].help_text += f" Time zone: {member.program.timezone}."
 
 
 @admin.register(MemberTier)
@@ -94,9 +96,17 @@ class MemberTierAdmin(ReadOnlyAdmin, LargeTableAdmin):
         return HttpResponseRedirect(reverse("admin:tiers_membertier_set", args=[ids[0]]))
 
     def set_tier_view(self, request: HttpRequest, member_id: int) -> HttpResponse:
+        """The end date is typed and shown in the member's program time zone."""
         if not request.user.has_perm("tiers.set_tier_manually"):
             raise PermissionDenied
         member = get_object_or_404(Member.objects.select_related("program"), pk=member_id)
+        with timezone.override(member.program.tz):
+            response = self._set_tier_page(request, member)
+            if isinstance(response, TemplateResponse):
+                response.render()
+        return response
+
+    def _set_tier_page(self, request: HttpRequest, member: Member) -> HttpResponse:
         state = MemberTier.objects.select_related("tier").filter(member=member).first()
         form = SetTierForm(request.POST or None, member=member)
         if request.method == "POST" and form.is_valid():

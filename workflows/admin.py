@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from loyalty.admin import ReadOnlyAdmin
+from loyalty.admin import ProgramTimeZoneAdmin, ReadOnlyAdmin, program_time_column
 from loyalty.models import Program
 
 from . import builtins, selectors
@@ -15,9 +15,23 @@ from .models import EarningRule, RuleAward
 
 
 @admin.register(EarningRule)
-class EarningRuleAdmin(admin.ModelAdmin):
+class EarningRuleAdmin(ProgramTimeZoneAdmin):
     form = EarningRuleForm
-    list_display = ("name", "program", "trigger", "kind", "points", "multiplier", "priority", "stackable", "is_active")
+    list_display = (
+        "name",
+        "program",
+        "trigger",
+        "kind",
+        "points",
+        "multiplier",
+        "starts",
+        "ends",
+        "priority",
+        "stackable",
+        "is_active",
+    )
+    starts = program_time_column("starts_at", "starts")
+    ends = program_time_column("ends_at", "ends")
     list_filter = ("program", "is_active", "trigger", "kind")
     list_editable = ("is_active",)
     list_select_related = ("program",)

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from ..models import Activity, Allocation, IdempotencyRecord, LedgerEntry
 from .base import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, _as_int_id, _program_ids
+from .timezones import ProgramTimeZoneAdmin, program_time_column
 
 
 class _AllocationInline(ReadOnlyInline):
@@ -40,24 +41,27 @@ class ConsumingDebitsInline(_AllocationInline):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin, LargeTableAdmin):
+class LedgerEntryAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
     list_display = (
         "id",
-        "created_at",
+        "created",
         "member",
         "kind",
         "points",
         "remaining",
-        "available_at",
-        "expires_at",
+        "available",
+        "expires",
         "reason",
         "reference",
         "created_by",
     )
     list_filter = ("kind", "program")
-    list_select_related = ("member", "created_by")
+    list_select_related = ("member", "created_by", "program")
     ordering = ("-id",)
     raw_id_fields = ("member", "activity", "source_entry", "created_by")
+    created = program_time_column("created_at", "created at")
+    available = program_time_column("available_at", "available at")
+    expires = program_time_column("expires_at", "expires at")
     search_fields = ("=member__id",)
     search_help_text = "A member id (exact). Open a member to see their ledger."
     inlines = (ConsumedLotsInline, ConsumingDebitsInline)
