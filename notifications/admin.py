@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from loyalty.admin import LargeTableAdmin
+from loyalty.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline
 
 from . import services
 from .forms import WebhookEndpointForm
@@ -126,19 +126,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self.message_user(request, f"{done} secret(s) rotated.", messages.SUCCESS)
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
     fields = ("number", "at", "status_code", "error", "duration_ms", "response_body")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("number",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    show_change_link = False
 
 
 class EventTypeFilter(admin.SimpleListFilter):
@@ -155,7 +148,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(LargeTableAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin, LargeTableAdmin):
     """The delivery log: read-only; "Retry now" queues failed deliveries again."""
 
     list_display = (
@@ -197,15 +190,6 @@ class WebhookDeliveryAdmin(LargeTableAdmin):
         except ValueError:
             text = obj.body
         return format_html("<pre>{}</pre>", text)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("notifications.change_webhookendpoint")

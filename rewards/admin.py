@@ -8,13 +8,20 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from loyalty.admin import MEMBER_PAGE_LINKS, LargeTableAdmin
+from loyalty.admin import (
+    MEMBER_PAGE_LINKS,
+    LargeTableAdmin,
+    ProgramTimeZoneAdmin,
+    ReadOnlyAdmin,
+    program_time_column,
+)
 from loyalty.errors import LoyaltyError
 from loyalty.forms import IdempotentForm
 from loyalty.models import Member
@@ -24,23 +31,69 @@ from .models import Redemption, Reward, RewardSettings
 
 
 @admin.register(Reward)
-class RewardAdmin(admin.ModelAdmin):
-    list_display = ("name", "program", "kind", "cost_points", "value", "min_tier", "stock", "issued_count", "is_active")
+class RewardAdmin(ProgramTimeZoneAdmin):
+    list_display = (
+        "name",
+        "program",
+        "kind",
+        "cost_points",
+        "value",
+        "min_tier",
+        "starts",
+        "ends",
+        "stock",
+        "coupons_issued",
+        "is_active",
+    )
     list_filter = ("program", "is_active", "kind")
     list_editable = ("is_active",)
     list_select_related = ("program", "min_tier")
     search_fields = ("name", "sku")
-    readonly_fields = ("issued_count",)
+    readonly_fields = ("coupons_issued", "stock_taken")
+    starts = program_time_column("starts_at", "starts")
+    ends = program_time_column("ends_at", "ends")
     fieldsets = (
         (None, {"fields": ("program", "name", "description", "image", "position", "is_active")}),
         ("What it gives", {"fields": ("kind", "value", "sku")}),
         ("Cost", {"fields": ("cost_points", ("points_step", "points_min", "points_max"))}),
         (
             "Availability",
-            {"fields": ("min_tier", ("starts_at", "ends_at"), ("stock", "issued_count"), "per_member_limit")},
+            {
+                "fields": (
+                    "min_tier",
+                    ("starts_at", "ends_at"),
+                    ("stock", "stock_taken"),
+                    "coupons_issued",
+                    "per_member_limit",
+                )
+            },
         ),
         ("Coupon", {"fields": ("valid_days",)}),
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Reward]:
+        # `issued_count` only counts against a stock (it stays 0 for an unlimited reward), so
+        # the column counts the coupons: one subquery per row of the page, on the partial index
+        # `redemption_reward_issued`.
+        issued = (
+            Redemption.objects.filter(reward=OuterRef("pk"))
+            .exclude(status=Redemption.Status.CANCELLED)
+            .order_by()
+            .values("reward")
+            .annotate(n=Count("*"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(coupons=Coalesce(Subquery(issued), 0))
+
+    @admin.display(description="Coupons issued", ordering="coupons")
+    def coupons_issued(self, obj: Reward) -> int:
+        """Coupons of this reward, redeemed or given, not cancelled (used and expired ones count)."""
+        return getattr(obj, "coupons", 0)
+
+    @admin.display(description="Stock taken")
+    def stock_taken(self, obj: Reward) -> str:
+        """Units of the stock in use (cancelled and expired coupons give theirs back)."""
+        return "-" if obj.stock is None else str(obj.issued_count)
 
 
 @admin.register(RewardSettings)
@@ -63,10 +116,12 @@ class RedeemForm(IdempotentForm):
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(LargeTableAdmin):
-    list_display = ("code", "reward", "member", "status", "points", "value", "issued_at", "expires_at", "order_id")
+class RedemptionAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
+    list_display = ("code", "reward", "member", "status", "points", "value", "issued", "expires", "order_id")
     list_filter = ("status", "kind")
-    list_select_related = ("reward", "member")
+    list_select_related = ("reward", "member", "program")
+    issued = program_time_column("issued_at", "issued at")
+    expires = program_time_column("expires_at", "expires at")
     raw_id_fields = ("member",)
     search_fields = ("code", "order_id")
     actions = ["cancel_coupons"]
@@ -82,15 +137,6 @@ class RedemptionAdmin(LargeTableAdmin):
         if term.startswith("member:") and term[7:].isdigit():
             return queryset.filter(member_id=int(term[7:])), False
         return queryset.filter(order_id=term), False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         return [

@@ -198,6 +198,8 @@ class Redemption(models.Model):
             # The member's coupons, and the per-member limit.
             models.Index(fields=["order_id"], name="redemption_order", condition=~Q(order_id="")),
             models.Index(fields=["member", "reward"], name="redemption_member_reward"),
+            # The rewards admin list's "Coupons issued" column: one index range per reward.
+            models.Index(fields=["reward"], name="redemption_reward_issued", condition=~Q(status="cancelled")),
             # The expiry job: issued coupons by expiry date.
             models.Index(fields=["expires_at"], name="redemption_issued_expiry", condition=Q(status="issued")),
         ]

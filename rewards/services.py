@@ -74,6 +74,18 @@ def _value_for(reward: Reward, points: int) -> Decimal | None:
     return reward.value
 
 
+def gift_points(reward: Reward) -> int:
+    """The points a gift of a points-as-money-off reward is worth (docs/rewards.md): the
+    reward's minimum, or one step when the minimum is 0. Other kinds have a fixed value."""
+    return int(reward.points_min or reward.points_step or 0)
+
+
+def _gift_value(reward: Reward) -> Decimal | None:
+    if reward.is_points_for_amount:
+        return _value_for(reward, gift_points(reward))
+    return reward.value
+
+
 def _coupon_expiry(program: Program, reward: Reward, now: dt.datetime) -> dt.datetime | None:
     """Valid through the local day `valid_days` after the day of issue."""
     if reward.valid_days is None:
@@ -355,7 +367,8 @@ def reward_gift(
     """Give a member a reward's coupon for free (an automation's action): no points are spent
     and no ledger entry is written; the reward must be this program's and active, and a unit
     of its stock is taken. The tier and per-member limit of the catalog do not apply (the
-    merchant chose to give it). Idempotent by `idempotency_key`: a second call returns the
+    merchant chose to give it). A points-as-money-off reward gives the value of its minimum
+    points (`gift_points`). Idempotent by `idempotency_key`: a second call returns the
     first coupon. Refusals: `RewardNotFound`, `RewardUnavailable`, `MemberBlocked`."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -384,7 +397,7 @@ def reward_gift(
             code=code,
             points=0,
             kind=reward.kind,
-            value=reward.value if not reward.is_points_for_amount else None,
+            value=_gift_value(reward),
             sku=reward.sku,
             entry=None,
             counts_against_stock=counts_against_stock,
@@ -403,8 +416,8 @@ def reward_gift(
 def reward_issue_for_automation(
     *, program_id: int, member_id: int, reward_id: int, reason: str, idempotency_key: str, now: dt.datetime
 ) -> dict[str, Any]:
-    """The automations' hook (`workflows.automations.reward_issue_hook`): a gift coupon, or the
-    reason it could not be given, as JSON for the run's details. A refusal never fails the
+    """The automations' hook (`workflows.automations.reward_issue_hook`): a gift coupon (its code,
+    value and expiry), or the reason it could not be given, as JSON for the run's details. A refusal never fails the
     automation's chunk: it runs in a savepoint and is reported."""
     program = Program.objects.get(pk=program_id)
     member = Member.objects.get(pk=member_id)
@@ -418,4 +431,10 @@ def reward_issue_for_automation(
             )
     except errors.LoyaltyError as exc:
         return {"id": reward_id, "status": "refused", "reason": exc.details.get("reason", exc.code)}
-    return {"id": reward_id, "status": "issued", "code": coupon.code}
+    return {
+        "id": reward_id,
+        "status": "issued",
+        "code": coupon.code,
+        "value": None if coupon.value is None else str(coupon.value),
+        "expires_at": None if coupon.expires_at is None else coupon.expires_at.isoformat(),
+    }

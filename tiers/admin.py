@@ -14,8 +14,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
-from loyalty.admin import LargeTableAdmin
+from loyalty.admin import LargeTableAdmin, ReadOnlyAdmin
 from loyalty.errors import LoyaltyError
 from loyalty.models import Member
 
@@ -23,8 +24,28 @@ from . import services
 from .models import MemberTier, Tier, TierChange
 
 
+class TierForm(forms.ModelForm):
+    """Refuses a threshold out of order with the program's other tiers (`tier_order_error`)."""
+
+    class Meta:
+        model = Tier
+        fields = ("program", "name", "position", "threshold", "multiplier", "benefits", "retention_days", "is_active")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        program, position, threshold = data.get("program"), data.get("position"), data.get("threshold")
+        if data.get("is_active", True) and program is not None and position is not None and threshold is not None:
+            problem = services.tier_order_error(
+                program_id=program.pk, position=position, threshold=threshold, exclude_id=self.instance.pk
+            )
+            if problem is not None:
+                self.add_error("threshold", problem)
+        return data
+
+
 @admin.register(Tier)
 class TierAdmin(admin.ModelAdmin):
+    form = TierForm
     list_display = ("name", "program", "position", "threshold", "multiplier", "retention_days", "is_active")
     list_filter = ("program", "is_active")
     list_select_related = ("program",)
@@ -40,23 +61,15 @@ class SetTierForm(forms.Form):
     def __init__(self, *args: Any, member: Member, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["tier"].queryset = Tier.objects.filter(program_id=member.program_id).order_by("position")
+        self.fields["until"].help_text += f" Time zone: {member.program.timezone}."
 
 
 @admin.register(MemberTier)
-class MemberTierAdmin(LargeTableAdmin):
+class MemberTierAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("member", "tier", "since", "retain_until", "manual_until")
     list_select_related = ("member", "tier")
     raw_id_fields = ("member",)
     actions = ["set_tier_manually"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         return [
@@ -83,9 +96,17 @@ class MemberTierAdmin(LargeTableAdmin):
         return HttpResponseRedirect(reverse("admin:tiers_membertier_set", args=[ids[0]]))
 
     def set_tier_view(self, request: HttpRequest, member_id: int) -> HttpResponse:
+        """The end date is typed and shown in the member's program time zone."""
         if not request.user.has_perm("tiers.set_tier_manually"):
             raise PermissionDenied
         member = get_object_or_404(Member.objects.select_related("program"), pk=member_id)
+        with timezone.override(member.program.tz):
+            response = self._set_tier_page(request, member)
+            if isinstance(response, TemplateResponse):
+                response.render()
+        return response
+
+    def _set_tier_page(self, request: HttpRequest, member: Member) -> HttpResponse:
         state = MemberTier.objects.select_related("tier").filter(member=member).first()
         form = SetTierForm(request.POST or None, member=member)
         if request.method == "POST" and form.is_valid():
@@ -115,17 +136,8 @@ class MemberTierAdmin(LargeTableAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(LargeTableAdmin):
+class TierChangeAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "member", "kind", "from_tier", "to_tier", "metric_value", "at", "actor", "reason")
     list_filter = ("kind",)
     list_select_related = ("member", "from_tier", "to_tier", "actor")
     raw_id_fields = ("member",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

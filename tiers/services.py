@@ -20,6 +20,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from loyalty import errors
@@ -252,6 +253,36 @@ def tiers_evaluate(*, now: dt.datetime, chunk_size: int = 20_000) -> EvaluateRes
     return result
 
 
+def tier_order_error(
+    *, program_id: int, position: int, threshold: Decimal, exclude_id: int | None = None
+) -> str | None:
+    """Why a tier at `position` with `threshold` would break the program's order, or None.
+    Thresholds must not fall as positions rise (docs/tiers.md): among the program's active
+    tiers, none below may need more and none above may need less. Equal thresholds are
+    allowed. 1 query."""
+    others = Tier.objects.filter(program_id=program_id, is_active=True)
+    if exclude_id is not None:
+        others = others.exclude(pk=exclude_id)
+    clash = (
+        others.filter(
+            Q(position__lt=position, threshold__gt=threshold) | Q(position__gt=position, threshold__lt=threshold)
+        )
+        .order_by("position")
+        .first()
+    )
+    if clash is None:
+        return None
+    if clash.position < position:
+        return (
+            f"The threshold {threshold} is below the threshold of {clash.name} ({clash.threshold}, position "
+            f"{clash.position}): a higher tier must need at least as much as the tiers below it."
+        )
+    return (
+        f"The threshold {threshold} is above the threshold of {clash.name} ({clash.threshold}, position "
+        f"{clash.position}): a lower tier must need at most as much as the tiers above it."
+    )
+
+
 def tier_create(
     *,
     program: Program,
@@ -262,7 +293,8 @@ def tier_create(
     benefits: str = "",
     retention_days: int = 0,
 ) -> Tier:
-    """Add a tier to a program (the admin's form does the same through the model)."""
+    """Add a tier to a program (the admin's form makes the same checks). A threshold out of
+    order with the program's other active tiers (`tier_order_error`): `InvalidInput`."""
     tier = Tier(
         program=program,
         name=name,
@@ -276,5 +308,8 @@ def tier_create(
         tier.full_clean()
     except ValidationError as exc:
         raise errors.InvalidInput("Invalid tier.", fields=exc.message_dict) from exc
+    problem = tier_order_error(program_id=program.pk, position=position, threshold=tier.threshold)
+    if problem is not None:
+        raise errors.InvalidInput(problem, field="threshold")
     tier.save()
     return tier

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from loyalty.admin import ProgramTimeZoneAdmin, ReadOnlyAdmin, program_time_column
 from loyalty.models import Program
 
 from . import builtins, selectors
@@ -16,9 +15,23 @@ from .models import EarningRule, RuleAward
 
 
 @admin.register(EarningRule)
-class EarningRuleAdmin(admin.ModelAdmin):
+class EarningRuleAdmin(ProgramTimeZoneAdmin):
     form = EarningRuleForm
-    list_display = ("name", "program", "trigger", "kind", "points", "multiplier", "priority", "stackable", "is_active")
+    list_display = (
+        "name",
+        "program",
+        "trigger",
+        "kind",
+        "points",
+        "multiplier",
+        "starts",
+        "ends",
+        "priority",
+        "stackable",
+        "is_active",
+    )
+    starts = program_time_column("starts_at", "starts")
+    ends = program_time_column("ends_at", "ends")
     list_filter = ("program", "is_active", "trigger", "kind")
     list_editable = ("is_active",)
     list_select_related = ("program",)
@@ -104,13 +117,12 @@ class EarningRuleAdmin(admin.ModelAdmin):
             "title": "Preview an order",
             "form": form,
             "preview": preview,
-            "media": self.media + form.media,
         }
         return TemplateResponse(request, "admin/workflows/earningrule/preview.html", context)
 
 
 @admin.register(RuleAward)
-class RuleAwardAdmin(admin.ModelAdmin):
+class RuleAwardAdmin(ReadOnlyAdmin):
     """What each rule gave: read-only (written by `services.activity_report`)."""
 
     list_display = ("rule", "member", "activity", "points", "occurred_at")
@@ -118,15 +130,6 @@ class RuleAwardAdmin(admin.ModelAdmin):
     raw_id_fields = ("rule", "member", "activity")
     list_filter = ("rule__program",)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 from . import admin_automations  # noqa: E402,F401  (registers the automations admin)

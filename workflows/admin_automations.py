@@ -2,7 +2,8 @@
 
 Staff edit an automation's trigger, conditions, actions and period; the form checks what the
 model cannot (an activity trigger names its activity type, at least one action, tiers of the
-automation's program, templates that compile). "Install ready-made automations" calls
+automation's program, email templates that compile and use only the variables its actions
+offer). "Install ready-made automations" calls
 `automations.automations_install_ready_made`. Runs are read-only: the daily job and the event
 receivers write them (`workflows.automations`).
 """
@@ -15,11 +16,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template import Template, TemplateSyntaxError
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from loyalty.admin import ReadOnlyAdmin
 from loyalty.models import Program
 from rewards.models import Reward
 from tiers.models import Tier
@@ -89,11 +90,14 @@ class AutomationForm(forms.ModelForm):
         subject, body = (data.get("email_subject") or "").strip(), (data.get("email_body") or "").strip()
         if bool(subject) != bool(body):
             self.add_error("email_body" if subject else "email_subject", "An email needs both a subject and a body.")
+        variables = automations.email_variables(
+            award_points=bool(data.get("award_points")),
+            set_tier=data.get("set_tier") is not None,
+            reward=bool(data.get("reward_id")),
+        )
         for name in ("email_subject", "email_body"):
-            try:
-                Template(data.get(name) or "")
-            except TemplateSyntaxError as exc:
-                self.add_error(name, f"Template error: {exc}")
+            for problem in automations.email_template_problems(data.get(name) or "", variables):
+                self.add_error(name, problem)
         if not (data.get("award_points") or data.get("set_tier") or (subject and body) or data.get("reward_id")):
             raise forms.ValidationError(
                 "Choose at least one action: award points, set a tier, send an email or issue a reward."
@@ -206,7 +210,7 @@ class AutomationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AutomationRun)
-class AutomationRunAdmin(admin.ModelAdmin):
+class AutomationRunAdmin(ReadOnlyAdmin):
     """What each automation did for whom: read-only (written by `workflows.automations`)."""
 
     list_display = ("automation", "member_id", "member", "period_key", "points", "fired_at")
@@ -219,12 +223,3 @@ class AutomationRunAdmin(admin.ModelAdmin):
     # Newest first by primary key: a backward scan of the pk index stops after a page, where
     # ordering by fired_at would sort every run of the automation.
     ordering = ("-id",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

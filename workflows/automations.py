@@ -28,12 +28,15 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core import mail
 from django.db import connection, transaction
-from django.template import Context, Template
+from django.template import Context, Node, Template, TemplateSyntaxError
+from django.template.base import FilterExpression, VariableNode
+from django.template.defaulttags import ForNode, IfNode, WithNode
 from django.utils import timezone
 
 from loyalty import errors
@@ -42,6 +45,7 @@ from loyalty.chunks import member_id_ranges
 from loyalty.models import Member, Program
 from loyalty.presence import PresenceCache
 from rewards import services as reward_services
+from rewards.models import Reward
 from tiers import services as tier_services
 from tiers.models import MemberTier, Tier
 
@@ -267,6 +271,156 @@ def _render(template: Template | None, context: dict[str, Any]) -> str:
     return template.render(Context(context, autoescape=False)) if template is not None else ""
 
 
+# --------------------------------------------------------------------------------------------
+# Email templates: the variables each action offers, checked when the automation is saved
+
+# What an email may use, by variable: its fields (an empty tuple: a plain value). The context is
+# built from plain dicts of exactly these fields (`_email_context`), never from model instances,
+# so a template cannot reach other rows or methods.
+MEMBER_FIELDS = ("first_name", "last_name", "email", "external_id", "referral_code")
+PROGRAM_FIELDS = ("name", "points_name", "currency")
+AUTOMATION_FIELDS = ("name",)
+TIER_FIELDS = ("name", "benefits")
+COUPON_FIELDS = ("code", "reward", "value", "valid_until")
+# Tags an email may use; others ({% include %}, {% load %}, {% url %}...) reach beyond the email.
+EMAIL_TAGS = frozenset(
+    {"if", "elif", "else", "endif", "for", "empty", "endfor", "with", "endwith", "comment", "firstof", "now",
+     "spaceless", "autoescape", "filter", "templatetag", "verbatim", "cycle"}
+)  # fmt: skip
+
+
+def email_variables(*, award_points: bool, set_tier: bool, reward: bool) -> dict[str, tuple[str, ...]]:
+    """The variables an automation's email may use, given which actions it has: `member`,
+    `program` and `automation` always; `points` with "award points", `tier` with "set tier",
+    `coupon` with "issue a reward" (docs/automations.md)."""
+    variables: dict[str, tuple[str, ...]] = {
+        "member": MEMBER_FIELDS,
+        "program": PROGRAM_FIELDS,
+        "automation": AUTOMATION_FIELDS,
+    }
+    if award_points:
+        variables["points"] = ()
+    if set_tier:
+        variables["tier"] = TIER_FIELDS
+    if reward:
+        variables["coupon"] = COUPON_FIELDS
+    return variables
+
+
+def _expressions(node: Node) -> Iterator[FilterExpression]:
+    """The filter expressions a node evaluates (its variables and its filters' arguments)."""
+
+    def walk(value: Any) -> Iterator[FilterExpression]:
+        if isinstance(value, FilterExpression):
+            yield value
+        elif isinstance(value, list | tuple):
+            for item in value:
+                yield from walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from walk(item)
+        elif hasattr(value, "first") or hasattr(value, "value"):  # an {% if %} condition
+            for part in ("first", "second", "value"):
+                yield from walk(getattr(value, part, None))
+
+    if isinstance(node, IfNode):
+        for condition, _ in node.conditions_nodelists:
+            yield from walk(condition)
+        return
+    for name, value in vars(node).items():
+        if name not in ("nodelist", "token", "origin") and not name.startswith("nodelist"):
+            yield from walk(value)
+
+
+def email_template_problems(source: str, variables: dict[str, tuple[str, ...]]) -> list[str]:
+    """What is wrong with an email template for these variables, in words (empty: nothing):
+    a syntax error, a tag emails cannot use, or a variable or field that is not offered (an
+    unknown name would otherwise render blank). Names bound by {% for %} and {% with %} are
+    accepted. No query."""
+    try:
+        template = Template(source)
+    except TemplateSyntaxError as exc:
+        return [f"Template error: {exc}"]
+    problems: list[str] = []
+    local: set[str] = {"forloop"}
+    nodes = template.nodelist.get_nodes_by_type(Node)
+    for node in nodes:
+        if isinstance(node, ForNode):
+            local.update(node.loopvars)
+        elif isinstance(node, WithNode):
+            local.update(node.extra_context)
+    unknown: list[str] = []
+    for node in nodes:
+        token = getattr(node, "token", None)
+        if token is not None and token.token_type.name == "BLOCK":
+            tag = token.contents.split()[0]
+            if tag not in EMAIL_TAGS:
+                problems.append(f"The {{% {tag} %}} tag cannot be used in an email.")
+                continue
+        for expression in _expressions(node):
+            references = [expression.var] + [arg for _, args in expression.filters for is_var, arg in args if is_var]
+            for reference in references:
+                lookups = getattr(reference, "lookups", None)
+                if not lookups or lookups[0] in local:
+                    continue
+                fields = variables.get(lookups[0])
+                if fields is None or len(lookups) > 2 or (len(lookups) == 2 and lookups[1] not in fields):
+                    unknown.append(".".join(lookups))
+                elif fields and len(lookups) == 1 and isinstance(node, VariableNode) and reference is expression.var:
+                    problems.append(
+                        f"{{{{ {lookups[0]} }}}} prints nothing useful: name a field, e.g. {lookups[0]}.{fields[0]}."
+                    )
+    if unknown:
+        offered = ", ".join(
+            f"{name}.{field}" if field else name for name, fields in variables.items() for field in (fields or ("",))
+        )
+        names = ", ".join(dict.fromkeys(unknown))
+        problems.append(f"Unknown variable(s): {names}. This automation's email can use: {offered}.")
+    return problems
+
+
+def _email_context(
+    *, automation: Automation, program: Program, member: Member, points: int, coupon: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The email's variables as plain data (`email_variables` lists them)."""
+    context: dict[str, Any] = {
+        "member": {
+            "first_name": member.first_name,
+            "last_name": member.last_name,
+            "email": member.email,
+            "external_id": member.external_id or "",
+            "referral_code": member.referral_code,
+        },
+        "program": {"name": program.name, "points_name": program.points_name, "currency": program.currency},
+        "automation": {"name": automation.name},
+        "points": points,
+    }
+    if automation.set_tier is not None:
+        context["tier"] = {"name": automation.set_tier.name, "benefits": automation.set_tier.benefits}
+    if coupon is not None:
+        context["coupon"] = coupon
+    return context
+
+
+def _coupon_context(*, reward_name: str, program: Program, issued: dict[str, Any]) -> dict[str, Any] | None:
+    """The coupon the reward action just issued, as the email sees it (None: refused)."""
+    if issued.get("status") != "issued":
+        return None
+    value = issued.get("value")
+    expires_at = issued.get("expires_at")
+    return {
+        "code": issued["code"],
+        "reward": reward_name,
+        "value": None if value is None else Decimal(value).quantize(Decimal("0.01")),
+        # Valid through the local day before `expires_at` (rewards.services._coupon_expiry).
+        "valid_until": (
+            None
+            if expires_at is None
+            else program.local_date(dt.datetime.fromisoformat(expires_at)) - dt.timedelta(days=1)
+        ),
+    }
+
+
 def _send_emails(emails: list[_Email]) -> None:
     """After commit: send each email on one connection; a failure is logged and the others
     still go (the firing is recorded; there is no retry until the notifications outbox)."""
@@ -306,6 +460,10 @@ def _perform(
     wants_email = bool(automation.email_subject.strip() and automation.email_body.strip())
     subject = Template(automation.email_subject) if wants_email else None
     body = Template(automation.email_body) if wants_email else None
+    needs_coupon = wants_email and "coupon" in automation.email_subject + automation.email_body
+    reward_name = ""
+    if automation.reward_id is not None and needs_coupon:
+        reward_name = Reward.objects.filter(pk=automation.reward_id).values_list("name", flat=True).first() or ""
     emails: list[_Email] = []
     updates: list[tuple[int, int, str]] = []
     for run_id, member_id in claimed:
@@ -329,21 +487,21 @@ def _perform(
         if automation.set_tier_id is not None:
             details["tier"] = _set_tier(automation=automation, member=member, state=tier_states.get(member_id), now=now)
             result.tiers += details["tier"]["status"] == "set"
+        coupon = None
         if automation.reward_id is not None:
             details["reward"] = reward_issue_hook(automation=automation, member_id=member_id, key=key, now=now)
+            coupon = _coupon_context(reward_name=reward_name, program=program, issued=details["reward"])
         if wants_email:
             if not member.email:
                 details["email"] = "skipped: no email address"
             elif not member.email_consent:
                 details["email"] = "skipped: no email consent"
+            elif needs_coupon and coupon is None:
+                details["email"] = "skipped: the email shows a coupon and the reward was refused"
             else:
-                context = {
-                    "member": member,
-                    "points": points,
-                    "program": program,
-                    "tier": automation.set_tier,
-                    "automation": automation,
-                }
+                context = _email_context(
+                    automation=automation, program=program, member=member, points=points, coupon=coupon
+                )
                 subject_text = " ".join(_render(subject, context).split())
                 emails.append(_Email(to=member.email, subject=subject_text, body=_render(body, context)))
                 details["email"] = "sent after commit"

@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-import loyalty.admin_api_keys  # noqa: F401  (registers the admin; loyalty/admin.py imports it too)
+import loyalty.admin.api_keys  # noqa: F401  (registers the admin; loyalty/admin/__init__.py imports it too)
 from loyalty.services import api_key_create, points_earn
 from tests.cards.factories import CardFactory
 

@@ -122,3 +122,41 @@ def test_cancel_action_refuses_too_many_at_once(client, django_user_model, membe
         {"action": "cancel_coupons", "_selected_action": [codes[0].pk]},
     )
     assert Redemption.objects.get(pk=codes[0].pk).status == "cancelled"
+
+
+def test_the_reward_list_counts_the_coupons_issued_without_a_query_per_row(
+    client, django_user_model, member, django_assert_max_num_queries
+):
+    from rewards import services
+
+    program = member.program
+    unlimited = RewardFactory(program=program, name="Coffee", cost_points=10)
+    stocked = RewardFactory(program=program, name="Mug", cost_points=10, stock=10)
+    RewardFactory(program=program, name="Never redeemed", cost_points=10)
+    for _ in range(3):
+        services.reward_redeem(program=program, member=member, reward=unlimited)
+    services.reward_gift(program=program, member=member, reward=unlimited, reason="gift", idempotency_key="g")
+    cancelled = services.reward_redeem(program=program, member=member, reward=stocked).redemption
+    services.reward_redeem(program=program, member=member, reward=stocked)
+    services.redemption_cancel(program=program, code=cancelled.code)
+    admin_user = django_user_model.objects.create_superuser("boss", password="pw")
+    client.force_login(admin_user)
+    with django_assert_max_num_queries(12):
+        page = client.get(reverse("admin:rewards_reward_changelist"))
+    assert page.status_code == 200
+    counts = {r.name: page.context["cl"].model_admin.coupons_issued(r) for r in page.context["cl"].result_list}
+    assert counts == {"Coffee": 4, "Mug": 1, "Never redeemed": 0}
+    assert "Coupons issued" in page.content.decode()
+
+
+def test_the_reward_form_shows_the_coupons_issued_and_the_stock_taken(client, django_user_model, member):
+    from rewards import services
+
+    reward = RewardFactory(program=member.program, cost_points=10, stock=5)
+    services.reward_redeem(program=member.program, member=member, reward=reward)
+    client.force_login(django_user_model.objects.create_superuser("boss", password="pw"))
+    page = client.get(reverse("admin:rewards_reward_change", args=[reward.pk]))
+    body = page.content.decode()
+    assert "Coupons issued" in body
+    assert "Stock taken" in body
+    assert page.context["adminform"].form.instance.coupons == 1

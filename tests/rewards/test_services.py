@@ -279,6 +279,34 @@ def test_expire_coupons_command_and_task(program, member):
     assert expire_coupons_task.delay(now=later).get() == {"coupons": 0, "refunded": 0, "points": 0}
 
 
+def test_a_gift_of_points_as_money_off_is_worth_the_minimum_points(program, member):
+    credit = RewardFactory(
+        program=program,
+        kind=Reward.Kind.POINTS_FOR_AMOUNT,
+        cost_points=None,
+        value=Decimal("0.01"),
+        points_step=100,
+        points_min=300,
+        points_max=800,
+    )
+    gift = services.reward_gift(program=program, member=member, reward=credit, reason="Welcome", idempotency_key="g")
+    assert (gift.points, gift.value) == (0, Decimal("3.0000"))
+    assert balance(member) == 1000
+
+
+def test_a_gift_of_points_as_money_off_without_a_minimum_is_worth_one_step(program, member):
+    credit = RewardFactory(
+        program=program,
+        kind=Reward.Kind.POINTS_FOR_AMOUNT,
+        cost_points=None,
+        value=Decimal("0.05"),
+        points_step=50,
+        points_min=0,
+    )
+    gift = services.reward_gift(program=program, member=member, reward=credit, reason="Welcome", idempotency_key="g")
+    assert gift.value == Decimal("2.5000")
+
+
 def test_a_gift_coupon_spends_nothing_and_cancels_without_a_refund(program, member):
     reward = RewardFactory(program=program, stock=2, valid_days=1)
     gift = services.reward_gift(program=program, member=member, reward=reward, reason="Win-back", idempotency_key="g-1")

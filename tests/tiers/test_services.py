@@ -249,3 +249,27 @@ def test_an_inactive_tier_is_never_reached(member, tiers, gold, now):
     earn(member, 600, now)
     assert services.tier_evaluate_member(member=member, now=now).to_tier.name == "Silver"
     assert services.tiers_evaluate(now=now).members == 0
+
+
+def test_tier_create_refuses_a_higher_position_with_a_lower_threshold(program, tiers):
+    with pytest.raises(errors.InvalidInput, match="below the threshold of Gold"):
+        services.tier_create(program=program, name="Platinum", position=3, threshold=Decimal("400"))
+    assert not program.tiers.filter(name="Platinum").exists()
+
+
+def test_tier_create_refuses_a_lower_position_with_a_higher_threshold(program, tiers):
+    with pytest.raises(errors.InvalidInput, match="above the threshold of Silver") as caught:
+        services.tier_create(program=program, name="Bronze", position=0, threshold=Decimal("150"))
+    assert caught.value.details["field"] == "threshold"
+    assert not program.tiers.filter(name="Bronze").exists()
+
+
+def test_tier_create_accepts_a_tier_in_order_between_two_others(program, tiers):
+    services.tier_create(program=program, name="Silver plus", position=3, threshold=Decimal("500"))
+    bronze = services.tier_create(program=program, name="Bronze", position=0, threshold=Decimal("100"))
+    assert bronze.pk is not None
+
+
+def test_tier_order_ignores_inactive_tiers(program, tiers):
+    program.tiers.filter(name="Gold").update(is_active=False)
+    assert services.tier_order_error(program_id=program.pk, position=3, threshold=Decimal("200")) is None

@@ -388,7 +388,7 @@ def test_reward_action_gives_a_free_coupon_once_per_firing(program, member):
     coupon = Redemption.objects.get(member=member)
     assert (coupon.reward_id, coupon.points, coupon.entry_id, coupon.status) == (reward.pk, 0, None, "issued")
     details = AutomationRun.objects.get(automation=automation).details["reward"]
-    assert details == {"id": reward.pk, "status": "issued", "code": coupon.code}
+    assert details == {"id": reward.pk, "status": "issued", "code": coupon.code, "value": "5.0000", "expires_at": None}
     assert not LedgerEntry.objects.filter(member=member, kind="redeem").exists()
     reward.refresh_from_db()
     assert reward.issued_count == 1
@@ -683,3 +683,94 @@ def test_no_automation_for_an_event_is_remembered_until_one_is_saved(program, me
     automation = automation_for(program, trigger="tier_changed", period="once")  # saving forgets the answer
     automations.automations_on_event(trigger="tier_changed", member_id=member.pk, program_id=program.pk, now=NOW)
     assert fired(automation) == {member.pk}
+
+
+def test_the_email_shows_the_coupon_issued_in_the_same_firing(program, member, django_capture_on_commit_callbacks):
+    from rewards.models import Redemption, Reward
+    from tests.rewards.factories import RewardFactory
+
+    credit = RewardFactory(
+        program=program,
+        name="Store credit",
+        kind=Reward.Kind.POINTS_FOR_AMOUNT,
+        cost_points=None,
+        value=Decimal("0.01"),
+        points_step=100,
+        points_min=500,
+        valid_days=30,
+    )
+    automation_for(
+        program,
+        award_points=None,
+        reward_id=credit.pk,
+        email_subject="A gift for you, {{ member.first_name }}",
+        email_body=(
+            "Code {{ coupon.code }}: {{ coupon.reward }}, {{ coupon.value }} off "
+            "until {{ coupon.valid_until|date:'j F Y' }}."
+        ),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        automations.automations_run(now=NOW)
+    coupon = Redemption.objects.get(member=member)
+    assert mail.outbox[0].body == f"Code {coupon.code}: Store credit, 5.00 off until 23 December 2026."
+
+
+def test_an_email_showing_a_coupon_is_not_sent_when_the_reward_is_refused(
+    program, member, django_capture_on_commit_callbacks
+):
+    from tests.rewards.factories import RewardFactory
+
+    reward = RewardFactory(program=program, stock=0)
+    automation = automation_for(
+        program, reward_id=reward.pk, email_subject="Your gift", email_body="Your code: {{ coupon.code }}"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        automations.automations_run(now=NOW)
+    assert mail.outbox == []
+    run = AutomationRun.objects.get(automation=automation)
+    assert run.details["email"] == "skipped: the email shows a coupon and the reward was refused"
+    assert run.points == 10
+
+
+def test_the_email_is_rendered_from_plain_data_only(program, member, django_capture_on_commit_callbacks):
+    """Model instances would let a template call methods or follow relations to other rows."""
+    automation_for(
+        program,
+        email_subject="Hi",
+        email_body="{{ member.program.name }}|{{ member.delete }}|{{ program.members.count }}|{{ member.first_name }}",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        automations.automations_run(now=NOW)
+    assert mail.outbox[0].body == f"|||{member.first_name}"
+    assert Member.objects.filter(pk=member.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("{{ member.first_name }} {{ points }} {{ coupon.code }} {{ tier.name }}", None),
+        ("{% if coupon %}{{ coupon.code|default:member.first_name }}{% endif %}", None),
+        ("{% for n in member.first_name %}{{ n }}{% endfor %}{% with x=program.name %}{{ x }}{% endwith %}", None),
+        ("{{ member.balance }}", "Unknown variable(s): member.balance."),
+        ("{{ coupon.code|default:prize }}", "Unknown variable(s): prize."),
+        ("{% if member.program.slug %}x{% endif %}", "Unknown variable(s): member.program.slug."),
+        ("{{ member }}", "{{ member }} prints nothing useful: name a field, e.g. member.first_name."),
+        ("{% include 'admin/base.html' %}", "The {% include %} tag cannot be used in an email."),
+        ("{% if %}", "Template error:"),
+    ],
+)
+def test_email_template_problems_names_what_is_wrong(source, problem):
+    variables = automations.email_variables(award_points=True, set_tier=True, reward=True)
+    problems = automations.email_template_problems(source, variables)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1
+        assert problems[0].startswith(problem)
+
+
+def test_email_variables_follow_the_actions():
+    only_points = automations.email_variables(award_points=True, set_tier=False, reward=False)
+    assert set(only_points) == {"member", "program", "automation", "points"}
+    only_reward = automations.email_variables(award_points=False, set_tier=False, reward=True)
+    assert set(only_reward) == {"member", "program", "automation", "coupon"}

@@ -216,3 +216,52 @@ def test_the_reward_must_be_one_of_the_program(admin_client_, program):
     )
     assert page.status_code == 200
     assert "No reward of this automation" in page.content.decode()
+
+
+def test_an_unknown_email_variable_is_refused_naming_it(admin_client_, program):
+    response = admin_client_.post(
+        reverse("admin:workflows_automation_add"),
+        form_data(program, email_body="Use {{ coupon.code }} before {{ member.birthday }}."),
+    )
+    errors = errors_of(response)["email_body"]
+    assert errors[0].startswith("Unknown variable(s): coupon.code, member.birthday. This automation's email can use:")
+    assert "points" in errors[0]
+    assert not Automation.objects.exists()
+
+
+def test_the_coupon_variable_comes_with_the_reward_action(admin_client_, program):
+    from tests.rewards.factories import RewardFactory
+
+    reward = RewardFactory(program=program)
+    response = admin_client_.post(
+        reverse("admin:workflows_automation_add"),
+        form_data(program, reward_id=str(reward.pk), email_body="Your code: {{ coupon.code }}"),
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Automation.objects.get().email_body == "Your code: {{ coupon.code }}"
+
+
+def test_the_tier_variable_needs_the_set_tier_action(admin_client_, program):
+    response = admin_client_.post(
+        reverse("admin:workflows_automation_add"), form_data(program, email_subject="Welcome to {{ tier.name }}")
+    )
+    assert "Unknown variable(s): tier.name." in errors_of(response)["email_subject"][0]
+
+
+def test_a_template_syntax_error_is_refused(admin_client_, program):
+    response = admin_client_.post(
+        reverse("admin:workflows_automation_add"), form_data(program, email_body="{% if points %}no end")
+    )
+    assert errors_of(response)["email_body"][0].startswith("Template error:")
+
+
+def test_the_ready_made_automations_pass_the_email_check(program):
+    TierFactory(program=program, name="Gold", position=2)
+    for automation, _ in automations.automations_install_ready_made(program=program):
+        variables = automations.email_variables(
+            award_points=bool(automation.award_points),
+            set_tier=automation.set_tier_id is not None,
+            reward=bool(automation.reward_id),
+        )
+        for source in (automation.email_subject, automation.email_body):
+            assert automations.email_template_problems(source, variables) == []

@@ -1,5 +1,5 @@
 """Staff admin of the API keys (docs/api.md: a key is shown once when created, stored hashed,
-revocable, expiring). Imported by `loyalty/admin.py`.
+revocable, expiring). Imported by `loyalty/admin/__init__.py`.
 
 The library's own `APIKey` model (installed with `rest_framework_api_key`) is not used by the
 API; its admin page is removed so that nobody creates keys that authenticate nothing.
@@ -16,8 +16,8 @@ from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from . import services
-from .models import ProgramAPIKey, default_api_key_scopes
+from .. import services
+from ..models import ProgramAPIKey, default_api_key_scopes
 
 if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
