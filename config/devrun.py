@@ -195,6 +195,8 @@ def prepare(env: dict[str, str], *, demo: bool, login_file: Path, demo_emails: P
         # The demo's automations send emails: to files, not to this console.
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(demo_emails),
+        # Its own summary lines say what it made; the jobs' INFO logs would only bury them.
+        "DJANGO_LOG_LEVEL": env.get("DJANGO_LOG_LEVEL", "WARNING"),
     }
     code, _ = _run_step(_manage("load_demo", "--login-file", str(login_file)), demo_env, capture=False)
     if code != 0:

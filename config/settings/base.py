@@ -130,7 +130,7 @@ MEDIA_URL = "media/"
 # the broker is kombu's filesystem transport in LOYALTY_CELERY_DIR (default .data/celery): the
 # web process, the worker and beat of `make run` on one machine need no server for it
 # (docs/decisions.md). Tasks run eagerly only in tests (config/settings/test.py).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "filesystem://"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "filesystem://localhost/"  # a host: no warning
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = Path(env("LOYALTY_CELERY_DIR", default=str(BASE_DIR / ".data" / "celery"))).absolute()
