@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def prepare(env: dict[str, str], *, demo: bool, login_file: Path, demo_emails: P
     if not demo:
         return
     print("Demo data: loading (the first run takes a few minutes)...", flush=True)
+    shutil.rmtree(demo_emails, ignore_errors=True)  # only this run's emails
     demo_env = {
         **env,
         # The demo's automations send emails: to files, not to this console.
