@@ -10,10 +10,11 @@ file). Then the three long-running processes start, each in its own session with
 a log file under .data/logs (`LOYALTY_LOG_DIR` moves it): web.log, worker.log, beat.log. Once
 the web server answers, this prints where each log goes and, last, the staff login.
 
-Stopping: SIGTERM to each process's group (runserver stops; the worker finishes its running
-tasks, which its broker gives back if it is stopped before; beat stops), then, for a group
-still alive after a grace period or at a second Ctrl-C, SIGKILL. On Linux each child also gets
-SIGTERM if this supervisor dies without cleaning up (PR_SET_PDEATHSIG), so none is orphaned.
+Stopping: SIGTERM to each process (runserver and beat stop; the worker finishes its running
+tasks), then, after a grace period or at a second Ctrl-C, SIGQUIT (the worker's cold shutdown:
+its broker gets the unfinished messages back), then SIGKILL to what is left of each group. On Linux each child also gets
+a signal if this supervisor dies without cleaning up (PR_SET_PDEATHSIG: SIGTERM for the worker,
+SIGKILL for web and beat), so none is orphaned.
 If one of the three exits by itself, the others are stopped and `make run` fails, naming its log.
 
 This module imports no Django: the settings (config/settings/local.py) are read by the children.
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -58,16 +59,20 @@ def _check_stop() -> None:
         raise Stop
 
 
-def _die_with_parent() -> None:
+def _child_setup(death_signal: int) -> Callable[[], None]:
     """In the child, before exec: a new session (no terminal Ctrl-C; one group to signal), and
-    SIGTERM when the parent dies (Linux)."""
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        import ctypes
+    `death_signal` from the kernel when the parent dies (Linux)."""
 
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    def setup() -> None:
+        os.setsid()
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(1, death_signal)  # PR_SET_PDEATHSIG
+
+    return setup
 
 
 @dataclass
@@ -75,6 +80,10 @@ class Service:
     name: str
     argv: list[str]
     log_path: Path
+    # Sent by the kernel if the supervisor dies without stopping it: the worker gets SIGTERM (a
+    # warm shutdown gives its messages back); web and beat hold nothing worth a clean exit and
+    # get SIGKILL (beat was seen to outlive a SIGTERM sent while it was dispatching).
+    death_signal: int = signal.SIGKILL
     proc: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -87,7 +96,7 @@ class Service:
             stdin=subprocess.DEVNULL,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # safe: this process starts no threads
+            preexec_fn=_child_setup(self.death_signal),  # safe: this process starts no threads
         )
 
     def alive(self) -> bool:
@@ -288,6 +297,7 @@ def services_for(host: str, port: int, log_dir: Path, worker_concurrency: int = 
             "worker",
             _celery("worker", "--loglevel", "INFO", "--concurrency", str(worker_concurrency)),
             log_dir / "worker.log",
+            death_signal=signal.SIGTERM,
         ),
         Service(
             "beat",
