@@ -23,13 +23,13 @@ PYTEST_ARGS ?=
 .PHONY: help install run test lint services stop-db clean
 
 help:
-	@echo "make run       venv + install, migrate, load demo data, serve http://$(HOST):$(PORT)/"
-	@echo "               (embedded PostgreSQL in .data/pg unless DATABASE_URL is set)"
+	@echo "make run       venv + install, migrate, load demo data, then web http://$(HOST):$(PORT)/ + Celery"
+	@echo "               worker + beat until Ctrl-C (embedded PostgreSQL in .data/pg unless DATABASE_URL is set)"
 	@echo "make test      install, ruff, import contracts, pytest -n 2 against PostgreSQL"
 	@echo "make services  migrate + gunicorn, Celery worker and beat (Procfile) on PostgreSQL + Redis"
 	@echo "make lint      ruff check, ruff format --check, lint-imports"
 	@echo "make stop-db   stop the embedded PostgreSQL"
-	@echo "make clean     stop the embedded PostgreSQL, delete .data (its database, static files) and caches"
+	@echo "make clean     stop the embedded PostgreSQL, delete .data (database, logs, queue, cache, static files) and caches"
 
 install: $(STAMP)
 
@@ -54,19 +54,19 @@ $(STAMP):
 	@touch $@
 
 # --- make run: the demo on this machine ---------------------------------------------------------
+# config/devrun.py: migrate, load_demo, then runserver + Celery worker + beat (broker: files in
+# .data/celery unless CELERY_BROKER_URL is set) until Ctrl-C, which stops all three; logs in
+# .data/logs. The shell execs it so that make's SIGTERM reaches it directly.
 run: export DJANGO_SETTINGS_MODULE := config.settings.local
 run: install
 	@set -e; \
 	if [ -n "$$DATABASE_URL" ]; then \
 	  echo "Database: DATABASE_URL ($$DATABASE_URL)"; \
-	  $(PY) -m config.embedded_pg ensure-database "$$DATABASE_URL"; \
+	  $(PY) -m config.embedded_pg ensure-database "$$DATABASE_URL" >/dev/null; \
 	else \
 	  echo "Database: embedded PostgreSQL in .data/pg ($$($(PY) -m config.embedded_pg url)); 'make stop-db' stops it"; \
 	fi
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py load_demo
-	@echo "Serving http://$(HOST):$(PORT)/ (staff admin at /admin/, log in with the staff login above); Ctrl-C stops."
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	@exec $(PY) -m config.devrun --host $(HOST) --port $(PORT)
 
 # --- make test: lint + the whole suite against PostgreSQL ---------------------------------------
 # Database: DATABASE_URL if set; else the local server at 127.0.0.1:5432 if it answers;
@@ -100,6 +100,7 @@ services: install
 	  DJANGO_SETTINGS_MODULE=config.settings.production \
 	  DATABASE_URL="$${DATABASE_URL:-$(LOCAL_PG_URL)}" \
 	  CELERY_BROKER_URL="$${CELERY_BROKER_URL:-$(LOCAL_REDIS_URL)}" \
+	  REDIS_URL="$${REDIS_URL:-$(LOCAL_REDIS_URL)}" \
 	  DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-make-services-dev-only-key-5f0c9e2b7a4d41c8b3e6a9d2f1c7e8b0}" \
 	  DJANGO_ALLOWED_HOSTS="$${DJANGO_ALLOWED_HOSTS:-127.0.0.1,localhost}" \
 	  DJANGO_SECURE_SSL_REDIRECT="$${DJANGO_SECURE_SSL_REDIRECT:-0}" \
@@ -107,7 +108,7 @@ services: install
 	  DJANGO_CSRF_COOKIE_SECURE="$${DJANGO_CSRF_COOKIE_SECURE:-0}" \
 	  DJANGO_SECURE_HSTS_SECONDS="$${DJANGO_SECURE_HSTS_SECONDS:-0}" \
 	  WEB_PORT="$(PORT)"; \
-	echo "Database $$DATABASE_URL, broker $$CELERY_BROKER_URL, web http://127.0.0.1:$(PORT)/"; \
+	echo "Database $$DATABASE_URL, broker $$CELERY_BROKER_URL, cache $$REDIS_URL, web http://127.0.0.1:$(PORT)/"; \
 	$(PY) -m config.embedded_pg ensure-database "$$DATABASE_URL"; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py collectstatic --noinput --verbosity 0; \

@@ -1,7 +1,8 @@
 """Settings shared by every environment, read from the process environment (12-factor).
 
 The absence of a variable selects the embedded default: no DATABASE_URL -> embedded
-PostgreSQL (pgserver), no CELERY_BROKER_URL -> tasks run eagerly, console email.
+PostgreSQL (pgserver), no CELERY_BROKER_URL -> a broker in files under .data/celery, no
+REDIS_URL/CACHE_URL -> a file cache in .data/cache, console email.
 """
 
 from pathlib import Path
@@ -86,6 +87,24 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The cache holds state that every web process must share: the API's per-key rate limits
+# (loyalty/api.py) and the card PIN lockouts (cards/services.py). CACHE_URL (a django-environ
+# cache URL) wins, then REDIS_URL (Django's RedisCache: production, `make services`); unset, a
+# file cache in LOYALTY_CACHE_DIR (default .data/cache), shared by the processes of one machine
+# (docs/decisions.md). Tests use a per-process memory cache (config/settings/test.py).
+if env("CACHE_URL", default=""):
+    CACHES = {"default": env.cache_url("CACHE_URL")}
+elif env("REDIS_URL", default=""):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("REDIS_URL")}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(Path(env("LOYALTY_CACHE_DIR", default=str(BASE_DIR / ".data" / "cache"))).absolute()),
+        }
+    }
+CACHES["default"].setdefault("KEY_PREFIX", env("CACHE_KEY_PREFIX", default="loyalty"))
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -107,12 +126,24 @@ STORAGES = {
 MEDIA_ROOT = BASE_DIR / ".data" / "media"
 MEDIA_URL = "media/"
 
-# Celery: eager unless a broker is configured.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Celery. CELERY_BROKER_URL names the broker (Redis in production and `make services`). Unset,
+# the broker is kombu's filesystem transport in LOYALTY_CELERY_DIR (default .data/celery): the
+# web process, the worker and beat of `make run` on one machine need no server for it
+# (docs/decisions.md). Tasks run eagerly only in tests (config/settings/test.py).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "filesystem://localhost/"  # a host: no warning
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = Path(env("LOYALTY_CELERY_DIR", default=str(BASE_DIR / ".data" / "celery"))).absolute()
+    for _sub in ("queue", "control"):
+        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # One folder both ways: every process reads and writes the same queue.
+        "data_folder_in": str(_queue_dir / "queue"),
+        "data_folder_out": str(_queue_dir / "queue"),
+        "control_folder": str(_queue_dir / "control"),
+    }
+CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_EAGER_PROPAGATES = True
-if not CELERY_BROKER_URL:
-    CELERY_BROKER_URL = "memory://"
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -127,6 +158,8 @@ CELERY_TIMEZONE = "UTC"
 
 # Email through anymail; console by default.
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="anymail.backends.console.EmailBackend")
+# Where django.core.mail.backends.filebased.EmailBackend writes (`make run`'s demo data load).
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / ".data" / "emails"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty@example.com")
 ANYMAIL = env.dict("ANYMAIL", default={})
 EMAIL_TIMEOUT = 10
@@ -143,8 +176,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Requests per API key (`loyalty.api.throttling.APIKeyRateThrottle`); a view may name another scope
-    # (`throttle_scope`). Counters live in the default cache: configure a shared one (Redis)
-    # when several web processes serve the API, or each process counts on its own.
+    # (`throttle_scope`). Counters live in the default cache (CACHES above), shared by every
+    # web process; a per-process cache would let each process count on its own.
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env("API_RATE_LIMIT", default="3000/min"),
     },

@@ -8,13 +8,16 @@ and the release and expiry jobs run at every month end. `verify_ledger` passes a
 
 Idempotent: when the demo program exists its members and history are left as they are (the
 ledger is append-only, so a second pass would only duplicate history); every run resets the
-`demo` staff user's password and prints the login line.
+`demo` staff user's password and prints the login line (or, with `--login-file`, writes the
+login to that file for `make run` (config/devrun.py) to print last, after its own lines).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import heapq
+import json
+import os
 import random
 import secrets
 import time
@@ -447,6 +450,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--members", type=int, default=300, help="Members to create (default 300).")
         parser.add_argument("--seed", type=int, default=20240501, help="Random seed of the history.")
+        parser.add_argument(
+            "--login-file",
+            help="Write the staff login (JSON: username, password; mode 0600) to this file instead of printing it.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
@@ -484,7 +491,10 @@ class Command(BaseCommand):
         # Higher apps (cards, tiers, rewards...) add their part of the demo; each receiver is
         # idempotent (it checks what it made before), like this command.
         demo_loaded.send(sender=Program, program=program, actor=user, now=timezone.now(), stdout=self.stdout)
-        self.stdout.write(f"Staff login: {LOGIN_URL}  user: {DEMO_USER}  password: {password}")
+        if options.get("login_file"):
+            _write_private(options["login_file"], json.dumps({"username": DEMO_USER, "password": password}))
+        else:
+            self.stdout.write(f"Staff login: {LOGIN_URL}  user: {DEMO_USER}  password: {password}")
 
     def staff_user(self) -> tuple[Any, str]:
         """Create or update the `demo` superuser with a fresh random password, in the owner group."""
@@ -500,3 +510,10 @@ class Command(BaseCommand):
         owner, _ = Group.objects.get_or_create(name="owner")
         user.groups.add(owner)
         return user, password
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write `text` to `path`, readable by this user only (it holds a password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
