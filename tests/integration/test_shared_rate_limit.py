@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loyalty.api import api_key_issue
-from loyalty.models import ProgramAPIKey
+from loyalty.services import api_key_create
 from tests.integration import processes
 from tests.loyalty.factories import MemberFactory, ProgramFactory
 
@@ -45,8 +44,7 @@ def _cache_env(kind: str, tmp_path: Path) -> dict[str, str]:
 
 def make_key(program, scopes):
     """A saved key of `program` and its secret."""
-    api_key = ProgramAPIKey(program=program, name="rate limit test", scopes=list(scopes))
-    return api_key, api_key_issue(api_key=api_key)
+    return api_key_create(program=program, name="rate limit test", scopes=list(scopes))
 
 
 @pytest.fixture
