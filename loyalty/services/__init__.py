@@ -14,7 +14,7 @@ Callers import from `loyalty.services`; the names below are its public surface.
 from .activities import activity_record
 from .idempotency import idempotency_key_claim, idempotency_key_settle
 from .jobs import JobResult, points_expire, points_release
-from .members import MEMBER_PROFILE_FIELDS, member_enroll, member_set_status, member_update
+from .members import MEMBER_PROFILE_FIELDS, member_email_taken, member_enroll, member_set_status, member_update
 from .points import (
     points_adjust,
     points_credit_bulk,
@@ -36,6 +36,7 @@ __all__ = [
     "activity_record",
     "idempotency_key_claim",
     "idempotency_key_settle",
+    "member_email_taken",
     "member_enroll",
     "member_set_status",
     "member_update",
