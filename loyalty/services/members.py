@@ -28,7 +28,12 @@ def member_email_taken(*, program_id: int, email: str, exclude_member_id: int | 
     email = (email or "").strip().lower()
     if not email:
         return False
-    members = Member.objects.alias(email_lower=Lower("email")).filter(program_id=program_id, email_lower=email)
+    # `email <> ''` repeats the partial index's condition so that the planner may use it.
+    members = (
+        Member.objects.alias(email_lower=Lower("email"))
+        .filter(program_id=program_id, email_lower=email)
+        .exclude(email="")
+    )
     if exclude_member_id is not None:
         members = members.exclude(pk=exclude_member_id)
     return members.exists()

@@ -2,6 +2,7 @@
 customer in the activity's transaction when the program says so (`enrol_on_first_purchase`)."""
 
 import pytest
+
 from loyalty.models import Activity, LedgerEntry, Member
 from tests.api.conftest import client_with, make_key
 from tests.loyalty.factories import MemberFactory, ProgramFactory
@@ -67,7 +68,8 @@ def test_the_profile_fields_do_not_change_an_existing_member(api_client, program
     response = post(api_client, ACTIVITIES, body)
     assert response.status_code == 201, response.json()
     member.refresh_from_db()
-    assert member.email != "other@example.com" and member.first_name != "Zed"
+    assert member.email != "other@example.com"
+    assert member.first_name != "Zed"
     assert Member.objects.filter(program=program).count() == 1
 
 
