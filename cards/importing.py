@@ -9,6 +9,10 @@ The file
     apostrophe before = + - @ (the formula escape this module's export writes) is dropped, so
     an export imports back unchanged. Line numbers are the file's physical lines (header = 1).
 
+Emails: one member per email in a program, case-insensitively. An email on an earlier row of
+the file, or of another member of the program (not the row's own), is a row error of the dry
+run, so the file is refused at apply (checked again then, under the import's lock).
+
 What a row does (matched by `external_id` within the program)
     - unknown external id: a new member (channel "import"), its opening balance credited;
     - known external id: the profile columns the file has are compared; the member is
@@ -391,9 +395,9 @@ class ImportPlan:
 def member_import_plan(*, program: Program, parsed: ParsedFile, lock_cards: bool = False) -> ImportPlan:
     """Match the parsed rows to the program's members and cards: new / updated / unchanged,
     card assignments and registrations, and the errors only the database can tell (a card of
-    another program, assigned to someone else, blocked or void). With `lock_cards` (inside
-    the apply transaction) the file's existing cards are locked FOR UPDATE in id order.
-    Queries: 2 (members of the file, cards of the file)."""
+    another program, assigned to someone else, blocked or void; an email of another member).
+    With `lock_cards` (inside the apply transaction) the file's existing cards are locked FOR
+    UPDATE in id order. Queries: 3 (members of the file, their emails, cards of the file)."""
     rows = parsed.rows
     errors = list(parsed.errors)
     existing = _members_by_external_id(program, [r.external_id for r in rows])
@@ -405,8 +409,15 @@ def member_import_plan(*, program: Program, parsed: ParsedFile, lock_cards: bool
     changes: list[dict[str, Any]] = []
     updated = unchanged = ignored_balances = 0
     profile = [c for c in PROFILE_COLUMNS if parsed.has(c)]
+    email_owners = _members_by_email(program, [r.email for r in rows if r.email])
+    email_line: dict[str, int] = {}
     for row in rows:
         current = existing.get(row.external_id)
+        if row.email:
+            problem = _email_problem(row, email_line, email_owners)
+            if problem is not None:
+                errors.append(RowError(row.line, "email", problem, row.email))
+                continue
         card_action = None
         if row.card_number:
             card = cards.get(row.card_number)
@@ -485,6 +496,33 @@ def _card_problem(program: Program, row: MemberRow, card: dict[str, Any] | None)
     if card["external_id"] != row.external_id:
         return f"This card is assigned to another member (member #{card['member_id']})."
     return None
+
+
+def _email_problem(row: MemberRow, email_line: dict[str, int], owners: dict[str, tuple[int, str | None]]) -> str | None:
+    """Why the row's email cannot be its member's: used by an earlier row of the file, or by
+    another member of the program (one member per email, case-insensitively: emails are
+    lowercased when parsed)."""
+    first = email_line.setdefault(row.email, row.line)
+    if first != row.line:
+        return f"Duplicate email: also on line {first}."
+    owner = owners.get(row.email)
+    if owner is not None and owner[1] != row.external_id:
+        return f"Another member of this program has this email (member #{owner[0]})."
+    return None
+
+
+def _members_by_email(program: Program, emails: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+    """lower(email) -> (member id, external id) of the program's members with these emails
+    (the unique index member_unique_email; `email <> ''` is its condition)."""
+    if not emails:
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT lower(m.email), m.id, m.external_id FROM {MEMBER} m WHERE m.program_id = %s "
+            "AND m.email <> '' AND lower(m.email) = ANY(%s::text[])",
+            [program.id, list(set(emails))],
+        )
+        return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
 
 
 def _members_by_external_id(program: Program, external_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
