@@ -47,6 +47,12 @@ class Conflict(LoyaltyError):
     code = "conflict"
 
 
+class DuplicateEmail(Conflict):
+    """Another member of the program has this email (case-insensitively)."""
+
+    code = "duplicate_email"
+
+
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
 

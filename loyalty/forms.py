@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from .models import Member, Program
+from .services import member_email_taken
 
 TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
 
@@ -32,6 +33,7 @@ class ProgramAdminForm(forms.ModelForm):
             "currency",
             "earn_rate",
             "min_redemption",
+            "enrol_on_first_purchase",
             "pending_days",
             "expiry_days",
             "tier_metric",
@@ -66,7 +68,16 @@ class MemberAdminForm(forms.ModelForm):
 
     def clean_email(self) -> str:
         # Stored lower-case, like `member_enroll` does, so exact look-ups find it.
-        return (self.cleaned_data.get("email") or "").strip().lower()
+        email = (self.cleaned_data.get("email") or "").strip().lower()
+        # One member per email in a program (the services refuse it too; shown on the field).
+        program = self.cleaned_data.get("program") or getattr(self.instance, "program", None)
+        if (
+            email
+            and program is not None
+            and member_email_taken(program_id=program.pk, email=email, exclude_member_id=self.instance.pk)
+        ):
+            raise forms.ValidationError("A member of this program already has this email.", code="duplicate_email")
+        return email
 
     def clean_external_id(self) -> str | None:
         value = self.cleaned_data.get("external_id")

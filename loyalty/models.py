@@ -20,11 +20,14 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import ExtractDay, ExtractMonth
+from django.db.models import F, Q
+from django.db.models.functions import ExtractDay, ExtractMonth, Lower
 from rest_framework_api_key.models import AbstractAPIKey
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+# The unique index on (program, lower(email)) of non-empty emails; services tell its violation
+# from the others' by this name.
+MEMBER_UNIQUE_EMAIL = "member_unique_email"
 
 
 def validate_timezone(value: str) -> None:
@@ -90,6 +93,12 @@ class Program(models.Model):
         default=16,
         validators=[MinValueValidator(12), MaxValueValidator(19)],
         help_text="Digits of a card number, prefix and check digit included.",
+    )
+    enrol_on_first_purchase = models.BooleanField(
+        default=True,
+        help_text="A purchase reported over the API for an unknown external id enrols that customer "
+        "(with the email and names the shop sends) in the same transaction; off: such a purchase is refused "
+        "(404) until the shop enrols the customer.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -185,6 +194,16 @@ class Member(models.Model):
                 condition=Q(external_id__isnull=False),
             ),
             models.UniqueConstraint(fields=["program", "referral_code"], name="member_unique_referral_code"),
+            # One member per email in a program, whatever its case (docs/decisions.md). The
+            # services check it first for a clear error; this index decides races.
+            models.UniqueConstraint(
+                F("program"),
+                Lower("email"),
+                name=MEMBER_UNIQUE_EMAIL,
+                condition=~Q(email=""),
+                violation_error_code="duplicate_email",
+                violation_error_message="A member of this program already has this email.",
+            ),
             models.CheckConstraint(condition=Q(pending__gte=0), name="member_pending_non_negative"),
             models.CheckConstraint(condition=Q(lifetime_earned__gte=0), name="member_lifetime_non_negative"),
             models.CheckConstraint(condition=Q(redeemed__gte=0), name="member_redeemed_non_negative"),

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cards.services import member_for_card
+from loyalty import errors
 from loyalty.api.errors import error_responses
 from loyalty.api.idempotency import idempotency_key
 from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
@@ -121,15 +122,56 @@ def _member(api: ProgramApi, data: dict[str, Any], *, enrol: bool) -> Member:
     return member_from_reference(program=api.program, reference=data)
 
 
+NEW_CUSTOMER_FIELDS = ("email", "first_name", "last_name")
+
+
+class ActivityReportInputSerializer(ActivityInputSerializer):
+    """An activity to report; for a purchase of a customer not enrolled yet, what the shop
+    knows of them."""
+
+    email = serializers.EmailField(
+        max_length=254,
+        required=False,
+        allow_blank=True,
+        help_text="With `external_id`: the customer's email, used only if this purchase enrols them "
+        "(the program's `enrol_on_first_purchase`); an existing member's profile is not changed.",
+    )
+    first_name = serializers.CharField(
+        max_length=150, required=False, allow_blank=True, help_text="Like `email`: used only on enrolment."
+    )
+    last_name = serializers.CharField(
+        max_length=150, required=False, allow_blank=True, help_text="Like `email`: used only on enrolment."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        given = [f for f in NEW_CUSTOMER_FIELDS if f in attrs]
+        if given and attrs.get("external_id") is None:
+            message = "Only with external_id: a purchase enrols a new customer by the shop's id only."
+            raise serializers.ValidationError({f: [message] for f in given})
+        return attrs
+
+
+def _new_customer(data: dict[str, Any]) -> services.NewCustomer | None:
+    """The customer a purchase names by external id, for enrol on first purchase; None for
+    any other reference or activity type (those keep their 404)."""
+    if data["type"] != Activity.Type.PURCHASE or data.get("external_id") is None:
+        return None
+    return services.NewCustomer(external_id=data["external_id"], **{f: data.get(f) or "" for f in NEW_CUSTOMER_FIELDS})
+
+
 class ActivityReportApi(ProgramApi):
     """Report an activity: the earning rules decide the points, one ledger entry per rule that
-    fires. A purchase on an unassigned card enrols an anonymous member. Refusals: 400 invalid
-    input, 404 `member_not_found` / `card_not_found`, 409 an order reported twice or an
-    idempotency conflict, 422 `member_blocked` / `card_blocked`."""
+    fires. A purchase on an unassigned card enrols an anonymous member; a purchase for an
+    unknown `external_id` enrols that customer (with `email`, `first_name`, `last_name`) when
+    the program enrols on first purchase. Refusals: 400 invalid input, 404
+    `member_not_found` / `card_not_found`, 409 an order reported twice, an idempotency
+    conflict or `duplicate_email` (the new customer's email is another member's), 422
+    `member_blocked` / `card_blocked`."""
 
     idempotency_required = True
 
-    class InputSerializer(ActivityInputSerializer):
+    class InputSerializer(ActivityReportInputSerializer):
         pass
 
     class OutputSerializer(ReadScopedSerializer):
@@ -149,10 +191,17 @@ class ActivityReportApi(ProgramApi):
     )
     def post(self, request: Request) -> Response:
         data = parse_input(self.InputSerializer, request, program=self.program)
-        member = _member(self, data, enrol=data["type"] == Activity.Type.PURCHASE)
+        customer = _new_customer(data)
+        try:
+            member = _member(self, data, enrol=data["type"] == Activity.Type.PURCHASE)
+        except errors.MemberNotFound:
+            if customer is None:
+                raise
+            member = None  # the service enrols the customer, or answers 404 as before
         result = services.activity_report(
             program=self.program,
             member=member,
+            customer=customer,
             type=data["type"],
             occurred_at=data.get("occurred_at") or timezone.now(),
             order_id=data["order_id"],

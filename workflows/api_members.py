@@ -221,7 +221,13 @@ class MemberEnrolSerializer(serializers.Serializer):
         allow_null=True,
         help_text="The shop's customer id (unique in the program). Enrolling it again returns that member with 200.",
     )
-    email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
+    email = serializers.EmailField(
+        max_length=254,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Unique in the program, case-insensitively (another member's email: 409 `duplicate_email`).",
+    )
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
     birthday = serializers.DateField(required=False, allow_null=True, default=None)
@@ -344,7 +350,8 @@ class MembersApi(ProgramApi):
         "(201) gets the card `card_number` when given, else a new digital card; both are in the response. "
         "With `referral_code`, the member who owns the code is recorded as the referrer (the referral "
         "rewards follow the program's referral settings). Refusals: 400 `invalid` (the fields, an unknown "
-        "`referral_code`), 404 `card_not_found`, 422 `card_not_assignable`: nobody is enrolled then.",
+        "`referral_code`), 404 `card_not_found`, 409 `duplicate_email` (another member of the program has "
+        "this email, whatever its case), 422 `card_not_assignable`: nobody is enrolled then.",
         request=MemberEnrolSerializer,
         responses={
             201: OpenApiResponse(MemberSerializer, description="The new member."),
@@ -418,7 +425,7 @@ class MemberApi(ProgramApi):
         description="Change profile fields (`external_id`, `email`, `first_name`, `last_name`, `birthday`), "
         "`email_consent` and `status` (`active`/`blocked`). Only the fields given change; an unknown field is "
         "400. Refusals: 404 (not a member of this program), 409 `conflict` (the `external_id` is another "
-        "member's).",
+        "member's) or `duplicate_email` (the `email` is another member's, whatever its case); nothing changes then.",
         parameters=[ID_PARAMETER],
         request=MemberUpdateSerializer,
         responses={

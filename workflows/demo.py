@@ -97,7 +97,9 @@ def demo_built_ins_load(*, program: Program, now: dt.datetime) -> str:
         friend, _ = ledger.member_enroll(
             program=program,
             external_id=f"demo-friend-{i + 1}",
-            email=referrer.email if i == 2 else f"friend{i + 1}@example.com",  # the third: a self-referral
+            # The third: a self-referral (the referrer's own mailbox with a +tag: one email is
+            # one member per program, so the same address itself would be refused).
+            email=_tagged(referrer.email, "friend") if i == 2 else f"friend{i + 1}@example.com",
             first_name=["Noor", "Tomás", "Ines"][i],
             last_name="Demo",
             birthday=dt.date(1990 + i, 3 + i, 12),
@@ -126,3 +128,9 @@ def demo_built_ins_load(*, program: Program, now: dt.datetime) -> str:
         f"Built-ins: 5 ready-made rules (birthday on: {birthdays.members} birthday bonuses today); "
         f"referral offer on, friends {', '.join(states)}."
     )
+
+
+def _tagged(email: str, tag: str) -> str:
+    """`ada@example.com` -> `ada+tag@example.com`: another address, the same mailbox."""
+    local, _, domain = email.partition("@")
+    return f"{local}+{tag}@{domain}"

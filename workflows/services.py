@@ -31,6 +31,17 @@ from . import automations, lock_objects, referrals, selectors
 from .models import EarningRule, RuleAward
 
 
+@dataclass(frozen=True)
+class NewCustomer:
+    """A customer the shop names by its external id, with what it knows of them: enrolled by
+    their first purchase when the program says so (`Program.enrol_on_first_purchase`)."""
+
+    external_id: str
+    email: str = ""
+    first_name: str = ""
+    last_name: str = ""
+
+
 @dataclass
 class ActivityResult:
     activity: Activity
@@ -96,10 +107,39 @@ def _replay(*, program: Program, record: IdempotencyRecord, key: str, request_ha
     return ActivityResult(activity=activity, awards=awards, entries=entries, balance=Balance.of(member), replayed=True)
 
 
+def _member_for_customer(
+    *, program: Program, customer: NewCustomer, type: str, channel: str, now: dt.datetime
+) -> Member:
+    """The member with the customer's external id; unknown, a purchase enrols them when the
+    program enrols on first purchase (channel: the purchase's, `api` when it has none), else
+    `MemberNotFound`. Exactly once under concurrent purchases: `member_enroll` returns the
+    member a concurrent transaction enrolled (the unique external id index decides). Joins the
+    caller's transaction, so a refused activity enrols nobody. `DuplicateEmail` when the
+    customer's email is another member's."""
+    member = Member.objects.filter(program=program, external_id=customer.external_id).first()
+    if member is None:
+        if type != Activity.Type.PURCHASE or not program.enrol_on_first_purchase:
+            raise errors.MemberNotFound(
+                "No member of this program matches the reference.", external_id=customer.external_id
+            )
+        member, _created = ledger.member_enroll(
+            program=program,
+            external_id=customer.external_id,
+            email=customer.email,
+            first_name=customer.first_name,
+            last_name=customer.last_name,
+            channel=channel if channel in Member.Channel.values else Member.Channel.API,
+            now=now,
+        )
+    member.program = program
+    return member
+
+
 def activity_report(
     *,
     program: Program,
-    member: Member,
+    member: Member | None = None,
+    customer: NewCustomer | None = None,
     type: str,
     occurred_at: dt.datetime,
     order_id: str = "",
@@ -121,8 +161,29 @@ def activity_report(
     request returns the first result and posts nothing; the same key with another request
     raises `IdempotencyConflict`. Refusals: `MemberBlocked`, `Conflict` (an order reported
     twice), `InvalidInput`.
+
+    The member is `member`, or the one `customer` names by external id: a purchase of a
+    customer not enrolled yet enrols them in the same transaction (`_member_for_customer`).
     """
     now = now or timezone.now()
+    if member is None:
+        if customer is None:
+            raise errors.InvalidInput("Name the member or the customer.", field="member")
+        with transaction.atomic():  # the enrolment and the activity commit together
+            return activity_report(
+                program=program,
+                member=_member_for_customer(program=program, customer=customer, type=type, channel=channel, now=now),
+                type=type,
+                occurred_at=occurred_at,
+                order_id=order_id,
+                amount=amount,
+                currency=currency,
+                channel=channel,
+                items=items,
+                data=data,
+                idempotency_key=idempotency_key,
+                now=now,
+            )
     if type == Activity.Type.REFUND:
         raise errors.InvalidInput("Report refunds with refund_report.", field="type")
     item_list = _json_items(items)

@@ -31,6 +31,7 @@ class ProgramAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "created_at")}),
         ("Points", {"fields": ("points_name", "currency", "earn_rate", "min_redemption")}),
+        ("Enrolment", {"fields": ("enrol_on_first_purchase",)}),
         (
             "Pending and expiry",
             {

@@ -9,14 +9,43 @@ import datetime as dt
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from loyalty import errors
 from loyalty.lock_objects import member_for_update
-from loyalty.models import Member, Program, new_referral_code
+from loyalty.models import MEMBER_UNIQUE_EMAIL, Member, Program, new_referral_code
 from loyalty.signals import member_enrolled, member_status_changed
 
 from .checks import full_clean
+
+DUPLICATE_EMAIL_MESSAGE = "A member of this program already has this email."
+
+
+def member_email_taken(*, program_id: int, email: str, exclude_member_id: int | None = None) -> bool:
+    """Whether another member of the program has `email`, whatever its case (an empty email is
+    never taken). 1 query, on the unique index member_unique_email."""
+    email = (email or "").strip().lower()
+    if not email:
+        return False
+    # `email <> ''` repeats the partial index's condition so that the planner may use it.
+    members = (
+        Member.objects.alias(email_lower=Lower("email"))
+        .filter(program_id=program_id, email_lower=email)
+        .exclude(email="")
+    )
+    if exclude_member_id is not None:
+        members = members.exclude(pk=exclude_member_id)
+    return members.exists()
+
+
+def _duplicate_email(email: str) -> errors.DuplicateEmail:
+    return errors.DuplicateEmail(DUPLICATE_EMAIL_MESSAGE, email=email, fields={"email": [DUPLICATE_EMAIL_MESSAGE]})
+
+
+def _violated_constraint(exc: IntegrityError) -> str | None:
+    """The name of the constraint a unique violation hit (psycopg's diagnostics), if known."""
+    return getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
 
 
 def member_enroll(
@@ -33,7 +62,10 @@ def member_enroll(
     now: dt.datetime | None = None,
 ) -> tuple[Member, bool]:
     """Enrol a customer. Enrolling an `external_id` already enrolled returns that member and
-    False (safe under concurrent calls: the unique index decides). Sends `member_enrolled`."""
+    False (safe under concurrent calls: the unique index decides). An email another member of
+    the program has (case-insensitively) is refused with `DuplicateEmail` (409), also when two
+    enrolments race (the unique index member_unique_email decides). Sends `member_enrolled`
+    after commit."""
     now = now or timezone.now()
     if external_id is not None:
         external_id = str(external_id).strip() or None
@@ -55,17 +87,25 @@ def member_enroll(
         referred_by=referred_by,
         enrolled_at=now,
     )
-    full_clean(member, exclude=["referral_code", "user"])
+    # The constraints are checked here and by the indexes below, not by full_clean (which
+    # would query each again and report a duplicate as a 400).
+    full_clean(member, exclude=["referral_code", "user"], validate_constraints=False)
+    if member_email_taken(program_id=program.pk, email=member.email):
+        raise _duplicate_email(member.email)
     for _attempt in range(5):
         member.referral_code = new_referral_code()
         try:
             with transaction.atomic():
                 member.save(force_insert=True)
-        except IntegrityError:
+        except IntegrityError as exc:
+            # A concurrent enrolment committed first: the same external id returns that member
+            # (checked first: both indexes may be hit), the same email is refused.
             if external_id is not None:
                 existing = Member.objects.filter(program=program, external_id=external_id).first()
                 if existing is not None:
                     return existing, False
+            if _violated_constraint(exc) == MEMBER_UNIQUE_EMAIL:
+                raise _duplicate_email(member.email) from exc
             member.pk = None
             continue  # referral code collision: draw again
         transaction.on_commit(
@@ -99,7 +139,9 @@ MEMBER_PROFILE_FIELDS = ("external_id", "email", "first_name", "last_name", "bir
 
 def member_update(*, member: Member, **changes: Any) -> Member:
     """Change profile fields of a member (not balances, not status: see `member_set_status`).
-    Writes only the changed columns, so balances posted meanwhile are never overwritten."""
+    Writes only the changed columns, so balances posted meanwhile are never overwritten.
+    Refusals: `Conflict` (the external id is another member's), `DuplicateEmail` (the email is
+    another member's, case-insensitively), `InvalidInput`."""
     unknown = set(changes) - set(MEMBER_PROFILE_FIELDS)
     if unknown:
         raise errors.InvalidInput(f"Not a profile field: {', '.join(sorted(unknown))}.", fields=sorted(unknown))
@@ -110,11 +152,17 @@ def member_update(*, member: Member, **changes: Any) -> Member:
     for name, value in changes.items():
         setattr(member, name, value)
     full_clean(member, exclude=["referral_code", "user", "program", "referred_by"])
+    if changes.get("email") and member_email_taken(
+        program_id=member.program_id, email=changes["email"], exclude_member_id=member.pk
+    ):
+        raise _duplicate_email(changes["email"])
     if changes:
         try:
             with transaction.atomic():
                 member.save(update_fields=list(changes))
         except IntegrityError as exc:
+            if _violated_constraint(exc) == MEMBER_UNIQUE_EMAIL:
+                raise _duplicate_email(member.email) from exc
             raise errors.Conflict(
                 "Another member of this program has this external id.", fields={"external_id": ["already used"]}
             ) from exc

@@ -397,21 +397,22 @@ def test_find_shows_the_members_tier(api_client, member_with_history):
 
 def test_find_combines_filters(api_client, program):
     a = MemberFactory(program=program, email="same@example.com")
-    MemberFactory(program=program, email="same@example.com")
-    response = api_client.get(MEMBERS, {"email": "same@example.com", "external_id": a.external_id})
+    b = MemberFactory(program=program)
+    response = api_client.get(MEMBERS, {"email": "same@example.com", "external_id": b.external_id})
+    assert response.json()["results"] == []
+    response = api_client.get(MEMBERS, {"email": "SAME@example.com", "external_id": a.external_id})
     assert [m["id"] for m in response.json()["results"]] == [a.pk]
 
 
 def test_find_pages_by_cursor_newest_first(api_client, program, django_assert_max_num_queries):
-    members = [MemberFactory(program=program, email="family@example.com") for _ in range(5)]
-    CardFactory(member=members[0])
-    seen, url = [], f"{MEMBERS}?email=family@example.com&limit=2"
-    while url:
-        with django_assert_max_num_queries(3):  # key, the page, the page's cards
-            body = api_client.get(url).json()
-        seen += [m["id"] for m in body["results"]]
-        url = body["next"]
-    assert seen == sorted((m.pk for m in members), reverse=True)
+    # Every filter names at most one member (emails are unique in a program), except a card
+    # number... which names one member too: a page of one, with no next page.
+    member = MemberFactory(program=program, email="family@example.com")
+    CardFactory(member=member)
+    with django_assert_max_num_queries(3):  # key, the page, the page's cards
+        body = api_client.get(f"{MEMBERS}?email=family@example.com&limit=2").json()
+    assert [m["id"] for m in body["results"]] == [member.pk]
+    assert body["next"] is None
 
 
 def test_find_needs_a_filter(api_client, member, assert_matches_schema):

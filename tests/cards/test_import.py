@@ -253,7 +253,7 @@ def test_a_failure_while_writing_rolls_back_members_and_cards(program, staff, th
     def refuse(**kwargs):
         raise loyalty_errors.InvalidInput("The ledger refused the credits.")
 
-    monkeypatch.setattr(importing, "points_credit_bulk", refuse)
+    monkeypatch.setattr(importing.writing, "points_credit_bulk", refuse)
     before = table_counts()
 
     member_import = importing.member_import_apply(member_import=member_import, actor=staff)
