@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("workflows", "0003_beat_schedules")]
+BEFORE = [("workflows", "0003_beat_schedules"), ("loyalty", "0009_member_birthday_index")]
 AFTER = [("workflows", "0004_activity_keys_into_idempotency_store")]
 
 
