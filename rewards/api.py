@@ -127,6 +127,9 @@ class RedemptionCreateApi(ProgramApi):
             reward=reward,
             points=data.get("points"),
             idempotency_key=idempotency_key(request),
+            # The idempotency layer's transaction, rolled back whole on any exception; the
+            # reward was read just above in it.
+            join_caller=True,
         )
         body = CouponSerializer(result.redemption).data
         if self.shows_member_data:

@@ -17,6 +17,7 @@ from loyalty import errors
 from loyalty import services as ledger
 from loyalty.models import Member, Program
 from loyalty.services import BALANCE_FIELDS, Balance
+from loyalty.services.transactions import atomic_or_join
 
 from . import codes, lock_objects, selectors, signals
 from .errors import CouponAlreadyUsed, CouponNotFound, CouponNotUsable, RewardNotFound, RewardUnavailable
@@ -118,6 +119,7 @@ def reward_redeem(
     points: int | None = None,
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
+    join_caller: bool = False,
 ) -> RedeemResult:
     """Spend the member's points on a reward (first-expiring points first) and issue a coupon.
 
@@ -125,10 +127,16 @@ def reward_redeem(
     for the member's tier, under the member's limit and in stock; the points (fixed cost, or
     the member's choice for points as money off) are available and above the program's minimum
     redemption. Any refusal leaves nothing written. With `idempotency_key`, a retry returns the
-    first coupon. Sends `reward_redeemed` after commit."""
+    first coupon. Sends `reward_redeemed` after commit.
+
+    `join_caller` (the API): the caller holds the transaction open, has read `reward` in it,
+    and rolls the whole transaction back on any exception raised through this call; then no
+    savepoint (here or in the posting) and no second read of the reward. Otherwise the work
+    runs in its own `atomic()` block, which the posting joins: any refusal, even one found
+    after a write (out of stock, a code or key taken meanwhile), undoes all of it."""
     now = now or timezone.now()
     payload = {"member": member.pk, "reward": reward.pk, "points": points}
-    with transaction.atomic():
+    with atomic_or_join(join=join_caller):
         # One statement: the member's lock and whether the key was used before. The key itself
         # is recorded last, with the coupon's id (no claim-then-settle).
         locked = lock_objects.member_for_update_seeing_key(
@@ -147,7 +155,8 @@ def reward_redeem(
             raise errors.MemberBlocked("The member is blocked.", member_id=member.pk)
         if reward.program_id != program.id:
             raise RewardNotFound("No such reward in this program.", reward_id=reward.pk)
-        reward.refresh_from_db()
+        if not join_caller:
+            reward.refresh_from_db()
         spend = _points_to_spend(reward, points)
         problem = selectors.reward_refusal(reward=reward, member=locked, now=now)
         if problem is not None:
@@ -164,6 +173,7 @@ def reward_redeem(
             reason=f"Reward: {reward.name}"[:255],
             reference=code,
             now=now,
+            join_caller=True,  # this block rolls back whole on any exception raised through it
         )
         redemption = Redemption(
             program=program,

@@ -134,9 +134,16 @@ def _run_idempotently(view: ProgramApi, request: Request, handler: Callable[[], 
     them the *raw* key, so ledger rows never clash with the HTTP rows (`http:` namespace), and
     a ledger posting stays exactly-once even when reached outside HTTP (admin, import, tasks).
 
+    No savepoint around the view: a domain refusal (a `LoyaltyError`) rolls the whole
+    transaction back, the record with it, and the refusal is then recorded in a transaction of
+    its own (`_record_refusal`). So a service may find a refusal after writing (it raises and
+    everything is undone), and a service the view calls may join this transaction instead of
+    opening a savepoint (`join_caller=`, loyalty/services/transactions.py). A request with the
+    same key arriving in that short gap runs afresh; its response becomes the key's.
+
     What is stored: 2xx responses and the domain's refusals (404/409/422 from a
-    `LoyaltyError` raised by the service, which wrote nothing) — docs/api.md's "the first
-    response". Not stored: malformed input (400: nothing ran; the client fixes the body and
+    `LoyaltyError` raised by the service; nothing it wrote remains) — docs/api.md's "the
+    first response". Not stored: malformed input (400: nothing ran; the client fixes the body and
     may reuse the key), 5xx and any unexpected error (the transaction rolls back)."""
     key = idempotency_key(request)
     if key is None:
@@ -146,23 +153,59 @@ def _run_idempotently(view: ProgramApi, request: Request, handler: Callable[[], 
     program = api_program(request)
     request_hash = _request_fingerprint(request)
     record_key = _record_key(key)
-    with transaction.atomic():
-        record_id = _claim(
-            program=program, record_key=record_key, operation=type(view).__name__, request_hash=request_hash
+    try:
+        with transaction.atomic():
+            record_id = _claim(
+                program=program, record_key=record_key, operation=type(view).__name__, request_hash=request_hash
+            )
+            if record_id is None:
+                return _replay(program=program, record_key=record_key, key=key, request_hash=request_hash)
+            # No savepoint around the view (two statements): a refusal rolls the whole
+            # transaction back, record included, and is recorded afresh below.
+            try:
+                response = handler()
+            except errors.LoyaltyError as exc:
+                if isinstance(exc, errors.InvalidInput):
+                    raise
+                response = Response(error_body(exc.code, exc.message, exc.details), status=domain_error_status(exc))
+                response.exception = True
+                raise _Refused(response) from exc
+            if not 200 <= response.status_code < 300:
+                transaction.set_rollback(True)
+                return response
+            IdempotencyRecord.objects.filter(pk=record_id).update(
+                response_status=response.status_code, response_body=_rendered(response.data)
+            )
+    except _Refused as refused:
+        return _record_refusal(
+            program=program,
+            record_key=record_key,
+            key=key,
+            operation=type(view).__name__,
+            request_hash=request_hash,
+            response=refused.response,
         )
+    return response
+
+
+class _Refused(Exception):
+    """A domain refusal leaving the request's transaction (rolled back) with its response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+def _record_refusal(
+    *, program: Program, record_key: str, key: str, operation: str, request_hash: str, response: Response
+) -> Response:
+    """Store a refusal as the key's first response, in a transaction of its own (the request's
+    was rolled back: nothing the view wrote remains). A concurrent request with the same key
+    may have claimed it meanwhile: its stored response is then the key's, and is returned."""
+    with transaction.atomic():
+        record_id = _claim(program=program, record_key=record_key, operation=operation, request_hash=request_hash)
         if record_id is None:
             return _replay(program=program, record_key=record_key, key=key, request_hash=request_hash)
-        try:
-            with transaction.atomic():  # a savepoint: a refusal's partial work is undone, the record stays
-                response = handler()
-        except errors.LoyaltyError as exc:
-            if isinstance(exc, errors.InvalidInput):
-                raise
-            response = Response(error_body(exc.code, exc.message, exc.details), status=domain_error_status(exc))
-            response.exception = True
-        if not (200 <= response.status_code < 300 or getattr(response, "exception", False)):
-            transaction.set_rollback(True)
-            return response
         IdempotencyRecord.objects.filter(pk=record_id).update(
             response_status=response.status_code, response_body=_rendered(response.data)
         )

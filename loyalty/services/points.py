@@ -239,10 +239,12 @@ def points_redeem(
     reference: str = "",
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
+    join_caller: bool = False,
 ) -> PostResult:
     """Spend available points, first-expiring first. Never leaves the member below zero:
     `InsufficientPoints` when short (pending and expired points don't count);
-    `BelowMinimumRedemption` under the program's minimum redemption."""
+    `BelowMinimumRedemption` under the program's minimum redemption. `join_caller`: see
+    `points_post`."""
     check_points(points)
     if points < program.min_redemption:
         raise errors.BelowMinimumRedemption(
@@ -273,6 +275,7 @@ def points_redeem(
         work=work,
         idempotency_key=idempotency_key,
         now=now,
+        join_caller=join_caller,
     )
 
 

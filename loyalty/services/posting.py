@@ -32,6 +32,7 @@ from loyalty.signals import points_posted
 from . import ledger_sql as sql
 from .checks import check_aware
 from .idempotency import check_key, request_hash_of
+from .transactions import atomic_or_join
 
 Kind = LedgerEntry.Kind
 BALANCE_FIELDS = sql.BALANCES  # the cached balance columns of a member, for `only()` / `refresh_from_db()`
@@ -533,6 +534,7 @@ def points_post(
     simple_credits: Sequence[dict[str, Any]] = (),
     result: dict[str, Any] | None = None,
     request_hash: str | None = None,
+    join_caller: bool = False,
 ) -> PostResult:
     """Post entries for one member (or two, for a transfer): the single writer of the ledger.
 
@@ -545,6 +547,9 @@ def points_post(
     `simple_credits` describes the same posting as plain lots of one member for the
     single-statement fast path (`_try_fast_credit`), tried first; `work` runs when it does not
     apply. `result` is stored on the idempotency record (what a caller needs to replay).
+    `join_caller`: the caller holds the transaction open and rolls it back whole on any
+    exception raised through this call, so no savepoint of its own (services/transactions.py;
+    only without `idempotency_key`, whose late replay undoes the writes in a savepoint).
     Queries: fast path 1; otherwise 1 lock + what `work` needs + 1.
     """
     check_key(idempotency_key)
@@ -567,7 +572,9 @@ def points_post(
         if isinstance(fast, PostResult):
             return fast
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        # Joined only without a key: a key recorded meanwhile is found after the writes (flush),
+        # and its replay must undo them.
+        with atomic_or_join(join=join_caller and idempotency_key is None), connection.cursor() as cursor:
             posting = _Posting(cursor, program, now, actor_id)
             posting.lock(member_ids)
             if idempotency_key is not None:

@@ -166,3 +166,47 @@ def test_scopes(program, member):
     from rest_framework.test import APIClient
 
     assert APIClient().get("/api/v1/rewards").status_code == 401
+
+
+def _stock_gone(monkeypatch):
+    """The last unit taken by someone else between the checks and the stock update: the refusal
+    is found after the ledger entry and the coupon are written."""
+    from rewards import services
+
+    monkeypatch.setattr(services, "_take_stock", lambda reward: False)
+
+
+def test_a_refusal_found_after_the_writes_leaves_nothing_written_and_is_replayed(client, program, member, monkeypatch):
+    from loyalty.models import IdempotencyRecord, LedgerEntry
+
+    reward = RewardFactory(program=program, cost_points=100, stock=5)
+    entries = LedgerEntry.objects.count()
+    _stock_gone(monkeypatch)
+    body = {"member_id": member.pk, "reward_id": reward.pk}
+    refused = post(client, "/api/v1/redemptions", body, key="late-1")
+    assert refused.status_code == 422, refused.json()
+    assert refused.json()["error"]["details"]["reason"] == "out_of_stock"
+    assert Redemption.objects.count() == 0
+    assert LedgerEntry.objects.count() == entries
+    member.refresh_from_db()
+    assert member.available == 1000
+    # Only the HTTP record of the refusal remains (the ledger's own key was rolled back).
+    assert list(IdempotencyRecord.objects.filter(program=program).values_list("key", "response_status")) == [
+        ("http:late-1", 422)
+    ]
+    monkeypatch.undo()
+    again = post(client, "/api/v1/redemptions", body, key="late-1")
+    assert (again.status_code, again.headers["Idempotent-Replayed"]) == (422, "true")
+    assert again.json() == refused.json()
+    assert Redemption.objects.count() == 0
+    assert post(client, "/api/v1/redemptions", body, key="late-2").status_code == 201
+
+
+def test_a_refusal_is_replayed_even_when_the_retry_would_now_succeed(client, program, member):
+    reward = RewardFactory(program=program, cost_points=100, is_active=False)
+    body = {"member_id": member.pk, "reward_id": reward.pk}
+    assert post(client, "/api/v1/redemptions", body, key="r").status_code == 422
+    Reward.objects.filter(pk=reward.pk).update(is_active=True)
+    replay = post(client, "/api/v1/redemptions", body, key="r")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (422, "true")
+    assert Redemption.objects.count() == 0

@@ -324,3 +324,57 @@ def test_a_gift_coupon_spends_nothing_and_cancels_without_a_refund(program, memb
     assert services.coupons_expire(now=other.expires_at).coupons == 1
     assert balance(member) == 1000
     assert not list(ledger_problems())
+
+
+def test_a_refusal_found_after_the_writes_undoes_them_and_the_callers_transaction_goes_on(
+    program, member, reward, monkeypatch
+):
+    from django.db import transaction
+
+    monkeypatch.setattr(services, "_take_stock", lambda reward: False)
+    Reward.objects.filter(pk=reward.pk).update(stock=3)
+    before = balance(member)
+    entries = LedgerEntry.objects.count()
+    with transaction.atomic():  # a caller's transaction (the admin's, a task's)
+        with pytest.raises(RewardUnavailable):
+            redeem(program, member, reward)
+        # Its own block (a savepoint here) undid the ledger entry and the coupon.
+        assert (Redemption.objects.count(), LedgerEntry.objects.count()) == (0, entries)
+        assert balance(member) == before
+    assert (Redemption.objects.count(), LedgerEntry.objects.count()) == (0, entries)
+
+
+def test_a_joined_redemption_sets_no_savepoint_and_its_refusal_is_the_callers_to_roll_back(
+    program, member, reward, monkeypatch
+):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        redeem(program, member, reward, join_caller=True)
+    # The caller's own block is a savepoint inside the test's transaction: those two only.
+    savepoints = [q["sql"] for q in ctx.captured_queries if "SAVEPOINT" in q["sql"]]
+    assert (len(savepoints), savepoints[0], savepoints[-1]) == (
+        2,
+        ctx.captured_queries[0]["sql"],
+        ctx.captured_queries[-1]["sql"],
+    )
+    monkeypatch.setattr(services, "_take_stock", lambda reward: False)
+    Reward.objects.filter(pk=reward.pk).update(stock=3)
+    reward.refresh_from_db()
+    entries = LedgerEntry.objects.count()
+    with pytest.raises(RewardUnavailable), transaction.atomic():  # the caller rolls back whole
+        redeem(program, member, reward, join_caller=True)
+    assert (Redemption.objects.count(), LedgerEntry.objects.count()) == (1, entries)
+
+
+def test_joining_without_an_open_transaction_runs_in_a_transaction_of_its_own():
+    from django.db import connection, transaction
+
+    from loyalty.services.transactions import atomic_or_join
+
+    assert isinstance(atomic_or_join(join=False), transaction.Atomic)
+    with transaction.atomic():
+        assert not isinstance(atomic_or_join(join=True), transaction.Atomic)
+    if not connection.in_atomic_block:  # outside the test's transaction (a transactional test)
+        assert isinstance(atomic_or_join(join=True), transaction.Atomic)
