@@ -1,4 +1,4 @@
-"""Staff admin of cards (STYLE.md rule 12: declarative; every write calls `cards.services`).
+"""Staff admin of cards (docs/contributing.md: declarative; every write calls `cards.services`).
 
 A card's status and member never change through a form: the change page is read-only and
 the writes are the actions (block, unblock, replace) and the assign / replace pages, each a

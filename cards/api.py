@@ -1,6 +1,6 @@
 """Card endpoints of the REST API (docs/api.md): the POS look-up and the assignment of stock cards.
 
-One class per operation (STYLE.md rule 11); the machinery (API key, scopes, errors,
+One class per operation (docs/contributing.md); the machinery (API key, scopes, errors,
 idempotency) is `loyalty.api.views.ProgramApi`. Every look-up is by `self.program`: a card of
 another program is a 404, exactly like an unknown number.
 """

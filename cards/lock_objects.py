@@ -1,4 +1,4 @@
-"""Locking querysets of the cards app (STYLE.md rule 5).
+"""Locking querysets of the cards app (docs/contributing.md).
 
 Lock order everywhere: card rows (by id) before member rows, the order in which a purchase
 on a card (card, then the ledger's member lock) takes them.

@@ -1,4 +1,4 @@
-"""Reactions of the cards app to loyalty signals (STYLE.md rule 15). Each calls a service."""
+"""Reactions of the cards app to loyalty signals (docs/contributing.md). Each calls a service."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @receiver(member_enrolled, dispatch_uid="cards.issue_digital_card_on_enrolment")
 def issue_digital_card_on_enrolment(sender: Any, *, member: Member, **kwargs: Any) -> None:
-    """Every new member gets a digital card unless a card was assigned at enrolment (API.md:
+    """Every new member gets a digital card unless a card was assigned at enrolment (docs/api.md:
     `POST /members` with `card_number`; a purchase on an unassigned card). Runs after the
     enrolment committed, so it must not fail the enrolment: an error is logged and the member
     stays without a digital card (staff or a later call can issue one)."""

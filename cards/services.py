@@ -1,4 +1,4 @@
-"""Every write of the cards app: one function per use case (STYLE.md rule 3).
+"""Every write of the cards app: one function per use case (docs/contributing.md).
 
 Each runs in a transaction (the caller's, if one is open: the API, the activity service and
 the member import compose them into theirs), locks the card row before it checks the card's

@@ -17,7 +17,7 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-# REST API version 1 (API.md): each app's api.py exports its `urlpatterns`.
+# REST API version 1 (docs/api.md): each app's api.py exports its `urlpatterns`.
 api_v1 = [
     *api_points.urlpatterns,
     *cards_api.urlpatterns,

@@ -1,4 +1,4 @@
-"""Domain errors of the ledger. Each carries a stable `code` (API.md's 4xx codes) and details.
+"""Domain errors of the ledger. Each carries a stable `code` (docs/api.md's 4xx codes) and details.
 
 The API maps `NotFound` to 404, `Conflict` to 409, `InvalidInput` to 400 and every other
 `LoyaltyError` to 422. A raised error always leaves the database untouched: services raise

@@ -1,4 +1,4 @@
-"""Locking a member (STYLE.md rule 5): every lock of member rows in the project goes through here.
+"""Locking a member (docs/contributing.md): every lock of member rows in the project goes through here.
 
 Members are always locked in id order, so two transactions that lock several members (a
 transfer, a job's chunk, a card merge) can never deadlock on them. A post locks the member

@@ -466,7 +466,7 @@ def default_api_key_scopes() -> list[str]:
 
 
 class ProgramAPIKey(AbstractAPIKey):
-    """An integration's key to the REST API (API.md): one program, stored hashed (the library's
+    """An integration's key to the REST API (docs/api.md): one program, stored hashed (the library's
     SHA-512 of a random secret; only the 8-character `prefix` is kept in clear, shown in the
     admin and used to find the row), revocable (irreversibly) and optionally expiring.
 

@@ -142,7 +142,7 @@ def _member_ranges(chunk: int) -> Iterator[tuple[int, int]]:
 
 
 def ledger_problems(*, chunk: int = 200_000) -> Iterator[LedgerProblem]:
-    """Check every member's ledger (DESIGN.md rule 7), member id range by range so memory
+    """Check every member's ledger (docs/architecture.md rule 7), member id range by range so memory
     stays bounded at any size. Yields one problem per mismatch; nothing when all is well.
     Queries: 2 set-based, join-free statements per range of `chunk` member ids (plus one
     lookup by primary key when an allocation links two members)."""

@@ -1,4 +1,4 @@
-"""Outgoing webhooks (API.md "Outgoing webhooks", docs/webhooks.md).
+"""Outgoing webhooks (docs/api.md "Outgoing webhooks", docs/webhooks.md).
 
 A `WebhookEndpoint` is a merchant's URL subscribed to some events of one program. Every event
 for an endpoint becomes one `WebhookDelivery` row, the outbox: its `webhook-id` and its body
@@ -23,7 +23,7 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 
 
 class EventType(models.TextChoices):
-    """The events an endpoint can subscribe to (API.md)."""
+    """The events an endpoint can subscribe to (docs/api.md)."""
 
     MEMBER_ENROLLED = "member.enrolled", "Member enrolled"
     POINTS_EARNED = "points.earned", "Points earned"

@@ -1,4 +1,4 @@
-"""Reactions of the notifications app to the signals of lower apps (STYLE.md rule 15).
+"""Reactions of the notifications app to the signals of lower apps (docs/contributing.md).
 
 The signals are sent after the sender's transaction committed: a receiver writes its outbox
 rows in a short transaction of its own and queues their delivery after that commits. A

@@ -1,4 +1,4 @@
-"""Staff admin of rewards (STYLE.md rule 12): the catalog and the coupon policy are edited
+"""Staff admin of rewards (docs/contributing.md): the catalog and the coupon policy are edited
 here; coupons are read-only, and the writes (redeem for a member, cancel) call the services."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Locking querysets of the rewards app (STYLE.md rule 5). Lock order everywhere: the coupon,
+"""Locking querysets of the rewards app (docs/contributing.md). Lock order everywhere: the coupon,
 then the member, then the reward, so concurrent redemptions and cancellations cannot deadlock."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reactions of the rewards app to loyalty signals (STYLE.md rule 15)."""
+"""Reactions of the rewards app to loyalty signals (docs/contributing.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Staff admin of tiers (STYLE.md rule 12). Tiers are edited per program; members' tiers and
+"""Staff admin of tiers (docs/contributing.md). Tiers are edited per program; members' tiers and
 the history are read-only; the one write, "Set tier manually", calls `tier_set_manual`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The who/what/when rows of tier changes (STYLE.md rule 8) and the `tier_changed` signal."""
+"""The who/what/when rows of tier changes (docs/contributing.md) and the `tier_changed` signal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reactions of the tiers app to loyalty signals (STYLE.md rule 15). Each calls a service."""
+"""Reactions of the tiers app to loyalty signals (docs/contributing.md). Each calls a service."""
 
 from __future__ import annotations
 

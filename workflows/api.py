@@ -1,7 +1,7 @@
 """Activity endpoints of the REST API (docs/api.md): report an activity (it earns by the earning
 rules), report a refund, and preview what an activity would earn.
 
-One class per operation (STYLE.md rule 11) on `loyalty.api.views.ProgramApi` (key, scopes, error
+One class per operation (docs/contributing.md) on `loyalty.api.views.ProgramApi` (key, scopes, error
 envelope, idempotency).
 """
 

@@ -4,7 +4,7 @@ member's ledger.
 The member representation combines the loyalty core (profile, balances, ledger), the cards
 app (the member's cards), the tiers app (current tier, progress to the next) and the
 referrals (the referrer's code at enrolment): only `workflows` may import all of those
-(DESIGN.md's layering), hence this module here. One class per path (GET and PATCH of one
+(the layering of docs/architecture.md), hence this module here. One class per path (GET and PATCH of one
 member share a URL, so they share a class; each operation has its own operation id), on
 `loyalty.api.views.ProgramApi` (key, scopes, error envelope, idempotency, cursor pagination).
 Every look-up is by `self.program`: another program's member is a 404, exactly like an

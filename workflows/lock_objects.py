@@ -1,4 +1,4 @@
-"""Locking querysets of the workflows app (STYLE.md rule 5)."""
+"""Locking querysets of the workflows app (docs/contributing.md)."""
 
 from __future__ import annotations
 

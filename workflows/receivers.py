@@ -1,4 +1,4 @@
-"""Reactions of the workflows app to the signals of lower apps (STYLE.md rule 15). Each calls
+"""Reactions of the workflows app to the signals of lower apps (docs/contributing.md). Each calls
 a service. They run after the sender's transaction committed, so an error here must not undo
 or fail what the sender did: it is logged (and the daily jobs catch up where they can)."""
 

@@ -1,4 +1,4 @@
-"""Staff admin of the loyalty core, one module per concern (STYLE.md rule 12: declarative;
+"""Staff admin of the loyalty core, one module per concern (docs/contributing.md: declarative;
 ledger models read-only; every write that touches points goes through `loyalty.services`).
 
 - `base`: the read-only admin base and the large-table change lists every app uses;

@@ -5,7 +5,7 @@ Guarantees, in order: a valid key of an active program (401), the scope the meth
 (403), the key's rate limit (429), the body size (413), then the operation; every POST goes
 through the HTTP idempotency layer; `self.program` is the only program the operation can reach;
 lists are cursor-paginated; bodies are JSON with bounded nesting. An operation is one class
-(STYLE.md rule 11)::
+(docs/contributing.md)::
 
     class CardAssignApi(ProgramApi):
         idempotency_required = False          # True for the endpoints docs/api.md marks (I)

@@ -1,4 +1,4 @@
-"""The member endpoints (API.md): enrol, read, find, change, and the member's ledger. Every
+"""The member endpoints (docs/api.md): enrol, read, find, change, and the member's ledger. Every
 successful response and every error is checked against the OpenAPI schema."""
 
 import base64

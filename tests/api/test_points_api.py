@@ -1,4 +1,4 @@
-"""POST /adjustments and POST /transfers (API.md)."""
+"""POST /adjustments and POST /transfers (docs/api.md)."""
 
 import uuid
 

@@ -1,4 +1,4 @@
-"""The rules of the ledger (DESIGN.md) as properties: a hypothesis state machine drives the
+"""The rules of the ledger (docs/architecture.md) as properties: a hypothesis state machine drives the
 ledger service with random earns, purchases and refunds, redemptions, staff adjustments,
 transfers, cancelled redemptions, blocks, idempotent retries and the expiry/release jobs,
 under a clock that moves forward by random hours and days, against real PostgreSQL.

@@ -1,4 +1,4 @@
-"""The rules of the ledger (DESIGN.md), one behaviour per test, against real PostgreSQL."""
+"""The rules of the ledger (docs/architecture.md), one behaviour per test, against real PostgreSQL."""
 
 import datetime as dt
 import zoneinfo

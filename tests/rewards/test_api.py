@@ -1,4 +1,4 @@
-"""The reward and redemption endpoints (API.md) through HTTP with API keys."""
+"""The reward and redemption endpoints (docs/api.md) through HTTP with API keys."""
 
 import datetime as dt
 import uuid

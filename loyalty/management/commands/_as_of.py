@@ -1,4 +1,4 @@
-"""The `--now <ISO time>` option every scheduled command takes (DESIGN.md: Schedules)."""
+"""The `--now <ISO time>` option every scheduled command takes (docs/architecture.md: Schedules)."""
 
 from __future__ import annotations
 
