@@ -256,7 +256,7 @@ def member_for_card(*, program: Program, number: str, now: dt.datetime | None = 
         with transaction.atomic():
             card = _lock_card(program=program, number=card.number)
             if card.status == Status.UNASSIGNED:
-                member, _created = loyalty_services.member_enroll(program=program, channel=Member.Channel.CARD, now=now)
+                member, _created = loyalty_services.member_enrol(program=program, channel=Member.Channel.CARD, now=now)
                 _assign(card, member, now)
                 _record_event(card=card, kind=EventKind.ENROLLED, when=now)
     if card.status != Status.ACTIVE:
@@ -404,7 +404,7 @@ def _claim_locked(
         )
     if card.status == Status.UNASSIGNED:
         if into_member is None:
-            into_member, _created = loyalty_services.member_enroll(
+            into_member, _created = loyalty_services.member_enrol(
                 program=program, channel=Member.Channel.CARD, now=now, **profile
             )
         _assign(card, into_member, now, claimed=True)

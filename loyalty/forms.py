@@ -67,7 +67,7 @@ class MemberAdminForm(forms.ModelForm):
         )
 
     def clean_email(self) -> str:
-        # Stored lower-case, like `member_enroll` does, so exact look-ups find it.
+        # Stored lower-case, like `member_enrol` does, so exact look-ups find it.
         email = (self.cleaned_data.get("email") or "").strip().lower()
         # One member per email in a program (the services refuse it too; shown on the field).
         program = self.cleaned_data.get("program") or getattr(self.instance, "program", None)

@@ -295,7 +295,7 @@ class MemberSearchSerializer(serializers.Serializer):
     card_number = serializers.CharField(max_length=40, required=False)
 
     def validate_email(self, value: str) -> str:
-        return value.strip().lower()  # emails are stored lowercased (member_enroll)
+        return value.strip().lower()  # emails are stored lowercased (member_enrol)
 
     def validate_card_number(self, value: str) -> str:
         return _normalized_card_number(value)

@@ -94,7 +94,7 @@ def demo_built_ins_load(*, program: Program, now: dt.datetime) -> str:
     referrers = list(Member.objects.filter(program=program, status="active").exclude(email="").order_by("id")[:3])
     states = []
     for i, referrer in enumerate(referrers):
-        friend, _ = ledger.member_enroll(
+        friend, _ = ledger.member_enrol(
             program=program,
             external_id=f"demo-friend-{i + 1}",
             # The third: a self-referral (the referrer's own mailbox with a +tag: one email is

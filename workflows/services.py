@@ -112,7 +112,7 @@ def _member_for_customer(
 ) -> Member:
     """The member with the customer's external id; unknown, a purchase enrols them when the
     program enrols on first purchase (channel: the purchase's, `api` when it has none), else
-    `MemberNotFound`. Exactly once under concurrent purchases: `member_enroll` returns the
+    `MemberNotFound`. Exactly once under concurrent purchases: `member_enrol` returns the
     member a concurrent transaction enrolled (the unique external id index decides). Joins the
     caller's transaction, so a refused activity enrols nobody. `DuplicateEmail` when the
     customer's email is another member's."""
@@ -122,7 +122,7 @@ def _member_for_customer(
             raise errors.MemberNotFound(
                 "No member of this program matches the reference.", external_id=customer.external_id
             )
-        member, _created = ledger.member_enroll(
+        member, _created = ledger.member_enrol(
             program=program,
             external_id=customer.external_id,
             email=customer.email,
@@ -403,7 +403,7 @@ def member_enrol_with_card(
     (`CardNotFound`, `CardNotAssignable`) enrols nobody. The referral, signup bonus and
     automations follow on commit (`member_enrolled`)."""
     with transaction.atomic():
-        member, created = ledger.member_enroll(
+        member, created = ledger.member_enrol(
             program=program,
             external_id=external_id,
             email=email,

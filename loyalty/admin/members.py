@@ -58,12 +58,12 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
 
     add_fieldsets = (
         (None, {"fields": ("program", "external_id", "email", "first_name", "last_name", "birthday")}),
-        ("Enrollment", {"fields": ("email_consent", "referred_by")}),
+        ("Enrolment", {"fields": ("email_consent", "referred_by")}),
     )
     change_fieldsets = (
         (None, {"fields": ("program", "status", "external_id", "email", "first_name", "last_name", "birthday")}),
         (
-            "Enrollment",
+            "Enrolment",
             {"fields": ("enrollment_channel", "enrolled_at", "referral_code", "referred_by", "email_consent", "user")},
         ),
         (
@@ -122,7 +122,7 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
             if fields:
                 services.member_update(member=obj, **{name: getattr(obj, name) for name in fields})
             return
-        member, created = services.member_enroll(
+        member, created = services.member_enrol(
             program=obj.program,
             external_id=obj.external_id,
             email=obj.email,

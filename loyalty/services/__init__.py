@@ -17,7 +17,7 @@ from .activities import activity_record
 from .api_keys import api_key_create, api_key_revoke, api_key_update
 from .idempotency import idempotency_key_claim, idempotency_key_namespaced, idempotency_key_settle
 from .jobs import JobResult, points_expire, points_release
-from .members import MEMBER_PROFILE_FIELDS, member_email_taken, member_enroll, member_set_status, member_update
+from .members import MEMBER_PROFILE_FIELDS, member_email_taken, member_enrol, member_set_status, member_update
 from .points import (
     EarnAward,
     points_adjust,
@@ -47,7 +47,7 @@ __all__ = [
     "idempotency_key_namespaced",
     "idempotency_key_settle",
     "member_email_taken",
-    "member_enroll",
+    "member_enrol",
     "member_set_status",
     "member_update",
     "points_adjust",

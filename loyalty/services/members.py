@@ -48,7 +48,7 @@ def _violated_constraint(exc: IntegrityError) -> str | None:
     return getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
 
 
-def member_enroll(
+def member_enrol(
     *,
     program: Program,
     external_id: str | None = None,

@@ -100,7 +100,7 @@ def test_issue_digital_gives_an_active_digital_card_with_a_number_of_the_program
 
 def test_a_new_member_gets_one_digital_card_after_the_enrolment_commits(program, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        member, created = loyalty_services.member_enroll(program=program, email="new@example.com")
+        member, created = loyalty_services.member_enrol(program=program, email="new@example.com")
         assert not Card.objects.filter(member=member).exists()  # not before the commit
     assert created
     assert len(callbacks) == 1
@@ -110,16 +110,16 @@ def test_a_new_member_gets_one_digital_card_after_the_enrolment_commits(program,
 
 def test_the_enrolment_signal_twice_still_gives_one_digital_card(program, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        member, _ = loyalty_services.member_enroll(program=program, email="twice@example.com")
+        member, _ = loyalty_services.member_enrol(program=program, email="twice@example.com")
     callbacks[0]()  # a second delivery of member_enrolled (e.g. a retried job)
     assert Card.objects.filter(member=member).count() == 1
 
 
 def test_enrolling_again_with_a_known_external_id_issues_no_second_card(program, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        member, _ = loyalty_services.member_enroll(program=program, external_id="shop-1")
+        member, _ = loyalty_services.member_enrol(program=program, external_id="shop-1")
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        again, created = loyalty_services.member_enroll(program=program, external_id="shop-1")
+        again, created = loyalty_services.member_enrol(program=program, external_id="shop-1")
     assert (again, created, callbacks) == (member, False, [])
     assert Card.objects.filter(member=member).count() == 1
 
@@ -128,7 +128,7 @@ def test_a_member_enrolled_with_a_card_gets_no_digital_card(
     program, unassigned_card, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        member, _ = loyalty_services.member_enroll(program=program, email="with-card@example.com")
+        member, _ = loyalty_services.member_enrol(program=program, email="with-card@example.com")
         services.card_assign(program=program, number=unassigned_card.number, member=member)
     assert list(Card.objects.filter(member=member)) == [unassigned_card]
 
@@ -139,7 +139,7 @@ def test_a_failing_card_issue_does_not_break_the_enrolment(program, monkeypatch,
 
     monkeypatch.setattr(services, "card_issue_digital_if_cardless", broken)
     with django_capture_on_commit_callbacks(execute=True):
-        member, created = loyalty_services.member_enroll(program=program, email="x@example.com")
+        member, created = loyalty_services.member_enrol(program=program, email="x@example.com")
     assert created
     assert Member.objects.filter(pk=member.pk).exists()
 
@@ -672,7 +672,7 @@ def test_a_digital_card_issued_on_enrolment_has_an_issued_event_without_actor(
     program, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        member, _ = loyalty_services.member_enroll(program=program, email="events@example.com")
+        member, _ = loyalty_services.member_enrol(program=program, email="events@example.com")
     card = Card.objects.get(member=member)
     assert events_of(card) == [("issued", member.pk, None, "")]
 

@@ -19,26 +19,26 @@ pytestmark = pytest.mark.django_db
 
 def test_enrolling_a_second_member_with_an_email_is_refused_whatever_its_case(program, member):
     with pytest.raises(errors.DuplicateEmail) as caught:
-        services.member_enroll(program=program, external_id="new-1", email=f"  {member.email.upper()} ")
+        services.member_enrol(program=program, external_id="new-1", email=f"  {member.email.upper()} ")
     assert caught.value.code == "duplicate_email"
     assert caught.value.details["fields"] == {"email": ["A member of this program already has this email."]}
     assert Member.objects.filter(program=program).count() == 1
 
 
 def test_an_email_may_be_used_once_in_each_program(member):
-    other, created = services.member_enroll(program=ProgramFactory(), email=member.email)
+    other, created = services.member_enrol(program=ProgramFactory(), email=member.email)
     assert created
     assert other.email == member.email
 
 
 def test_members_without_an_email_are_not_duplicates(program):
-    services.member_enroll(program=program, external_id="a")
-    services.member_enroll(program=program, external_id="b")
+    services.member_enrol(program=program, external_id="a")
+    services.member_enrol(program=program, external_id="b")
     assert Member.objects.filter(program=program, email="").count() == 2
 
 
 def test_enrolling_a_known_external_id_returns_the_member_even_with_its_email(program, member):
-    found, created = services.member_enroll(program=program, external_id=member.external_id, email=member.email)
+    found, created = services.member_enrol(program=program, external_id=member.external_id, email=member.email)
     assert (found, created) == (member, False)
 
 
@@ -134,7 +134,7 @@ def test_concurrent_enrolments_with_one_email_enrol_one_member():
     program = ProgramFactory()
 
     def enrol(i: int):
-        member, _created = services.member_enroll(program=program, external_id=f"c-{i}", email="same@example.com")
+        member, _created = services.member_enrol(program=program, external_id=f"c-{i}", email="same@example.com")
         return member.pk
 
     results = run_together(8, enrol)

@@ -552,8 +552,8 @@ def test_enrol_is_idempotent_on_the_external_id_and_announces_new_members(progra
     member_enrolled.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            first, created = services.member_enroll(program=program, external_id="shop-42", email="A@Example.com")
-            again, created_again = services.member_enroll(program=program, external_id="shop-42")
+            first, created = services.member_enrol(program=program, external_id="shop-42", email="A@Example.com")
+            again, created_again = services.member_enrol(program=program, external_id="shop-42")
     finally:
         member_enrolled.disconnect(receiver)
     assert created
@@ -565,7 +565,7 @@ def test_enrol_is_idempotent_on_the_external_id_and_announces_new_members(progra
 
 def test_enrol_refuses_an_invalid_email(program):
     with pytest.raises(errors.InvalidInput) as exc:
-        services.member_enroll(program=program, external_id="x", email="not-an-email")
+        services.member_enrol(program=program, external_id="x", email="not-an-email")
     assert "email" in exc.value.details["fields"]
     assert not Member.objects.exists()
 

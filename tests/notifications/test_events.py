@@ -40,7 +40,7 @@ def by_type(bodies, event_type):
 
 
 def test_enrolling_a_member_sends_member_enrolled(endpoint, program, sent):
-    bodies = sent(lambda: ledger.member_enroll(program=program, external_id="shop-42", email="ada@example.com"))
+    bodies = sent(lambda: ledger.member_enrol(program=program, external_id="shop-42", email="ada@example.com"))
     [body] = bodies
     assert body["type"] == "member.enrolled"
     assert body["data"]["external_id"] == "shop-42"
@@ -49,8 +49,8 @@ def test_enrolling_a_member_sends_member_enrolled(endpoint, program, sent):
 
 
 def test_enrolling_an_existing_external_id_sends_nothing(endpoint, program, sent):
-    sent(lambda: ledger.member_enroll(program=program, external_id="shop-42"))
-    assert sent(lambda: ledger.member_enroll(program=program, external_id="shop-42")) == []
+    sent(lambda: ledger.member_enrol(program=program, external_id="shop-42"))
+    assert sent(lambda: ledger.member_enrol(program=program, external_id="shop-42")) == []
 
 
 def test_earning_sends_points_earned_with_the_balance(endpoint, member, sent):
@@ -193,7 +193,7 @@ def test_only_subscribed_active_endpoints_of_the_program_get_events(program, oth
     member = MemberFactory(program=program)
 
     def actions():
-        ledger.member_enroll(program=program, external_id="new-1")
+        ledger.member_enrol(program=program, external_id="new-1")
         ledger.points_earn(program=program, member_id=member.pk, points=10)
         ledger.points_adjust(program=program, member_id=member.pk, points=5, reason="x", actor=staff)
 

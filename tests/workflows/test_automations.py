@@ -551,7 +551,7 @@ def test_activity_trigger_evaluates_the_conditions_for_that_member(program, memb
 def test_member_enrolled_trigger_fires_on_enrolment(program, django_capture_on_commit_callbacks):
     welcome = automation_for(program, trigger="member_enrolled", period="once", award_points=15)
     with django_capture_on_commit_callbacks(execute=True):
-        member, _ = ledger.member_enroll(program=program, external_id="new-1", email="n@example.com")
+        member, _ = ledger.member_enrol(program=program, external_id="new-1", email="n@example.com")
     assert fired(welcome) == {member.pk}
     assert LedgerEntry.objects.filter(member=member, reason=welcome.name).get().points == 15
 

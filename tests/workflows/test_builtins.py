@@ -153,7 +153,7 @@ def test_an_inactive_preset_pays_nothing(installed, member):
 
 def enrol(program, django_capture_on_commit_callbacks, **kwargs):
     with django_capture_on_commit_callbacks(execute=True):
-        return ledger.member_enroll(program=program, now=WEDNESDAY_NOON, **kwargs)
+        return ledger.member_enrol(program=program, now=WEDNESDAY_NOON, **kwargs)
 
 
 def test_enrolling_pays_the_signup_bonus_dated_by_the_enrolment(installed, django_capture_on_commit_callbacks):

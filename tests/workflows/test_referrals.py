@@ -85,7 +85,7 @@ def test_friend_enrolled_with_a_code_is_rewarded_with_the_referrer_on_the_first_
     program, offer, referrer, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        friend, _ = ledger.member_enroll(
+        friend, _ = ledger.member_enrol(
             program=program,
             external_id="friend-1",
             email="grace@example.com",

@@ -235,7 +235,7 @@ class DemoHistory:
             # A launch wave in the first month, then a steady trickle of sign-ups.
             offset = self.rng.uniform(0, 30) if self.rng.random() < 0.3 else self.rng.uniform(0, span_days - 7)
             enrolled_at = self.local_moment(self.program.local_date(self.start + dt.timedelta(days=offset)))
-            self.push(enrolled_at, "enroll", index=i)
+            self.push(enrolled_at, "enrol", index=i)
         for _ in range(self.member_count // 7):
             self.push(self.start + dt.timedelta(days=self.rng.uniform(20, span_days)), "adjust")
         for _ in range(4):
@@ -285,10 +285,10 @@ class DemoHistory:
         # The jobs moved points; refresh the hints in one query.
         self.available.update(Member.objects.filter(program=self.program).values_list("id", "available"))
 
-    def do_enroll(self, at: dt.datetime, index: int) -> None:
+    def do_enrol(self, at: dt.datetime, index: int) -> None:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
         birthday = dt.date(self.rng.randint(1952, 2006), 1, 1) + dt.timedelta(days=self.rng.randrange(365))
-        member, _created = services.member_enroll(
+        member, _created = services.member_enrol(
             program=self.program,
             external_id=f"demo-{index + 1:04d}",
             email=f"{_ascii(first)}.{_ascii(last)}{index + 1}@example.com",
