@@ -17,11 +17,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 
 import psutil
 import pytest
-from django.db import connection
+
+from tests.database import database_url
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 180.0  # a Django process on a machine shared by several test runs
@@ -34,14 +34,9 @@ def free_port() -> int:
 
 
 def current_database_url() -> str:
-    """A DATABASE_URL for the database this test runs on (the test database, not DATABASE_URL's)."""
-    s = connection.settings_dict
-    user = quote(s["USER"] or "")
-    password = f":{quote(s['PASSWORD'])}" if s.get("PASSWORD") else ""
-    host = s.get("HOST") or ""
-    if host.startswith("/"):  # a unix socket directory (the embedded server)
-        return f"postgres://{user}{password}@/{s['NAME']}?host={quote(host, safe='/')}"
-    return f"postgres://{user}{password}@{host or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+    """A DATABASE_URL for the database this test runs on (the test database, on the same
+    server, the embedded one's socket included: tests/database.py)."""
+    return database_url()
 
 
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
