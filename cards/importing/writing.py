@@ -92,6 +92,7 @@ def _write(
             reason=f"Opening balance (import #{member_import.pk})",
             actor=actor,
             now=now,
+            kind="earn" if member_import.opening_balance_counts_for_tier else "adjust",
         )
     if plan.tiered:
         import_tiers_assign.send(

@@ -4,14 +4,24 @@ signals that workflows answers."""
 
 from __future__ import annotations
 
-import pytest
+from decimal import Decimal
 
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+import cards.import_admin  # noqa: F401  (registers the admin)
 from cards import importing
 from cards.models import MemberImport
 from loyalty import errors as loyalty_errors
-from loyalty.models import Member
+from loyalty.models import LedgerEntry, Member
+from loyalty.selectors import ledger_problems
+from loyalty.services import points_adjust, points_credit_bulk
 from tests.tiers.factories import TierFactory
 from tiers.models import MemberTier, TierChange
+from tiers.selectors import member_metric
+from tiers.services import tiers_evaluate
 
 from .test_import import csv_bytes, dry_run, run_import, table_counts
 
@@ -116,3 +126,75 @@ def test_reimporting_the_same_tier_writes_no_second_change(program, staff):
     run_import(program, staff, data)
 
     assert TierChange.objects.count() == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Opening balances toward the tier metric (the import's option)
+
+
+def import_with_balances(program, staff, *, counts: bool) -> MemberImport:
+    data = csv_bytes([row("c-1", balance="150"), row("c-2")])
+    member_import = importing.member_import_dry_run(
+        program=program, file_name="m.csv", data=data, actor=staff, opening_balance_counts_for_tier=counts
+    )
+    assert member_import.status == MemberImport.Status.DRY_RUN, member_import.errors
+    return importing.member_import_apply(member_import=member_import, actor=staff)
+
+
+def test_with_the_option_opening_balances_are_earned_points_that_count_toward_tiers(program, staff):
+    silver = TierFactory(program=program, name="Silver", threshold=Decimal("100"))
+
+    member_import = import_with_balances(program, staff, counts=True)
+
+    assert member_import.opening_balance_counts_for_tier is True
+    ada = Member.objects.get(external_id="c-1")
+    assert (ada.available, ada.lifetime_earned) == (150, 150)
+    entry = LedgerEntry.objects.get()
+    assert (entry.kind, entry.points, entry.reason) == (
+        LedgerEntry.Kind.EARN,
+        150,
+        f"Opening balance (import #{member_import.pk})",
+    )
+    assert member_metric(member=ada, now=timezone.now()) == Decimal("150")
+    tiers_evaluate(now=timezone.now())
+    assert MemberTier.objects.get(member=ada).tier == silver
+    assert list(ledger_problems()) == []
+
+
+def test_without_the_option_opening_balances_stay_adjustments_outside_the_tier_metric(program, staff):
+    TierFactory(program=program, name="Silver", threshold=Decimal("100"))
+
+    member_import = import_with_balances(program, staff, counts=False)
+
+    assert member_import.opening_balance_counts_for_tier is False
+    ada = Member.objects.get(external_id="c-1")
+    assert (ada.available, ada.lifetime_earned) == (150, 0)
+    assert LedgerEntry.objects.get().kind == LedgerEntry.Kind.ADJUST
+    assert member_metric(member=ada, now=timezone.now()) == Decimal("0")
+    assert list(ledger_problems()) == []
+
+
+def test_an_earn_kind_bulk_credit_refuses_a_member_who_owes_points_and_writes_nothing(program, staff, member):
+    points_adjust(program=program, member_id=member.pk, points=-30, reason="x", actor=staff)
+    before = LedgerEntry.objects.count()
+
+    with pytest.raises(loyalty_errors.InvalidInput):
+        points_credit_bulk(program=program, credits=[(member.pk, 50)], reason="Opening", actor=staff, kind="earn")
+    with pytest.raises(loyalty_errors.InvalidInput):
+        points_credit_bulk(program=program, credits=[(member.pk, 50)], reason="Opening", actor=staff, kind="redeem")
+
+    assert LedgerEntry.objects.count() == before
+    assert list(ledger_problems()) == []
+
+
+def test_the_upload_form_passes_the_option_to_the_dry_run(client, program, staff):
+    client.force_login(staff)
+    upload = SimpleUploadedFile("m.csv", csv_bytes([row("c-1", balance="5")]), content_type="text/csv")
+
+    response = client.post(
+        reverse("admin:cards_memberimport_add"),
+        {"program": program.pk, "file": upload, "opening_balance_counts_for_tier": "on"},
+    )
+
+    assert response.status_code == 302
+    assert MemberImport.objects.get().opening_balance_counts_for_tier is True
