@@ -1,6 +1,6 @@
 """Member import and tiers: the `tier` column gives manual tiers (reason "Import #<id>"),
 unknown names are row errors of the dry run; the tiers app is reached through the cards
-signals that workflows answers."""
+signals that workflows answers. The option that posts opening balances as earned points."""
 
 from __future__ import annotations
 
@@ -198,3 +198,15 @@ def test_the_upload_form_passes_the_option_to_the_dry_run(client, program, staff
 
     assert response.status_code == 302
     assert MemberImport.objects.get().opening_balance_counts_for_tier is True
+
+
+def test_with_the_option_members_reach_their_tier_right_after_the_import_commits(
+    program, staff, django_capture_on_commit_callbacks
+):
+    silver = TierFactory(program=program, name="Silver", threshold=Decimal("100"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        import_with_balances(program, staff, counts=True)
+
+    assert MemberTier.objects.get(member__external_id="c-1").tier == silver
+    assert not MemberTier.objects.filter(member__external_id="c-2", tier__isnull=False).exists()
