@@ -65,6 +65,15 @@ class MemberImportUploadForm(forms.Form):
         ),
     )
 
+    opening_balance_counts_for_tier = forms.BooleanField(
+        required=False,
+        label="Opening balances count toward tiers",
+        help_text=(
+            "Post opening balances as earned points (they count toward lifetime earned and the "
+            '"points earned" tier metric), not as staff adjustments.'
+        ),
+    )
+
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
         if upload.size > max_upload_bytes():
@@ -154,6 +163,7 @@ class MemberImportAdmin(admin.ModelAdmin):
                     file_name=upload.name,
                     data=upload.read(),
                     actor=request.user,
+                    opening_balance_counts_for_tier=form.cleaned_data["opening_balance_counts_for_tier"],
                 )
                 self.log_addition(request, member_import, f"Dry run of {member_import.file_name}")
                 return HttpResponseRedirect(self._preview_url(member_import))

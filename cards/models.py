@@ -195,6 +195,10 @@ class MemberImport(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text="[{line, field, message, value}], the first 1000.")
     warnings = models.JSONField(default=list, blank=True)
     summary = models.JSONField(default=dict, blank=True, help_text="Columns, card counts, tiers, sample changes.")
+    opening_balance_counts_for_tier = models.BooleanField(
+        default=False,
+        help_text="Opening balances are posted as earned points (lifetime earned, tier metric).",
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -313,3 +313,51 @@ def tier_create(
         raise errors.InvalidInput(problem, field="threshold")
     tier.save()
     return tier
+
+
+IMPORT_MANUAL_DAYS = 365  # how long a tier named by a member import stays manual (docs/cards.md)
+
+
+def tier_names_unknown(*, program: Program, names: list[str]) -> list[str]:
+    """The names that match no active tier of `program` (case-insensitive). 1 query."""
+    known = {n.casefold() for n in Tier.objects.filter(program=program, is_active=True).values_list("name", flat=True)}
+    return [n for n in names if n.casefold() not in known]
+
+
+def tiers_set_manual_by_name(
+    *,
+    program: Program,
+    assignments: list[tuple[int, str]],
+    reason: str,
+    actor: Any = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Give each (member id, tier name) the named active tier of `program` as a manual tier for
+    `IMPORT_MANUAL_DAYS` (member imports). A member who has that tier manually already is left
+    alone. Raises `InvalidInput` for an unknown name. Joins the caller's transaction; members
+    are handled in id order, one `tier_set_manual` each. Returns how many were set."""
+    now = now or timezone.now()
+    tiers = {t.name.casefold(): t for t in Tier.objects.filter(program=program, is_active=True)}
+    wanted: dict[int, Tier] = {}
+    for member_id, name in assignments:
+        tier = tiers.get(name.casefold())
+        if tier is None:
+            raise errors.InvalidInput(f"No tier of this program is named {name!r}.", field="tier")
+        wanted[member_id] = tier
+    if not wanted:
+        return 0
+    already = set(
+        MemberTier.objects.filter(member_id__in=wanted, manual_until__gt=now).values_list("member_id", "tier_id")
+    )
+    members = Member.objects.in_bulk(sorted(wanted))
+    until = now + dt.timedelta(days=IMPORT_MANUAL_DAYS)
+    done = 0
+    for member_id in sorted(wanted):
+        tier = wanted[member_id]
+        if (member_id, tier.pk) in already:
+            continue
+        member = members[member_id]
+        member.program = program
+        tier_set_manual(member=member, tier=tier, until=until, reason=reason, actor=actor, now=now)
+        done += 1
+    return done

@@ -1,6 +1,8 @@
 """Reactions of the workflows app to the signals of lower apps (docs/contributing.md). Each calls
-a service. They run after the sender's transaction committed, so an error here must not undo
-or fail what the sender did: it is logged (and the daily jobs catch up where they can)."""
+a service. Most run after the sender's transaction committed, so an error there must not undo
+or fail what the sender did: it is logged (and the daily jobs catch up where they can). The
+member import's tier signals are the exception: asked and sent inside the import, they answer
+or raise."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from cards.signals import card_claimed
+from cards.signals import card_claimed, import_tier_names_check, import_tiers_assign
 from loyalty.models import Member, Program
 from loyalty.signals import demo_loaded, member_enrolled
+from tiers import services as tier_services
 from tiers.signals import tier_changed
 
 from . import automations, builtins, demo, referrals, selectors
@@ -50,6 +53,28 @@ def on_card_claimed(sender: Any, *, program: Program, member: Member, **kwargs: 
     """A customer claimed a card: an anonymous card member who now has an email gets the
     signup bonus they could not get at the first purchase (once: the bonus has its key)."""
     _safely("signup bonus (claim)", lambda: builtins.signup_bonus_award(member=Member.objects.get(pk=member.pk)))
+
+
+@receiver(import_tier_names_check, dispatch_uid="workflows.import_tier_names_check")
+def import_tier_names_unknown(sender: Any, *, program: Program, names: list[str], **kwargs: Any) -> list[str]:
+    """A member import's dry run (and apply) asks which tier names of its file are no tier of
+    the program; the answer becomes row errors."""
+    return tier_services.tier_names_unknown(program=program, names=names)
+
+
+@receiver(import_tiers_assign, dispatch_uid="workflows.import_tiers_assign")
+def import_tiers_set(
+    sender: Any, *, program: Program, member_import: Any, assignments: list[tuple[int, str]], **kwargs: Any
+) -> None:
+    """Inside the import's transaction (not `_safely`): the members get the file's tiers as
+    manual tiers; an error fails the whole import."""
+    tier_services.tiers_set_manual_by_name(
+        program=program,
+        assignments=assignments,
+        reason=f"Import #{member_import.pk}",
+        actor=kwargs.get("actor"),
+        now=kwargs.get("now"),
+    )
 
 
 @receiver(tier_changed, dispatch_uid="workflows.on_tier_changed")

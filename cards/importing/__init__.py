@@ -42,9 +42,12 @@ digital card from one set-based INSERT (random numbers, ON CONFLICT top-up), and
 `members_imported` is sent once after commit with the ids of the created members, for apps
 that want to react in bulk.
 
-Tiers: the `tier` column is accepted and checked for length only; it is stored nowhere yet
-(the kept upload still has it) and the dry run warns "tier ignored until tiers exist", with
-the names and counts in `MemberImport.summary["tiers"]`.
+Tiers: a row's `tier` must name a tier of the program (case-insensitively; an unknown name is
+a row error of the dry run). On apply each such member gets the tier as a manual tier, reason
+"Import #<id>", inside the import's transaction. cards cannot import tiers (same layer), so
+both steps go through signals of `cards.signals` that the workflows app answers
+(`import_tier_names_check`, `import_tiers_assign`; docs/decisions.md). The names and counts
+are in `MemberImport.summary["tiers"]`.
 
 All or nothing: `member_import_apply` re-reads the kept upload (checksum compared), re-validates
 it under a per-program advisory lock with the cards in the file locked, and writes everything
@@ -77,7 +80,6 @@ from .parsing import (
     FORMULA_STARTS,
     MAX_LENGTHS,
     PROFILE_COLUMNS,
-    TIER_WARNING,
     MemberRow,
     ParsedFile,
     RowError,
@@ -97,7 +99,6 @@ __all__ = [
     "FORMULA_STARTS",
     "MAX_LENGTHS",
     "PROFILE_COLUMNS",
-    "TIER_WARNING",
     "ImportNotApplicable",
     "ImportPlan",
     "MemberRow",

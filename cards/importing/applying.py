@@ -60,12 +60,20 @@ def _counts(plan: ImportPlan) -> dict[str, Any]:
 
 
 def member_import_dry_run(
-    *, program: Program, file_name: str, data: bytes, actor: Any, now: dt.datetime | None = None
+    *,
+    program: Program,
+    file_name: str,
+    data: bytes,
+    actor: Any,
+    now: dt.datetime | None = None,
+    opening_balance_counts_for_tier: bool = False,
 ) -> MemberImport:
     """Check a CSV file against `program` and record what importing it would do, without
     writing members, cards or ledger entries. The upload is kept (default storage) on the
     returned `MemberImport`, status `dry_run` when it can be applied, `failed` when it has
-    row errors (`errors`, `error_count`). Queries: 3 + 1 insert."""
+    row errors (`errors`, `error_count`). With `opening_balance_counts_for_tier` the apply
+    posts opening balances as earn entries (they count toward the tier metric), else as
+    adjustments. Queries: 3 + 1 insert."""
     now = now or timezone.now()
     plan = member_import_plan(program=program, parsed=member_csv_parse(data))
     checksum = _checksum(data)
@@ -79,6 +87,7 @@ def member_import_dry_run(
         status=MemberImport.Status.FAILED if plan.errors else MemberImport.Status.DRY_RUN,
         created_by=actor if getattr(actor, "pk", None) else None,
         created_at=now,
+        opening_balance_counts_for_tier=opening_balance_counts_for_tier,
         **counts,
     )
     member_import.file.save(_storage_name(file_name), ContentFile(data), save=False)

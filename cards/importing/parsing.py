@@ -29,7 +29,6 @@ ERRORS_KEPT = 1000  # stored on the MemberImport row; `error_count` has the tota
 CHANGES_KEPT = 100  # sample of updated rows shown in the preview
 EXPORT_CHUNK = 5000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-TIER_WARNING = "tier ignored until tiers exist"
 
 MEMBER = Member._meta.db_table
 CARD = Card._meta.db_table

@@ -15,13 +15,13 @@ from django.db import connection
 from loyalty.models import Program
 
 from ..models import Card
+from ..signals import import_tier_names_check
 from .parsing import (
     CARD,
     CHANGES_KEPT,
     COLUMNS,
     MEMBER,
     PROFILE_COLUMNS,
-    TIER_WARNING,
     MemberRow,
     ParsedFile,
     RowError,
@@ -44,6 +44,7 @@ class ImportPlan:
     register: list[MemberRow]  # rows whose card number is unknown: a new physical card
     changes: list[dict[str, Any]]  # sample of updated rows for the preview
     existing_ids: dict[str, int]  # external id -> member id of the file's known members
+    tiered: list[MemberRow]  # rows that passed every check and name a tier
 
     @property
     def opening_rows(self) -> list[MemberRow]:
@@ -88,8 +89,13 @@ def member_import_plan(*, program: Program, parsed: ParsedFile, lock_cards: bool
     profile = [c for c in PROFILE_COLUMNS if parsed.has(c)]
     email_owners = _members_by_email(program, [r.email for r in rows if r.email])
     email_line: dict[str, int] = {}
+    unknown_tiers = _unknown_tiers(program, parsed)
+    tiered: list[MemberRow] = []
     for row in rows:
         current = existing.get(row.external_id)
+        if row.tier and row.tier.casefold() in unknown_tiers:
+            errors.append(RowError(row.line, "tier", "No tier of this program has this name.", row.tier))
+            continue
         if row.email:
             problem = _email_problem(row, email_line, email_owners)
             if problem is not None:
@@ -106,6 +112,8 @@ def member_import_plan(*, program: Program, parsed: ParsedFile, lock_cards: bool
                 card_action = "register"
             elif card["status"] == Card.Status.UNASSIGNED:
                 card_action = "assign"
+        if row.tier:
+            tiered.append(row)
         if current is None:
             new.append(row)
         else:
@@ -130,11 +138,6 @@ def member_import_plan(*, program: Program, parsed: ParsedFile, lock_cards: bool
             assign.append((cards[row.card_number]["id"], row))
     errors.sort(key=lambda e: (e.line, COLUMNS.index(e.field) if e.field in COLUMNS else -1))
     warnings = []
-    if parsed.tiers:
-        warnings.append(
-            f"{TIER_WARNING}: {sum(parsed.tiers.values())} rows name a tier "
-            f"({', '.join(sorted(parsed.tiers)[:10])}{', ...' if len(parsed.tiers) > 10 else ''})."
-        )
     if ignored_balances:
         warnings.append(
             f"{ignored_balances} rows of existing members carry an opening balance: it is credited only "
@@ -152,7 +155,21 @@ def member_import_plan(*, program: Program, parsed: ParsedFile, lock_cards: bool
         register=register,
         changes=changes,
         existing_ids={k: v["id"] for k, v in existing.items()},
+        tiered=tiered,
     )
+
+
+def _unknown_tiers(program: Program, parsed: ParsedFile) -> set[str]:
+    """The file's tier names (casefolded) that name no tier of the program, as the receivers
+    of `import_tier_names_check` tell (the tiers live in a sibling app cards may not import).
+    No receiver: every name is unknown."""
+    names = sorted(parsed.tiers)
+    if not names:
+        return set()
+    responses = import_tier_names_check.send(sender=ImportPlan, program=program, names=names)
+    if not responses:
+        return {n.casefold() for n in names}
+    return {n.casefold() for _receiver, unknown in responses for n in (unknown or ())}
 
 
 def _shown(value: Any) -> str:

@@ -19,6 +19,7 @@ from loyalty.services import points_credit_bulk
 
 from .. import numbers
 from ..models import Card, CardEvent, MemberImport
+from ..signals import import_tiers_assign
 from .parsing import (
     _REFERRAL_TABLE,
     CARD,
@@ -67,7 +68,9 @@ def referral_codes(count: int) -> list[str]:
 def _write(
     *, program: Program, plan: ImportPlan, member_import: MemberImport, actor: Any, now: dt.datetime
 ) -> list[int]:
-    """New members, profile updates, cards, opening balances. Returns the created ids."""
+    """New members, profile updates, cards, opening balances, then the tiers the file names
+    (`import_tiers_assign`, handled by a higher app in this transaction). Returns the created
+    ids."""
     columns = plan.parsed.columns
     with connection.cursor() as cur:
         member_ids = dict(plan.existing_ids)
@@ -87,6 +90,16 @@ def _write(
             program=program,
             credits=credits,
             reason=f"Opening balance (import #{member_import.pk})",
+            actor=actor,
+            now=now,
+            kind="earn" if member_import.opening_balance_counts_for_tier else "adjust",
+        )
+    if plan.tiered:
+        import_tiers_assign.send(
+            sender=MemberImport,
+            program=program,
+            member_import=member_import,
+            assignments=[(member_ids[r.external_id], r.tier) for r in plan.tiered],
             actor=actor,
             now=now,
         )

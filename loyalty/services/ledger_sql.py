@@ -48,9 +48,11 @@ INSERT_ENTRY_NAMED = (
 BULK_CREDIT = (
     f"WITH c AS (SELECT * FROM unnest(%(ids)s::bigint[], %(pts)s::bigint[]) AS c(member_id, points)), "
     f"e AS (INSERT INTO {ENTRY} ({', '.join(ENTRY_COLUMNS)}) "
-    "SELECT %(program)s, member_id, 'adjust', points, points, %(now)s, %(now)s, %(now)s, %(now)s, "
+    "SELECT %(program)s, member_id, %(kind)s, points, points, %(now)s, %(now)s, %(now)s, %(now)s, "
     "%(expires)s, %(reason)s, '', NULL, NULL, %(actor)s FROM c RETURNING id, member_id, points) "
-    f"UPDATE {MEMBER} m SET available = m.available + e.points FROM e WHERE m.id = e.member_id "
+    f"UPDATE {MEMBER} m SET available = m.available + e.points, "
+    "lifetime_earned = m.lifetime_earned + CASE WHEN %(kind)s = 'earn' THEN e.points ELSE 0 END "
+    "FROM e WHERE m.id = e.member_id "
     "RETURNING e.id, e.member_id, e.points"
 )
 

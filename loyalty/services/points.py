@@ -477,11 +477,14 @@ def points_credit_bulk(
     reason: str,
     actor: Any,
     now: dt.datetime | None = None,
+    kind: str = "adjust",
 ) -> int:
     """Credit many members at once, one staff-adjustment lot each (opening balances of an
-    import). Set-based: members locked in id order, lots inserted and balances raised with
-    one statement each. Members who owe points go through `points_adjust` (their debt is
-    paid first). Joins the caller's transaction, so an import stays all-or-nothing.
+    import); with `kind="earn"` the lots are earn entries instead (they count as earned:
+    `lifetime_earned` and the tier metric). Set-based: members locked in id order, lots
+    inserted and balances raised with one statement each. Members who owe points go through
+    `points_adjust` (their debt is paid first); an earn-kind credit refuses them. Joins the
+    caller's transaction, so an import stays all-or-nothing.
     Returns the number of lots written. Queries: 2 + 1 per indebted member."""
     if not (reason or "").strip():
         raise errors.ReasonRequired("Bulk credits need a reason.", field="reason")
@@ -494,8 +497,12 @@ def points_credit_bulk(
         raise errors.InvalidInput("A member appears twice in one bulk credit.", field="credits")
     if not credits:
         return 0
+    if kind not in ("adjust", "earn"):
+        raise errors.InvalidInput("A bulk credit is an adjust or an earn.", field="kind")
     now = now or timezone.now()
-    _written, indebted = credits_post_bulk(program=program, credits=credits, reason=reason, actor_id=actor.pk, now=now)
+    _written, indebted = credits_post_bulk(
+        program=program, credits=credits, reason=reason, actor_id=actor.pk, now=now, kind=kind
+    )
     for member_id, points in credits:
         if member_id in indebted:
             points_adjust(program=program, member_id=member_id, points=points, reason=reason, actor=actor, now=now)

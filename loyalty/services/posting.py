@@ -616,9 +616,16 @@ def _send_posted(program: Program, balances: dict[int, Balance], entries: list[L
 
 
 def credits_post_bulk(
-    *, program: Program, credits: Sequence[tuple[int, int]], reason: str, actor_id: int, now: dt.datetime
+    *,
+    program: Program,
+    credits: Sequence[tuple[int, int]],
+    reason: str,
+    actor_id: int,
+    now: dt.datetime,
+    kind: str = Kind.ADJUST,
 ) -> tuple[list[tuple[int, int, int]], set[int]]:
-    """Credit many members at once, one staff-adjustment lot each, set-based: members locked in
+    """Credit many members at once, one lot each of `kind` (`adjust`, or `earn`, which also
+    raises `lifetime_earned` in the same statement), set-based: members locked in
     id order, lots inserted and balances raised in one statement. Members who owe points are
     left out and returned (their credit must pay the debt first: a normal posting). Joins the
     caller's transaction. Returns ((entry id, member id, points) written, indebted member ids)
@@ -631,6 +638,8 @@ def credits_post_bulk(
             if member_id not in rows or rows[member_id][1] != program.id:
                 raise errors.MemberNotFound(f"No member {member_id} in this program.", member_id=member_id)
         indebted = {m for m in member_ids if rows[m][2] < 0}
+        if indebted and kind == Kind.EARN:
+            raise errors.InvalidInput("Members who owe points cannot get an earn-kind bulk credit.", field="credits")
         plain = [(m, p) for m, p in credits if m not in indebted]
         cur.execute(
             sql.BULK_CREDIT,
@@ -642,6 +651,7 @@ def credits_post_bulk(
                 "expires": expires_at,
                 "reason": reason,
                 "actor": actor_id,
+                "kind": str(kind),
             },
         )
         written = cur.fetchall()
@@ -654,7 +664,7 @@ def credits_post_bulk(
                 id=entry_id,
                 program_id=program.id,
                 member_id=member_id,
-                kind=Kind.ADJUST,
+                kind=kind,
                 points=points,
                 remaining=points,
                 created_at=now,
