@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from loyalty import errors
 from loyalty import services as ledger
+from loyalty.inserts import insert_unless_conflict
 from loyalty.models import Member, Program
 from loyalty.services import BALANCE_FIELDS, Balance
 from loyalty.services.transactions import atomic_or_join
@@ -189,7 +190,7 @@ def reward_redeem(
             issued_at=now,
             expires_at=_coupon_expiry(program, reward, now),
         )
-        if not _insert_redemption(redemption):
+        if not insert_unless_conflict(redemption):
             raise errors.Conflict("A coupon code collided; please retry the redemption.")
         # The unit of stock last: the reward's row stays locked (it serialises the redemptions of
         # that reward) only from here to the commit. None left: everything above rolls back.
@@ -214,27 +215,6 @@ def reward_redeem(
             )
         )
     return RedeemResult(redemption=redemption, balance=posted.balance)
-
-
-_REDEMPTION_FIELDS = [f for f in Redemption._meta.concrete_fields if not f.primary_key]
-_INSERT_REDEMPTION = (
-    f"INSERT INTO {Redemption._meta.db_table} ({', '.join(f.column for f in _REDEMPTION_FIELDS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_REDEMPTION_FIELDS))}) ON CONFLICT DO NOTHING RETURNING id"
-)
-
-
-def _insert_redemption(redemption: Redemption) -> bool:
-    """Insert a coupon in one statement (no savepoint); False when its code is taken."""
-    values = [f.get_db_prep_save(f.pre_save(redemption, True), connection) for f in _REDEMPTION_FIELDS]
-    with connection.cursor() as cur:
-        cur.execute(_INSERT_REDEMPTION, values)
-        row = cur.fetchone()
-    if row is None:
-        return False
-    redemption.pk = row[0]
-    redemption._state.adding = False
-    redemption._state.db = connection.alias
-    return True
 
 
 def _fresh_code() -> str:

@@ -196,6 +196,8 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        if not unquote(object_id).isdigit():  # not a member id: Django's "doesn't exist" answer, no links
+            return super().change_view(request, object_id, form_url, extra_context)
         extra_context = {
             **(extra_context or {}),
             "can_adjust_points": can_adjust_points(request.user),

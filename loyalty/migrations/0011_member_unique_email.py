@@ -35,6 +35,7 @@ def refuse_duplicate_emails(apps, schema_editor):
         f"Cannot add the unique email index: {len(rows)} email(s) belong to several members of one program.\n"
         + "\n".join(lines)
         + "\nGive each of these members a distinct email (or clear it) in the admin, then run migrate again."
+        + "\n(The demo database of `make run` is disposable: `make clean` then `make run` starts it afresh.)"
     )
 
 

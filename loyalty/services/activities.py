@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-
 from loyalty import errors
+from loyalty.inserts import insert_unless_conflict
 from loyalty.models import Activity, Member, Program
 
 from .checks import check_aware, full_clean
@@ -54,27 +53,6 @@ def activity_record(
     full_clean(activity, exclude=["program", "member"], validate_unique=False, validate_constraints=False)
     # One statement, no savepoint: a second purchase of an order inserts nothing (the unique
     # `activity_unique_purchase_order`) and is refused with nothing written.
-    if not _insert(activity):
+    if not insert_unless_conflict(activity):
         raise errors.Conflict(f"Order {order_id!r} was already reported.", order_id=order_id)
     return activity
-
-
-_FIELDS = [f for f in Activity._meta.concrete_fields if not f.primary_key]
-_INSERT = (
-    f"INSERT INTO {Activity._meta.db_table} ({', '.join(f.column for f in _FIELDS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_FIELDS))}) ON CONFLICT DO NOTHING RETURNING id"
-)
-
-
-def _insert(activity: Activity) -> bool:
-    """Insert `activity` unless it violates a unique constraint; whether it was inserted."""
-    values = [f.get_db_prep_save(f.pre_save(activity, True), connection) for f in _FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT, values)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    activity.pk = row[0]
-    activity._state.adding = False
-    activity._state.db = connection.alias
-    return True

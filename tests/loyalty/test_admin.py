@@ -489,3 +489,11 @@ def test_large_change_lists_never_count_past_the_cap(admin_client_, member_with_
 
     assert response.context["cl"].result_count == 3  # counted up to cap + 1, not the table
     assert "More than 2 ledger entries" in response.content.decode()
+
+
+@pytest.mark.parametrize("object_id", ["abc", "3/adjust"])
+def test_a_member_address_that_is_not_a_member_id_is_not_a_server_error(admin_client_, db, object_id):
+    response = admin_client_.get(f"/admin/loyalty/member/{object_id}/change/", follow=True)
+
+    assert response.status_code == 200
+    assert "exist" in response.content.decode()  # Django: "... with ID ... doesn\u2019t exist"
