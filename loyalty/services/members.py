@@ -71,10 +71,9 @@ def member_enrol(
         external_id = str(external_id).strip() or None
     if referred_by is not None and referred_by.program_id != program.id:
         raise errors.InvalidInput("The referrer belongs to another program.", field="referral_code")
-    if external_id is not None:
-        existing = Member.objects.filter(program=program, external_id=external_id).first()
-        if existing is not None:
-            return existing, False
+    existing = _by_external_id(program, external_id)
+    if existing is not None:
+        return existing, False
     member = Member(
         program=program,
         external_id=external_id,
@@ -91,6 +90,11 @@ def member_enrol(
     # would query each again and report a duplicate as a 400).
     full_clean(member, exclude=["referral_code", "user"], validate_constraints=False)
     if member_email_taken(program_id=program.pk, email=member.email):
+        # A concurrent enrolment of this very customer may have committed since the look-up
+        # above: that is the member to return, not a duplicate.
+        existing = _by_external_id(program, external_id)
+        if existing is not None:
+            return existing, False
         raise _duplicate_email(member.email)
     for _attempt in range(5):
         member.referral_code = new_referral_code()
@@ -100,10 +104,9 @@ def member_enrol(
         except IntegrityError as exc:
             # A concurrent enrolment committed first: the same external id returns that member
             # (checked first: both indexes may be hit), the same email is refused.
-            if external_id is not None:
-                existing = Member.objects.filter(program=program, external_id=external_id).first()
-                if existing is not None:
-                    return existing, False
+            existing = _by_external_id(program, external_id)
+            if existing is not None:
+                return existing, False
             if _violated_constraint(exc) == MEMBER_UNIQUE_EMAIL:
                 raise _duplicate_email(member.email) from exc
             member.pk = None
@@ -113,6 +116,13 @@ def member_enrol(
         )
         return member, True
     raise errors.Conflict("Could not allocate a unique referral code; try again.")
+
+
+def _by_external_id(program: Program, external_id: str | None) -> Member | None:
+    """The program's member with this external id, if any (1 query; none without an id)."""
+    if external_id is None:
+        return None
+    return Member.objects.filter(program=program, external_id=external_id).first()
 
 
 def member_set_status(*, member: Member, status: str, actor: Any = None) -> Member:

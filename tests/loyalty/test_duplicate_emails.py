@@ -142,3 +142,24 @@ def test_concurrent_enrolments_with_one_email_enrol_one_member():
     assert all(isinstance(v, errors.DuplicateEmail) for kind, v in results if kind == "error"), results
     assert Member.objects.filter(program=program).count() == 1
     assert not LedgerEntry.objects.exists()
+
+
+def test_a_customer_enrolled_meanwhile_with_their_email_is_returned_not_refused(program, monkeypatch):
+    """The race of two first purchases of one new customer: the other enrolment commits between
+    the external-id look-up and the email check. The customer's member comes back; no 409."""
+    from loyalty.services import members as member_services
+
+    twin = MemberFactory(program=program, external_id="shop-1", email="same@example.com")
+    real = member_services._by_external_id
+    calls = []
+
+    def missed_once(program_, external_id):
+        calls.append(external_id)
+        return None if len(calls) == 1 else real(program_, external_id)  # the first look-up ran before the commit
+
+    monkeypatch.setattr(member_services, "_by_external_id", missed_once)
+
+    member, created = services.member_enrol(program=program, external_id="shop-1", email="Same@example.com")
+
+    assert (member.pk, created) == (twin.pk, False)
+    assert len(calls) == 2
