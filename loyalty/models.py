@@ -37,6 +37,10 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not a known time zone.") from exc
 
 
+# The languages members are written to in (emails, the portal): English and French ship complete.
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+
+
 def new_referral_code() -> str:
     return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(8))
 
@@ -99,6 +103,27 @@ class Program(models.Model):
         help_text="A purchase reported over the API for an unknown external id enrols that customer "
         "(with the email and names the shop sends) in the same transaction; off: such a purchase is refused "
         "(404) until the shop enrols the customer.",
+    )
+    # Branding and language: what members see (emails, the portal). docs/emails.md.
+    brand_color = models.CharField(
+        max_length=7,
+        default="#1F6FEB",
+        db_default="#1F6FEB",  # raw SQL inserts (bulk loads, benches) get it too
+        validators=[RegexValidator(r"^#[0-9A-Fa-f]{6}$", "A colour as #RRGGBB.")],
+        help_text="The program's main colour (#RRGGBB): buttons, headers, links.",
+    )
+    logo_url = models.URLField(
+        max_length=500,
+        blank=True,
+        db_default="",
+        help_text="An https address of the logo (PNG or SVG, about 200 x 60 px).",
+    )
+    language = models.CharField(
+        max_length=8,
+        choices=LANGUAGES,
+        default="en",
+        db_default="en",
+        help_text="The language of members who have not chosen one.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -173,6 +198,9 @@ class Member(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     enrollment_channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.ONLINE)
     email_consent = models.BooleanField(default=False)
+    language = models.CharField(
+        max_length=8, choices=LANGUAGES, blank=True, db_default="", help_text="Empty: the program's language."
+    )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="loyalty_member"
     )

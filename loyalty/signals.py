@@ -1,14 +1,22 @@
 """Signals the ledger sends so higher apps can react without the ledger importing them.
 
-All are sent after the transaction commits; the ledger never depends on a receiver running.
+Most are sent after the transaction commits; the ledger never depends on a receiver running.
+The `*_in_transaction` ones are sent inside the writing transaction, after the writes: their
+receivers write rows that must commit or roll back with the change (the email outbox), with
+one short statement and no slow work. An exception there rolls the change back.
 """
 
 from django.dispatch import Signal
 
 # kwargs: program, member_id, balance (Balance after the post, or None), entries (list[LedgerEntry] of that member)
 points_posted = Signal()
+# Inside the posting's transaction: the same kwargs, plus `context` (a dict the caller of the
+# use case passed, e.g. {"notify_member": True, "reason": ...} for a staff adjustment).
+points_posted_in_transaction = Signal()
 # kwargs: program, member, channel
 member_enrolled = Signal()
+# Inside the enrolment's transaction: program, member, channel.
+member_enrolled_in_transaction = Signal()
 # kwargs: program, member, old_status, new_status, actor
 member_status_changed = Signal()
 # kwargs: job ("expire_points" / "release_pending_points"), as_of, lots, points, members

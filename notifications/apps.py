@@ -3,8 +3,18 @@ from django.apps import AppConfig
 
 class NotificationsConfig(AppConfig):
     name = "notifications"
-    verbose_name = "Notifications and webhooks"
+    verbose_name = "Notifications: emails and webhooks"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (connects to the signals of the lower apps)
+        from django.db.models.signals import post_delete, post_save
+
+        from . import email_receivers, emails, receivers  # noqa: F401  (connect to the signals of the lower apps)
+        from .models import EmailSettings
+
+        post_save.connect(
+            emails.settings_forget, sender=EmailSettings, dispatch_uid="notifications.email_settings_saved"
+        )
+        post_delete.connect(
+            emails.settings_forget, sender=EmailSettings, dispatch_uid="notifications.email_settings_deleted"
+        )

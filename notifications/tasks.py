@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from . import events, services
+from . import emails, events, services
 
 
 @shared_task(bind=True, name="notifications.deliver_webhook", ignore_result=True)
@@ -27,9 +27,28 @@ def deliver_webhook_task(self: Any, delivery_id: int) -> None:
 def deliver_outbox_task(now: str | None = None, limit: int = 500) -> dict[str, int]:
     moment = dt.datetime.fromisoformat(now) if now else timezone.now()
     result = services.outbox_deliver(now=moment, limit=limit)
-    return {"attempted": result.attempted, "succeeded": result.succeeded, "failed": result.failed}
+    sent = emails.outbox_emails_deliver(now=moment, limit=limit)
+    return {
+        "attempted": result.attempted,
+        "succeeded": result.succeeded,
+        "failed": result.failed,
+        "emails_attempted": sent.attempted,
+        "emails_sent": sent.sent,
+        "emails_suppressed": sent.suppressed,
+        "emails_failed": sent.failed,
+    }
 
 
 @shared_task(name="notifications.collect_expired_points", ignore_result=True)
 def collect_expired_points_task() -> int:
     return events.expired_points_collect()
+
+
+@shared_task(bind=True, name="notifications.send_email", ignore_result=True)
+def send_email_task(self: Any, message_id: int) -> None:
+    """One attempt at one queued email; on failure, a Celery retry at the row's next attempt
+    time (the schedule is on the row, so `deliver_outbox` sends it even if this retry is lost).
+    Eager mode does not retry here (an eager retry would run at once, inside the request)."""
+    result = emails.message_send(message_id=message_id)
+    if result is not None and result.retry_in is not None and not self.request.is_eager:
+        raise self.retry(countdown=result.retry_in.total_seconds(), max_retries=None)

@@ -162,6 +162,8 @@ EMAIL_BACKEND = env("EMAIL_BACKEND", default="anymail.backends.console.EmailBack
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / ".data" / "emails"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty@example.com")
 ANYMAIL = env.dict("ANYMAIL", default={})
+# Where members reach this installation: links in emails (unsubscribe, portal) are built on it.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 EMAIL_TIMEOUT = 10
 
 # The REST API (docs/api.md). Its machinery is `loyalty.api.views.ProgramApi`, the base of every API view:

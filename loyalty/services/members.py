@@ -15,7 +15,7 @@ from django.utils import timezone
 from loyalty import errors
 from loyalty.lock_objects import member_for_update
 from loyalty.models import MEMBER_UNIQUE_EMAIL, Member, Program, new_referral_code
-from loyalty.signals import member_enrolled, member_status_changed
+from loyalty.signals import member_enrolled, member_enrolled_in_transaction, member_status_changed
 
 from .checks import full_clean
 
@@ -111,6 +111,7 @@ def member_enrol(
                 raise _duplicate_email(member.email) from exc
             member.pk = None
             continue  # referral code collision: draw again
+        member_enrolled_in_transaction.send(sender=Member, program=program, member=member, channel=channel)
         transaction.on_commit(
             lambda: member_enrolled.send(sender=Member, program=program, member=member, channel=channel)
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from django.utils import timezone
 from loyalty import errors
 from loyalty.lock_objects import lock_member_rows
 from loyalty.models import IdempotencyRecord, LedgerEntry, Member, Program
-from loyalty.signals import points_posted
+from loyalty.signals import points_posted, points_posted_in_transaction
 
 from . import ledger_sql as sql
 from .checks import check_aware
@@ -476,6 +477,7 @@ def _try_fast_credit(
     request_hash: str,
     result: dict[str, Any],
     now: dt.datetime,
+    context: dict[str, Any] | None = None,
 ) -> PostResult | type[_Replay] | None:
     """The single-statement credit of one member: one lot per element of `credits` (all for
     the same member). None: not applicable (unknown or blocked member, debt)."""
@@ -508,15 +510,21 @@ def _try_fast_credit(
         "d_pending": sum(r["points"] for r in rows) - released,
         "d_lifetime_earned": sum(r["points"] for r in rows if r["kind"] == Kind.EARN),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(sql.FAST_CREDIT[key is not None], params)
-        status, available, entry_ids, *balance = cursor.fetchone()
-    if status != Member.Status.ACTIVE or available is None or available < 0:
-        return None
-    if entry_ids is None:
-        return _Replay
-    entries = [LedgerEntry(id=entry_id, **row) for entry_id, row in zip(entry_ids, rows, strict=True)]
-    posted = PostResult(member_id=member_id, entries=entries, balance=Balance(*balance))
+    listening = points_posted_in_transaction.has_listeners(LedgerEntry)
+    # Outside a transaction the statement would commit alone: the in-transaction receivers'
+    # rows must commit with it.
+    with transaction.atomic() if listening and not connection.in_atomic_block else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(sql.FAST_CREDIT[key is not None], params)
+            status, available, entry_ids, *balance = cursor.fetchone()
+        if status != Member.Status.ACTIVE or available is None or available < 0:
+            return None
+        if entry_ids is None:
+            return _Replay
+        entries = [LedgerEntry(id=entry_id, **row) for entry_id, row in zip(entry_ids, rows, strict=True)]
+        posted = PostResult(member_id=member_id, entries=entries, balance=Balance(*balance))
+        if listening:
+            _send_posted_in_transaction(program, {member_id: posted.balance}, entries, context)
     transaction.on_commit(lambda: _send_posted(program, {member_id: posted.balance}, entries))
     return posted
 
@@ -535,6 +543,7 @@ def points_post(
     result: dict[str, Any] | None = None,
     request_hash: str | None = None,
     join_caller: bool = False,
+    context: dict[str, Any] | None = None,
 ) -> PostResult:
     """Post entries for one member (or two, for a transfer): the single writer of the ledger.
 
@@ -542,7 +551,9 @@ def points_post(
     the `_Posting`), applies the balance deltas in SQL and records the idempotency key, all in
     one transaction (the caller's, if it has one open). With a key seen before: the same
     request returns the first result and writes nothing; a different request raises
-    `IdempotencyConflict`. `points_posted` is sent after commit.
+    `IdempotencyConflict`. `points_posted_in_transaction` is sent after the writes, before
+    commit, with `context` (what the use case tells receivers, e.g. a staff adjustment's "tell
+    the member"); `points_posted` after commit.
 
     `simple_credits` describes the same posting as plain lots of one member for the
     single-statement fast path (`_try_fast_credit`), tried first; `work` runs when it does not
@@ -565,6 +576,7 @@ def points_post(
             request_hash=request_hash,
             result=result or {},
             now=now,
+            context=context,
         )
         if fast is _Replay:
             assert idempotency_key is not None
@@ -595,6 +607,8 @@ def points_post(
                 result=result or {},
             )
             entries = posting.entries
+            if points_posted_in_transaction.has_listeners(LedgerEntry):
+                _send_posted_in_transaction(program, balances, entries, context)
             transaction.on_commit(lambda: _send_posted(program, balances, entries))
     except _Replay:
         assert idempotency_key is not None
@@ -606,6 +620,22 @@ def points_post(
         balance=balances[primary],
         other_balances={k: v for k, v in balances.items() if k != primary},
     )
+
+
+def _send_posted_in_transaction(
+    program: Program, balances: dict[int, Balance], entries: list[LedgerEntry], context: dict[str, Any] | None
+) -> None:
+    for member_id, balance in balances.items():
+        mine = [e for e in entries if e.member_id == member_id]
+        if mine:
+            points_posted_in_transaction.send(
+                sender=LedgerEntry,
+                program=program,
+                member_id=member_id,
+                balance=balance,
+                entries=mine,
+                context=context or {},
+            )
 
 
 def _send_posted(program: Program, balances: dict[int, Balance], entries: list[LedgerEntry]) -> None:

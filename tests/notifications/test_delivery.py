@@ -403,4 +403,12 @@ def test_the_beat_entry_runs_deliver_outbox_every_minute_and_the_expiry_scan_sta
     task = PeriodicTask.objects.get(task="notifications.deliver_outbox")
     assert (task.interval.every, task.interval.period) == (1, "minutes")
     assert ExpiryScanCursor.objects.get(pk=1).last_entry_id == member.entries.get().id
-    assert deliver_outbox_task() == {"attempted": 0, "succeeded": 0, "failed": 0}
+    assert deliver_outbox_task() == {
+        "attempted": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "emails_attempted": 0,
+        "emails_sent": 0,
+        "emails_suppressed": 0,
+        "emails_failed": 0,
+    }
