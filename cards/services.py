@@ -386,7 +386,13 @@ def card_claim(
     now = now or timezone.now()
     profile = {"email": email, "first_name": first_name, "last_name": last_name}
     with transaction.atomic():
-        member = _claim_locked(program=program, number=card.number, profile=profile, into_member=into_member, now=now)
+        member, moved = _claim_locked(
+            program=program, number=card.number, profile=profile, into_member=into_member, now=now
+        )
+        if signals.card_claimed_in_transaction.has_listeners(Card):
+            signals.card_claimed_in_transaction.send(
+                sender=Card, program=program, member=member, card=card, points_moved=moved
+            )
         transaction.on_commit(lambda: signals.card_claimed.send(sender=Card, program=program, member=member, card=card))
     cache.delete(_pin_failures_key(card))
     return member
@@ -394,7 +400,8 @@ def card_claim(
 
 def _claim_locked(
     *, program: Program, number: str, profile: dict[str, str], into_member: Member | None, now: dt.datetime
-) -> Member:
+) -> tuple[Member, int]:
+    """The claim's writes, card locked: (the member who owns the card now, points moved)."""
     card = _lock_card(program=program, number=number)
     if card.claimed_at is not None:
         raise errors.AlreadyClaimed("This card was already claimed.", number=card.number)
@@ -409,7 +416,7 @@ def _claim_locked(
             )
         _assign(card, into_member, now, claimed=True)
         _record_event(card=card, kind=EventKind.CLAIMED, when=now)
-        return into_member
+        return into_member, 0
     owner = card.member
     if into_member is None or into_member.pk == owner.pk:
         if _is_anonymous(owner):
@@ -419,7 +426,7 @@ def _claim_locked(
         card.claimed_at = now
         card.save(update_fields=["claimed_at"])
         _record_event(card=card, kind=EventKind.CLAIMED, when=now)
-        return owner
+        return owner, 0
     if not _is_anonymous(owner):
         # The card already identifies a known customer: a PIN does not hand their points over.
         raise errors.AlreadyClaimed("This card belongs to another member.", number=card.number)
@@ -433,7 +440,7 @@ def _claim_locked(
         note=f"from anonymous member {owner.pk}: {moved} points moved",
         when=now,
     )
-    return into_member
+    return into_member, moved
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ from django.dispatch import Signal
 
 # kwargs: program, member (who owns the card now), card. A customer claimed a card with its PIN.
 card_claimed = Signal()
+# Inside the claim's transaction, right after its writes: program, member, card, points_moved
+# (the points an anonymous card's member handed over, 0 if none). For receivers that write rows
+# which must commit or roll back with the claim (the email outbox).
+card_claimed_in_transaction = Signal()
 
 # kwargs: program, names (the distinct tier names of an import file). Each receiver returns the
 # names that are not tiers of the program (compared case-insensitively); the dry run and the

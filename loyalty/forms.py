@@ -107,6 +107,12 @@ class PointsAdjustForm(IdempotentForm):
     reason = forms.CharField(
         max_length=255, help_text="Required; shown in the member's history.", widget=forms.TextInput(attrs={"size": 60})
     )
+    notify_member = forms.BooleanField(
+        required=False,
+        label="Tell the member",
+        help_text="Email the member about this adjustment, with the reason (when the program sends the "
+        "points added / points removed emails and the member has an address).",
+    )
 
     def clean_points(self) -> int:
         points = self.cleaned_data["points"]

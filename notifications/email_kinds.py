@@ -209,6 +209,7 @@ VARIABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "tier": ("name", "benefits"),
         "coupon": COUPON_FIELDS,
         "subject": (),
+        "body": (),
     },
 }
 

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -169,6 +170,26 @@ def messages_queued(message_ids: Sequence[int]) -> None:
     ids = list(message_ids)
     if ids:
         transaction.on_commit(lambda: _send_later(ids), robust=True)
+
+
+def login_link_queue(*, member: Member, url: str, valid_minutes: int, now: dt.datetime | None = None) -> int | None:
+    """Queue the customer portal's one-time login link for `member` (the login_link kind, which
+    a program cannot switch off). Joins the caller's transaction (the portal writes its token
+    in the same one), else runs in its own. The source is derived from the link, so each link
+    request is one message and a retry of the same request is not a second one. Returns the
+    message id, or None (no address, or queued before). 1 statement."""
+    if valid_minutes <= 0:
+        raise ValueError("valid_minutes must be positive")
+    source = "login:" + hashlib.sha256(url.encode()).hexdigest()[:40]
+    with transaction.atomic():
+        return message_queue(
+            program_id=member.program_id,
+            member_id=member.pk,
+            kind=email_kinds.EmailKind.LOGIN_LINK,
+            source=source,
+            data={"login_url": url, "valid_minutes": valid_minutes},
+            now=now,
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def reward_redeem(
     for the member's tier, under the member's limit and in stock; the points (fixed cost, or
     the member's choice for points as money off) are available and above the program's minimum
     redemption. Any refusal leaves nothing written. With `idempotency_key`, a retry returns the
-    first coupon. Sends `reward_redeemed` after commit.
+    first coupon. Sends `reward_redeemed_in_transaction` after the writes and `reward_redeemed`
+    after commit.
 
     `join_caller` (the API): the caller holds the transaction open, has read `reward` in it,
     and rolls the whole transaction back on any exception raised through this call; then no
@@ -209,6 +210,10 @@ def reward_redeem(
                 raise errors.IdempotencyConflict(
                     "This idempotency key is being used by another request.", idempotency_key=idempotency_key
                 )
+        if signals.reward_redeemed_in_transaction.has_listeners(Redemption):
+            signals.reward_redeemed_in_transaction.send(
+                sender=Redemption, program=program, redemption=redemption, member_id=locked.pk
+            )
         transaction.on_commit(
             lambda: signals.reward_redeemed.send(
                 sender=Redemption, program=program, redemption=redemption, member_id=locked.pk

@@ -11,7 +11,7 @@ from django.db import transaction
 from loyalty.models import Program
 
 from .models import Tier, TierChange
-from .signals import tier_changed
+from .signals import tier_changed, tier_changed_in_transaction
 
 
 def tier_changed_event(
@@ -25,8 +25,10 @@ def tier_changed_event(
     metric_value: Decimal | None = None,
     actor: Any = None,
     reason: str = "",
+    notify_member: bool = True,
 ) -> TierChange:
-    """Write one TierChange and send `tier_changed` once the transaction commits. 1 query."""
+    """Write one TierChange, send `tier_changed_in_transaction` at once and `tier_changed` once
+    the transaction commits. 1 query (+ the in-transaction receivers')."""
     change = TierChange.objects.create(
         member_id=member_id,
         from_tier=from_tier,
@@ -37,14 +39,20 @@ def tier_changed_event(
         at=at,
         reason=reason,
     )
-    announce_tier_changes(program=program, changes=[change])
+    announce_tier_changes(program=program, changes=[change], notify_member=notify_member)
     return change
 
 
-def announce_tier_changes(*, program: Program, changes: list[TierChange]) -> None:
-    """Send `tier_changed` for each change after commit (also used by the set-based run)."""
+def announce_tier_changes(*, program: Program, changes: list[TierChange], notify_member: bool = True) -> None:
+    """Send `tier_changed_in_transaction` once for the batch now (inside the transaction that
+    wrote the changes) and `tier_changed` for each change after commit (also used by the
+    set-based run)."""
     if not changes:
         return
+    if tier_changed_in_transaction.has_listeners(TierChange):
+        tier_changed_in_transaction.send(
+            sender=TierChange, program=program, changes=changes, notify_member=notify_member
+        )
 
     def send() -> None:
         for change in changes:

@@ -89,9 +89,11 @@ def tier_set_manual(
     reason: str,
     actor: Any = None,
     now: dt.datetime | None = None,
+    notify_member: bool = True,
 ) -> TierChange:
     """Staff set the member's tier (or none) until `until`; evaluation leaves it alone until
-    then. `reason` is required; the tier must belong to the member's program."""
+    then. `reason` is required; the tier must belong to the member's program.
+    `notify_member=False`: the in-transaction receivers are told not to email the member."""
     now = now or timezone.now()
     reason = (reason or "").strip()
     if not reason:
@@ -120,6 +122,7 @@ def tier_set_manual(
         at=now,
         actor=actor,
         reason=reason[:255],
+        notify_member=notify_member,
     )
 
 
@@ -358,6 +361,7 @@ def tiers_set_manual_by_name(
             continue
         member = members[member_id]
         member.program = program
-        tier_set_manual(member=member, tier=tier, until=until, reason=reason, actor=actor, now=now)
+        # Migrated customers are not emailed about the tier they already had elsewhere.
+        tier_set_manual(member=member, tier=tier, until=until, reason=reason, actor=actor, now=now, notify_member=False)
         done += 1
     return done

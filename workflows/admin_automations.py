@@ -68,6 +68,7 @@ class AutomationForm(forms.ModelForm):
             "set_tier_days",
             "email_subject",
             "email_body",
+            "email_transactional",
             "reward_id",
         )
 
@@ -146,7 +147,16 @@ class AutomationAdmin(admin.ModelAdmin):
         ),
         (
             "Actions",
-            {"fields": ("award_points", ("set_tier", "set_tier_days"), "email_subject", "email_body", "reward_id")},
+            {
+                "fields": (
+                    "award_points",
+                    ("set_tier", "set_tier_days"),
+                    "email_subject",
+                    "email_body",
+                    "email_transactional",
+                    "reward_id",
+                )
+            },
         ),
         ("Period", {"fields": ("period",)}),
         ("Recent runs", {"fields": ("recent_runs",)}),

@@ -16,8 +16,11 @@ One implementation serves both paths:
 - `automations_on_event` (after an activity, a tier change, an enrolment commits): the same
   statement restricted to one member id.
 
-Emails are sent after the transaction commits (`transaction.on_commit`): a rolled-back chunk
-sends nothing.
+The email action is a message of the notifications outbox (kind `custom`, docs/emails.md):
+`automation_email_in_transaction` lets the notifications app render the automation's subject
+and body in its sandbox and write the message row in the chunk's transaction, so a rolled-back
+chunk sends nothing and a sent message is retried until delivered. Marketing (consent needed)
+unless the automation is marked transactional.
 """
 
 from __future__ import annotations
@@ -31,10 +34,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
-from django.core import mail
 from django.db import connection, transaction
-from django.template import Context, Node, Template, TemplateSyntaxError
+from django.template import Node, Template, TemplateSyntaxError
 from django.template.base import FilterExpression, VariableNode
 from django.template.defaulttags import ForNode, IfNode, WithNode
 from django.utils import timezone
@@ -49,6 +50,7 @@ from rewards.models import Reward
 from tiers import services as tier_services
 from tiers.models import MemberTier, Tier
 
+from . import signals
 from .models import Automation, AutomationRun
 
 logger = logging.getLogger(__name__)
@@ -259,18 +261,6 @@ def reward_issue_hook(*, automation: Automation, member_id: int, key: str, now: 
     )
 
 
-@dataclass
-class _Email:
-    to: str
-    subject: str
-    body: str
-
-
-def _render(template: Template | None, context: dict[str, Any]) -> str:
-    # Plain-text email: no HTML escaping of names such as O'Brien.
-    return template.render(Context(context, autoescape=False)) if template is not None else ""
-
-
 # --------------------------------------------------------------------------------------------
 # Email templates: the variables each action offers, checked when the automation is saved
 
@@ -379,27 +369,26 @@ def email_template_problems(source: str, variables: dict[str, tuple[str, ...]]) 
     return problems
 
 
-def _email_context(
-    *, automation: Automation, program: Program, member: Member, points: int, coupon: dict[str, Any] | None
-) -> dict[str, Any]:
-    """The email's variables as plain data (`email_variables` lists them)."""
-    context: dict[str, Any] = {
-        "member": {
-            "first_name": member.first_name,
-            "last_name": member.last_name,
-            "email": member.email,
-            "external_id": member.external_id or "",
-            "referral_code": member.referral_code,
-        },
-        "program": {"name": program.name, "points_name": program.points_name, "currency": program.currency},
-        "automation": {"name": automation.name},
-        "points": points,
+def email_member_fields(member: Member) -> dict[str, Any]:
+    """The `member` variable of an automation's email (`MEMBER_FIELDS`), as plain data."""
+    return {
+        "first_name": member.first_name,
+        "last_name": member.last_name,
+        "email": member.email,
+        "external_id": member.external_id or "",
+        "referral_code": member.referral_code,
     }
+
+
+def _email_facts(*, automation: Automation, points: int, coupon: dict[str, Any] | None) -> dict[str, Any]:
+    """The firing's own variables (`email_variables` lists them; `member` and `program` are
+    added by whoever renders the email), as plain data."""
+    facts: dict[str, Any] = {"automation": {"name": automation.name}, "points": points}
     if automation.set_tier is not None:
-        context["tier"] = {"name": automation.set_tier.name, "benefits": automation.set_tier.benefits}
+        facts["tier"] = {"name": automation.set_tier.name, "benefits": automation.set_tier.benefits}
     if coupon is not None:
-        context["coupon"] = coupon
-    return context
+        facts["coupon"] = coupon
+    return facts
 
 
 def _coupon_context(*, reward_name: str, program: Program, issued: dict[str, Any]) -> dict[str, Any] | None:
@@ -421,32 +410,14 @@ def _coupon_context(*, reward_name: str, program: Program, issued: dict[str, Any
     }
 
 
-def _send_emails(emails: list[_Email]) -> None:
-    """After commit: send each email on one connection; a failure is logged and the others
-    still go (the firing is recorded; there is no retry until the notifications outbox)."""
-    if not emails:
-        return
-    with mail.get_connection() as conn:
-        for email in emails:
-            try:
-                mail.EmailMessage(
-                    subject=email.subject,
-                    body=email.body,
-                    from_email=settings.DEFAULT_FROM_EMAIL,
-                    to=[email.to],
-                    connection=conn,
-                ).send()
-            except Exception:
-                logger.exception("automations: could not send the email to %s", email.to)
-
-
 def _perform(
     *, automation: Automation, program: Program, claimed: list[tuple[int, int]], key: str, now: dt.datetime
 ) -> AutomationsResult:
     """The actions of `automation` for the members just claimed, in the caller's transaction:
     points through the ledger (one lot each, idempotency key per firing), the tier through
-    `tier_set_manual`, the reward hook, and the email queued for after commit. Records what
-    was done on each run. Queries: 2 + per member (1 posting, ~4 tier) + 1 update."""
+    `tier_set_manual`, the reward hook, and the email (a message of the notifications outbox,
+    through `automation_email_in_transaction`). Records what was done on each run.
+    Queries: 2 + per member (1 posting, ~4 tier, 1 email) + 1 update."""
     result = AutomationsResult(runs=len(claimed), by_automation={automation.pk: len(claimed)})
     if not claimed:
         return result
@@ -458,13 +429,10 @@ def _perform(
             s.member_id: s for s in MemberTier.objects.select_related("tier").filter(member_id__in=member_ids)
         }
     wants_email = bool(automation.email_subject.strip() and automation.email_body.strip())
-    subject = Template(automation.email_subject) if wants_email else None
-    body = Template(automation.email_body) if wants_email else None
     needs_coupon = wants_email and "coupon" in automation.email_subject + automation.email_body
     reward_name = ""
     if automation.reward_id is not None and needs_coupon:
         reward_name = Reward.objects.filter(pk=automation.reward_id).values_list("name", flat=True).first() or ""
-    emails: list[_Email] = []
     updates: list[tuple[int, int, str]] = []
     for run_id, member_id in claimed:
         member = members[member_id]
@@ -494,18 +462,24 @@ def _perform(
         if wants_email:
             if not member.email:
                 details["email"] = "skipped: no email address"
-            elif not member.email_consent:
+            elif not automation.email_transactional and not member.email_consent:
                 details["email"] = "skipped: no email consent"
             elif needs_coupon and coupon is None:
                 details["email"] = "skipped: the email shows a coupon and the reward was refused"
             else:
-                context = _email_context(
-                    automation=automation, program=program, member=member, points=points, coupon=coupon
+                answers = signals.automation_email_in_transaction.send(
+                    sender=Automation,
+                    program=program,
+                    automation=automation,
+                    member=member,
+                    period_key=key,
+                    facts=_email_facts(automation=automation, points=points, coupon=coupon),
                 )
-                subject_text = " ".join(_render(subject, context).split())
-                emails.append(_Email(to=member.email, subject=subject_text, body=_render(body, context)))
-                details["email"] = "sent after commit"
-                result.emails += 1
+                if any(queued for _receiver, queued in answers):
+                    details["email"] = "queued in the outbox"
+                    result.emails += 1
+                else:
+                    details["email"] = "not queued: the program does not send automation emails"
         updates.append((run_id, points, json.dumps(details)))
     with connection.cursor() as cursor:
         cursor.execute(
@@ -513,8 +487,6 @@ def _perform(
             "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS u(id, points, details) WHERE r.id = u.id",
             [[u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]],
         )
-    if emails:
-        transaction.on_commit(lambda: _send_emails(emails), robust=True)
     return result
 
 

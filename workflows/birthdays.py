@@ -22,7 +22,7 @@ from django.db.models.functions import ExtractDay, ExtractMonth
 from loyalty import errors
 from loyalty.models import Member, Program
 
-from . import services
+from . import services, signals
 from .models import EarningRule
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,18 @@ def _award_one(*, program: Program, member_id: int, day: dt.date, now: dt.dateti
                 occurred_at=program.start_of_day(day),
                 idempotency_key=f"birthday:{member_id}:{day.year}",
                 now=now,
+                context={"announced_by": "birthday"},
             )
+            if not report.replayed and report.points > 0:
+                # The birthday email, written with the points (once: a replay does not get here).
+                signals.birthday_awarded_in_transaction.send(
+                    sender=Member,
+                    program=program,
+                    member_id=member_id,
+                    activity=report.activity,
+                    points=report.points,
+                    day=day,
+                )
     except errors.MemberBlocked:  # blocked between the selection and the report
         result.blocked += 1
         return

@@ -324,6 +324,11 @@ class Automation(models.Model):
     email_body = models.TextField(
         blank=True, help_text="Django template; {{ member.first_name }}, {{ points }}, {{ program.name }} …"
     )
+    email_transactional = models.BooleanField(
+        default=False,
+        help_text="The email is a service message (e.g. a status change the member must know of): it goes to "
+        "every member with an address. Unticked, it is marketing: only members who consented get it.",
+    )
     reward_id = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Issue this reward (the rewards app): the reward's id."
     )

@@ -22,7 +22,7 @@ from loyalty import errors
 from loyalty import services as ledger
 from loyalty.models import Activity, Member, Program
 
-from . import lock_objects
+from . import lock_objects, signals
 from .models import Referral, ReferralSettings
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ REASON_OTHER_PROGRAM = "The referrer belongs to another program"
 REASON_REFERRER_BLOCKED = "The referrer is blocked"
 REASON_CAP = "Monthly cap reached"
 REASON_REFERRER_BLOCKED_AT_PURCHASE = "The referrer is blocked: no points for the referrer"
+
+# What the postings tell the in-transaction receivers: the referral's own email
+# (`referral_rewarded_in_transaction`) announces these points, not a points_earned one.
+REFERRAL_CONTEXT = {"activity_type": Activity.Type.REFERRAL.value, "announced_by": "referral"}
 
 
 def email_identity(email: str) -> str:
@@ -204,6 +208,7 @@ def referral_on_purchase(*, activity: Activity, member: Member, now: dt.datetime
             reference=activity.order_id,
             activity=friend_activity,
             now=now,
+            context=REFERRAL_CONTEXT,
         )
     referrer_activity = ledger.activity_record(
         program=program,
@@ -222,6 +227,7 @@ def referral_on_purchase(*, activity: Activity, member: Member, now: dt.datetime
             reference=activity.order_id,
             activity=referrer_activity,
             now=now,
+            context=REFERRAL_CONTEXT,
         )
     updated = Referral.objects.filter(pk=referral.pk, status=Referral.Status.PENDING).update(
         status=Referral.Status.REWARDED,
@@ -233,6 +239,15 @@ def referral_on_purchase(*, activity: Activity, member: Member, now: dt.datetime
     )
     if updated != 1:  # impossible under the row lock; refuse rather than pay twice
         raise errors.Conflict("The referral was rewarded meanwhile.", referral_id=referral.pk)
+    signals.referral_rewarded_in_transaction.send(
+        sender=Referral,
+        program=program,
+        referral=referral,
+        friend=member,
+        referrer=referrer,
+        friend_points=settings.friend_points,
+        referrer_points=referrer_points,
+    )
     if referrer_points:
         referrer.program = program
         _evaluate_tier(member=referrer, now=now)

@@ -150,6 +150,7 @@ def activity_report(
     data: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
+    context: dict[str, Any] | None = None,
 ) -> ActivityResult:
     """Record an activity and post what the earning rules give for it, in one transaction.
 
@@ -164,6 +165,8 @@ def activity_report(
 
     The member is `member`, or the one `customer` names by external id: a purchase of a
     customer not enrolled yet enrols them in the same transaction (`_member_for_customer`).
+    `context`: facts for the posting's in-transaction receivers (`points_post`), e.g.
+    `{"announced_by": "birthday"}` when the caller's own email announces the points.
     """
     now = now or timezone.now()
     if member is None:
@@ -183,6 +186,7 @@ def activity_report(
                 data=data,
                 idempotency_key=idempotency_key,
                 now=now,
+                context=context,
             )
     if type == Activity.Type.REFUND:
         raise errors.InvalidInput("Report refunds with refund_report.", field="type")
@@ -220,6 +224,7 @@ def activity_report(
             store_key=store_key,
             request_hash=request_hash,
             now=now,
+            context=context,
         )
     if isinstance(outcome, errors.LoyaltyError):
         raise outcome
@@ -242,6 +247,7 @@ def _report(
     store_key: str | None,
     request_hash: str,
     now: dt.datetime,
+    context: dict[str, Any] | None = None,
 ) -> ActivityResult | errors.LoyaltyError:
     """`activity_report`'s work inside its transaction. Returns a refusal (not raised) when
     nothing was written yet; raises on anything after the first write."""
@@ -300,6 +306,9 @@ def _report(
             request_hash=request_hash,
             result=outcome,
             now=now,
+            # What the in-transaction receivers learn: the activity's type, and whether another
+            # event announces these points (the birthday job's own email).
+            context={"activity_type": type, **(context or {})},
         )
         if result.replayed:  # a concurrent first attempt committed meanwhile
             raise busy

@@ -40,7 +40,8 @@ the cards receiver, and every later welcome reaction, 100,000 times, one member 
 a migrated customer is not a new sign-up). Instead a new member without a card number gets a
 digital card from one set-based INSERT (random numbers, ON CONFLICT top-up), and
 `members_imported` is sent once after commit with the ids of the created members, for apps
-that want to react in bulk.
+that want to react in bulk (`members_imported_in_transaction` inside the apply's transaction,
+for rows that must commit with it: the welcome emails when the program sends them to imports).
 
 Tiers: a row's `tier` must name a tier of the program (case-insensitively; an unknown name is
 a row error of the dry run). On apply each such member gets the tier as a manual tier, reason
@@ -70,7 +71,13 @@ Modules: `parsing` (the file and its rows, no database), `planning` (rows matche
 database), `writing` (the set-based writes), `applying` (dry run and apply), `exporting`.
 """
 
-from .applying import ImportNotApplicable, member_import_apply, member_import_dry_run, members_imported
+from .applying import (
+    ImportNotApplicable,
+    member_import_apply,
+    member_import_dry_run,
+    members_imported,
+    members_imported_in_transaction,
+)
 from .exporting import member_export_csv, member_export_rows
 from .parsing import (
     CHANGES_KEPT,
@@ -113,6 +120,7 @@ __all__ = [
     "member_import_dry_run",
     "member_import_plan",
     "members_imported",
+    "members_imported_in_transaction",
     "referral_codes",
     "unescape_formula",
 ]

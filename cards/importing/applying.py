@@ -34,6 +34,10 @@ from .writing import (
 
 # kwargs: program, member_import, member_ids (the members the import created). After commit.
 members_imported = Signal()
+# The same kwargs, sent inside the apply's transaction right after its writes, for receivers
+# whose rows must commit or roll back with the import (the welcome emails, when the program
+# asks for them): one set-based statement, never one per member.
+members_imported_in_transaction = Signal()
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,6 +166,10 @@ def member_import_apply(*, member_import: MemberImport, actor: Any, now: dt.date
             MemberImport.objects.filter(pk=locked.pk).update(
                 status=MemberImport.Status.APPLIED, applied_at=now, applied_by=actor, **counts
             )
+            if created_ids and members_imported_in_transaction.has_listeners(MemberImport):
+                members_imported_in_transaction.send(
+                    sender=MemberImport, program=program, member_import=locked, member_ids=created_ids
+                )
             transaction.on_commit(
                 lambda: members_imported.send(
                     sender=MemberImport, program=program, member_import=locked, member_ids=created_ids

@@ -94,6 +94,7 @@ class MemberPostingPages:
                         reason=reason,
                         actor=request.user,
                         idempotency_key=form.service_key("adjust"),
+                        notify_member=form.cleaned_data["notify_member"],
                     )
                 except errors.LoyaltyError as exc:
                     _add_domain_error(form, exc)

@@ -47,6 +47,11 @@ class AdjustmentApi(ProgramApi):
     class InputSerializer(MemberReferenceSerializer):
         points = serializers.IntegerField(min_value=-POINTS_LIMIT, max_value=POINTS_LIMIT)
         reason = serializers.CharField(max_length=255)
+        notify_member = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Email the member about the adjustment, with the reason (points_added / points_removed).",
+        )
 
         def validate_points(self, value: int) -> int:
             if value == 0:
@@ -75,6 +80,7 @@ class AdjustmentApi(ProgramApi):
             reason=data["reason"],
             source=f"api-key:{request.auth.prefix} ({request.auth.name})",
             idempotency_key=idempotency_key(request),
+            notify_member=data["notify_member"],
         )
         return Response(self.OutputSerializer(result, context=self.serializer_context()).data, status=201)
 

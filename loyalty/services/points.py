@@ -44,10 +44,11 @@ def points_earn(
     occurred_at: dt.datetime | None = None,
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
+    context: dict[str, Any] | None = None,
 ) -> PostResult:
     """Credit earned points as one lot dated by `occurred_at` (the activity's, if given):
     pending for the program's pending days, expiring after its expiry days. Refused for a
-    blocked member."""
+    blocked member. `context`: facts for the in-transaction receivers (`points_post`)."""
     payload = {
         "member": member_id,
         "points": points,
@@ -66,6 +67,7 @@ def points_earn(
         payload=payload,
         idempotency_key=idempotency_key,
         now=now,
+        context=context,
     )
 
 
@@ -81,6 +83,7 @@ def points_earn_many(
     request_hash: str | None = None,
     result: dict[str, Any] | None = None,
     now: dt.datetime | None = None,
+    context: dict[str, Any] | None = None,
 ) -> PostResult:
     """Credit several earned lots of one member in ONE posting (the awards of one activity):
     one member lock, one statement when the member is active and owes nothing, one
@@ -109,6 +112,7 @@ def points_earn_many(
         request_hash=request_hash,
         result=result,
         now=now,
+        context=context,
     )
 
 
@@ -125,6 +129,7 @@ def _earn(
     now: dt.datetime | None,
     request_hash: str | None = None,
     result: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> PostResult:
     for award in awards:
         check_points(award.points)
@@ -166,6 +171,7 @@ def _earn(
         now=now,
         simple_credits=lots,
         result=result,
+        context=context,
     )
 
 
@@ -179,11 +185,15 @@ def points_adjust(
     source: str = "",
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
+    notify_member: bool = False,
 ) -> PostResult:
     """A staff correction, signed. A credit is a lot (expiring as if earned now); a debit
     spends available then pending points and may leave a debt. Works on blocked members.
     Who made it: `actor` (a staff user, kept as `created_by`) or, for an integration,
-    `source` (e.g. "api-key:ab12cd (POS)", kept as the entry's reference)."""
+    `source` (e.g. "api-key:ab12cd (POS)", kept as the entry's reference). `notify_member`:
+    staff ticked "tell the member" (the in-transaction receivers get it in `context`, with the
+    reason; the notifications app queues the points_added / points_removed email). It is not
+    part of the idempotency payload: a retry replays the first posting whatever the box says."""
     check_points(points, allow_negative=True)
     if not (reason or "").strip():
         raise errors.ReasonRequired("An adjustment needs a reason.", field="reason")
@@ -227,6 +237,7 @@ def points_adjust(
         idempotency_key=idempotency_key,
         now=now,
         actor_id=actor.pk if has_actor else None,
+        context={"notify_member": True, "reason": reason} if notify_member else None,
     )
 
 

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from loyalty import services as ledger
 from loyalty.models import Activity, LedgerEntry, Member
+from notifications.models import EmailMessage
 from tests.loyalty.factories import MemberFactory, ProgramFactory, StaffFactory
 from tests.loyalty.test_concurrency import run_together
 from tests.tiers.factories import TierFactory
@@ -330,13 +331,36 @@ def test_set_tier_never_lowers_a_member_in_a_higher_tier(program, member, silver
     assert run.points == 5  # the other actions still happen
 
 
+@pytest.fixture
+def custom_frame(program):
+    """The program's `custom` email template printing the automation's own subject and body
+    (the shipped default lays them out in the branded layout the same way)."""
+    from notifications.models import EmailTemplate
+
+    return EmailTemplate.objects.create(
+        program=program,
+        kind="custom",
+        language="en",
+        subject="{{ subject }}",
+        html_body="{{ body|linebreaks }}",
+        text_body="{{ body }}",
+    )
+
+
+def body_of(message) -> str:
+    """The text part of a sent email without the footer the layout adds."""
+    return message.body.split("\n\n--\n")[0]
+
+
 EMAIL = {
     "email_subject": "Hello {{ member.first_name }}",
     "email_body": "{{ points }} {{ program.points_name }} from {{ program.name }} for {{ member.last_name }}",
 }
 
 
-def test_email_is_rendered_and_sent_after_commit_to_members_with_consent(program, django_capture_on_commit_callbacks):
+def test_email_is_rendered_and_sent_after_commit_to_members_with_consent(
+    program, custom_frame, django_capture_on_commit_callbacks
+):
     consenting = MemberFactory(program=program, enrolled_at=ENROLLED, email_consent=True, last_name="O'Brien")
     refusing = MemberFactory(program=program, enrolled_at=ENROLLED, email_consent=False)
     no_address = MemberFactory(program=program, enrolled_at=ENROLLED, email_consent=True, email="")
@@ -352,9 +376,12 @@ def test_email_is_rendered_and_sent_after_commit_to_members_with_consent(program
     message = mail.outbox[0]
     assert message.to == [consenting.email]
     assert message.subject == "Hello Ada"
-    assert message.body == f"30 beans from {program.name} for O'Brien"
+    assert body_of(message) == f"30 beans from {program.name} for O'Brien"
+    assert f"30 beans from {program.name} for O'Brien" in message.alternatives[0][0]
+    outbox = EmailMessage.objects.get(member=consenting)
+    assert (outbox.kind, outbox.status, outbox.data["subject"]) == ("custom", "sent", "Hello Ada")
     details = {r.member_id: r.details for r in AutomationRun.objects.filter(automation=automation)}
-    assert details[consenting.pk]["email"] == "sent after commit"
+    assert details[consenting.pk]["email"] == "queued in the outbox"
     assert details[refusing.pk]["email"] == "skipped: no email consent"
     assert details[no_address.pk]["email"] == "skipped: no email address"
 
@@ -625,7 +652,7 @@ def test_ready_made_automations_install_inactive_and_idempotently(program, silve
     assert Automation.objects.get(pk=win_back.pk).award_points == 300  # staff edits kept
 
 
-def test_ready_made_email_templates_render(program, django_capture_on_commit_callbacks):
+def test_ready_made_email_templates_render(program, custom_frame, django_capture_on_commit_callbacks):
     MemberFactory(program=program, enrolled_at=dt.datetime(2024, 11, 23, 9, 0, tzinfo=PARIS), email_consent=True)
     automations.automations_install_ready_made(program=program)
     Automation.objects.filter(program=program).update(is_active=True)
@@ -685,7 +712,9 @@ def test_no_automation_for_an_event_is_remembered_until_one_is_saved(program, me
     assert fired(automation) == {member.pk}
 
 
-def test_the_email_shows_the_coupon_issued_in_the_same_firing(program, member, django_capture_on_commit_callbacks):
+def test_the_email_shows_the_coupon_issued_in_the_same_firing(
+    program, member, custom_frame, django_capture_on_commit_callbacks
+):
     from rewards.models import Redemption, Reward
     from tests.rewards.factories import RewardFactory
 
@@ -712,7 +741,7 @@ def test_the_email_shows_the_coupon_issued_in_the_same_firing(program, member, d
     with django_capture_on_commit_callbacks(execute=True):
         automations.automations_run(now=NOW)
     coupon = Redemption.objects.get(member=member)
-    assert mail.outbox[0].body == f"Code {coupon.code}: Store credit, 5.00 off until 23 December 2026."
+    assert body_of(mail.outbox[0]) == f"Code {coupon.code}: Store credit, 5.00 off until 23 December 2026."
 
 
 def test_an_email_showing_a_coupon_is_not_sent_when_the_reward_is_refused(
@@ -732,7 +761,7 @@ def test_an_email_showing_a_coupon_is_not_sent_when_the_reward_is_refused(
     assert run.points == 10
 
 
-def test_the_email_is_rendered_from_plain_data_only(program, member, django_capture_on_commit_callbacks):
+def test_the_email_is_rendered_from_plain_data_only(program, member, custom_frame, django_capture_on_commit_callbacks):
     """Model instances would let a template call methods or follow relations to other rows."""
     automation_for(
         program,
@@ -741,7 +770,7 @@ def test_the_email_is_rendered_from_plain_data_only(program, member, django_capt
     )
     with django_capture_on_commit_callbacks(execute=True):
         automations.automations_run(now=NOW)
-    assert mail.outbox[0].body == f"|||{member.first_name}"
+    assert body_of(mail.outbox[0]) == f"|||{member.first_name}"
     assert Member.objects.filter(pk=member.pk).exists()
 
 
