@@ -120,11 +120,15 @@ def test_a_retried_adjustment_queues_one_message(program, member):
 
 
 def test_a_rolled_back_adjustment_queues_nothing(program, member):
-    with pytest.raises(RuntimeError), transaction.atomic():
-        ledger.points_adjust(
-            program=program, member_id=member.pk, points=40, reason="x", source="t", notify_member=True
-        )
-        raise RuntimeError("boom")
+    def adjust_then_fail():
+        with transaction.atomic():
+            ledger.points_adjust(
+                program=program, member_id=member.pk, points=40, reason="x", source="t", notify_member=True
+            )
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        adjust_then_fail()
     assert not EmailMessage.objects.exists()
     assert mail.outbox == []
 
@@ -185,7 +189,7 @@ def test_a_redemption_queues_the_member_message_and_the_admin_copy_in_one_statem
     (mine,) = messages("reward_redeemed", member=consenting)
     (copy,) = messages("reward_redeemed_admin")
     assert mine.data["coupon"]["code"] == copy.data["coupon"]["code"] == code
-    assert copy.member_id is None and copy.to_email == "shop@example.com"
+    assert (copy.member_id, copy.to_email) == (None, "shop@example.com")
     assert copy.data["customer"] == {"id": consenting.pk, "email": "ada@example.com", "name": consenting.first_name
                                      + " " + consenting.last_name}  # fmt: skip
     valid_until = (program.local_date(result.redemption.expires_at) - dt.timedelta(days=1)).isoformat()
@@ -393,7 +397,8 @@ def test_login_link_is_queued_once_per_link_and_sent(program, member):
     url = "https://shop.example/p/login/abc123"
     first = emails.login_link_queue(member=member, url=url, valid_minutes=15)
     again = emails.login_link_queue(member=member, url=url, valid_minutes=15)
-    assert first is not None and again is None
+    assert first is not None
+    assert again is None
     other = emails.login_link_queue(member=member, url=url + "x", valid_minutes=15)
     assert other is not None
     assert [text_of(m) for m in sent("login_link")] == [f"{url} (15 min)", f"{url}x (15 min)"]
@@ -473,7 +478,7 @@ def test_a_marketing_automation_email_needs_consent_unless_marked_transactional(
     automations.automations_run(now=timezone.now())
     (message,) = messages("custom", member=member)
     assert message.source.startswith(f"automation:{service.pk}:")
-    assert message.data["transactional"] is True and message.status == "sent"
+    assert (message.data["transactional"], message.status) == (True, "sent")
     assert AutomationRun.objects.get(automation=marketing).details["email"] == "skipped: no email consent"
 
 
