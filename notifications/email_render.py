@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,12 +236,9 @@ def brand_colors(color: str) -> dict[str, str]:
     """The layout's colours for a brand colour: the text on it (white or dark, whichever reads
     better), and the colours used on the white page, the brand colour only where it reads on
     white (links need 4.5:1, big numbers and borders 3:1; else dark text)."""
-    if not (len(color) == 7 and color.startswith("#")):
-        color = "#1F6FEB"
-    try:
-        on_white = contrast(color, WHITE)
-    except ValueError:
-        color, on_white = "#1F6FEB", contrast("#1F6FEB", WHITE)
+    if not re.fullmatch(r"#[0-9A-Fa-f]{6}", color or ""):
+        color = "#1F6FEB"  # the model's default; a row written by raw SQL may hold anything
+    on_white = contrast(color, WHITE)
     return {
         "color": color,
         "on_color": WHITE if contrast(color, WHITE) >= contrast(color, DARK_TEXT) else DARK_TEXT,
