@@ -30,7 +30,7 @@ from django.utils.html import format_html
 
 from loyalty.models import Member, Program
 
-from . import email_kinds, email_render, email_samples, emails
+from . import email_context, email_kinds, email_render, email_samples, emails
 from .models import EmailSettings, EmailTemplate
 
 PARTS = ("subject", "html_body", "text_body")
@@ -54,8 +54,12 @@ def _kind_choice_label(kind: str) -> str:
         notes.append("to the admin address")
     if kind in email_kinds.ALWAYS_ON:
         notes.append("always on")
-    suffix = f" ({'; '.join(notes)})" if notes else ""
-    return f"{kind_label(kind)}: {info.description}{suffix}"
+    return format_html(
+        '<strong>{}</strong>: {} <span class="kind-note">{}</span>',
+        kind_label(kind),
+        info.description,
+        f"({'; '.join(notes)})" if notes else "",
+    )
 
 
 class EmailSettingsForm(forms.ModelForm):
@@ -159,8 +163,14 @@ class TemplateEditorForm(forms.Form):
         cleaned = super().clean()
         for name in PARTS:
             for problem in email_render.template_problems(cleaned.get(name) or "", self.kind):
-                self.add_error(name, problem)
+                self.add_error(name, short_problem(problem))
         return cleaned
+
+
+def short_problem(problem: str) -> str:
+    """The sandbox's words without the list of every variable (the editor lists them beside)."""
+    head, found, _offered = problem.partition(" This email can use: ")
+    return f"{head} See the variables of this email below the editor." if found else problem
 
 
 def member_lookup(program: Program, text: str) -> Member | None:
@@ -174,6 +184,11 @@ def member_lookup(program: Program, text: str) -> Member | None:
     return members.filter(email__iexact=text).order_by("pk").first()
 
 
+def _filter(field: str) -> str:
+    """Dates print best through |date (the email's language and date format)."""
+    return "|date" if field.endswith(email_context.DATE_KEYS_SUFFIXES) else ""
+
+
 def _variables(kind: str) -> list[dict[str, Any]]:
     """The kind's variables as the editor lists them: `{{ name.field }}` or a loop."""
     rows = []
@@ -185,7 +200,10 @@ def _variables(kind: str) -> list[dict[str, Any]]:
                 {
                     "name": name,
                     "list": True,
-                    "examples": [f"{{% for {item} in {name} %}}", *(f"{{{{ {item}.{f} }}}}" for f in item_fields)],
+                    "examples": [
+                        f"{{% for {item} in {name} %}}",
+                        *(f"{{{{ {item}.{f}{_filter(f)} }}}}" for f in item_fields),
+                    ],
                     "common": name in email_kinds.COMMON,
                 }
             )
@@ -193,12 +211,12 @@ def _variables(kind: str) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "name": name,
-                    "examples": [f"{{{{ {name}.{f} }}}}" for f in fields],
+                    "examples": [f"{{{{ {name}.{f}{_filter(f)} }}}}" for f in fields],
                     "common": name in email_kinds.COMMON,
                 }
             )
         else:
-            rows.append({"name": name, "examples": [f"{{{{ {name} }}}}"], "common": False})
+            rows.append({"name": name, "examples": [f"{{{{ {name}{_filter(name)} }}}}"], "common": False})
     return rows
 
 

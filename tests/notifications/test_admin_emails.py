@@ -74,7 +74,7 @@ def test_the_editor_starts_from_the_shipped_default_with_a_preview_and_the_varia
     content = response.content.decode()
     default = email_render.default_parts("reward_redeemed", "en")
     assert html.escape(default.subject) in content
-    assert "{{ coupon.valid_until }}" in content  # a variable of the kind, listed
+    assert "{{ coupon.valid_until|date }}" in content  # a variable of the kind, listed (dates with |date)
     assert "{{ member.first_name }}" in content
     email = srcdoc(content)
     assert "SAVE-7K2Q-9XPD" in email
