@@ -134,7 +134,7 @@ def sample_data(kind: str, *, language: str = "en", today: dt.date | None = None
         EmailKind.TIER_AT_RISK: {
             "tier": tier,
             "evaluation_on": day(14),
-            "needed": 300,
+            "needed": 300,  # what the tier metric still lacks (points, amount or orders)
             "lower_tier": {"name": "Silver"},
         },
         EmailKind.BIRTHDAY: {"points": 250},
