@@ -22,10 +22,11 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.http import urlencode
 from django.utils.html import format_html
 
 from loyalty.models import Member, Program
@@ -365,7 +366,9 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 else:
                     self.message_user(request, f"{kind_label(kind)} ({language}) saved.", messages.SUCCESS)
                     target = url + (
-                        f"?member={form.cleaned_data['preview_member']}" if form.cleaned_data["preview_member"] else ""
+                        "?" + urlencode({"member": form.cleaned_data["preview_member"]})
+                        if form.cleaned_data["preview_member"]
+                        else ""
                     )
                     return HttpResponseRedirect(target)
         else:
@@ -405,7 +408,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         """The preview fragment for the editor's current (unsaved) text: htmx posts the form here."""
         self._require(request, change=True)
         if request.method != "POST":
-            raise PermissionDenied
+            return HttpResponseNotAllowed(["POST"])
         program = self._target(program_id, kind, language)
         form = TemplateEditorForm(request.POST, kind=kind)
         form.is_valid()
