@@ -23,6 +23,14 @@ class ProgramAdminForm(forms.ModelForm):
         help_text="Day boundaries (expiry dates, birthdays) use this time zone.",
     )
 
+    logo_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        label="Logo URL",
+        help_text="An https address of the logo (PNG or SVG, about 200 x 60 px). Empty: the program's name.",
+    )
+
     class Meta:
         model = Program
         fields = (
@@ -39,7 +47,12 @@ class ProgramAdminForm(forms.ModelForm):
             "tier_metric",
             "tier_window_days",
             "timezone",
+            "brand_color",
+            "logo_url",
+            "language",
         )
+        # A native colour picker: it shows the colour and always answers #rrggbb.
+        widgets = {"brand_color": forms.TextInput(attrs={"type": "color"})}
 
     def clean_currency(self) -> str:
         currency = (self.cleaned_data.get("currency") or "").strip().upper()

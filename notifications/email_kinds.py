@@ -187,7 +187,9 @@ VARIABLES: dict[str, dict[str, tuple[str, ...]]] = {
     EmailKind.POINTS_ADDED: {"points": (), "reason": ()},
     EmailKind.POINTS_REMOVED: {"points": (), "reason": ()},
     EmailKind.REWARD_REDEEMED: {"points": (), "coupon": COUPON_FIELDS},
-    EmailKind.REWARD_REDEEMED_ADMIN: {"points": (), "coupon": COUPON_FIELDS},
+    # The admin copy is not a member's message (`member` is empty): the redeeming member's facts
+    # travel in `customer`.
+    EmailKind.REWARD_REDEEMED_ADMIN: {"points": (), "coupon": COUPON_FIELDS, "customer": ("name", "email", "id")},
     EmailKind.POINTS_EXPIRING: {"points": (), "lots": (), "expires_on": (), "last_chance": ()},
     EmailKind.POINTS_REMINDER: {
         "period": (),

@@ -104,7 +104,9 @@ def _earned_activity(facts: dict[str, Any], program: Any, member: Any) -> dict[s
     """The activity behind a points_earned message (read when the message is sent)."""
     from loyalty.models import Activity
 
-    activity = Activity.objects.filter(pk=facts.get("activity_id")).first()
+    if not facts.get("activity_id"):  # a preview's sample facts carry `activity` already
+        return facts
+    activity = Activity.objects.filter(pk=facts["activity_id"]).first()
     if activity is not None:
         facts["activity"] = {
             "type": activity.type,

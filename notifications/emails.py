@@ -531,7 +531,9 @@ def send_test_email(
     the outbox. The subject is marked as a test."""
     rendered = message_render(program=program, member=member, kind=kind, data=data, parts=parts, language=language)
     rendered = email_render.Rendered(subject=f"[TEST] {rendered.subject}", html=rendered.html, text=rendered.text)
-    email_build(program=program, member=member, kind=kind, to=to, rendered=rendered, outbox_id=None).send()
+    # No one-click unsubscribe header: a mail app's "unsubscribe" button on a test sent to staff
+    # must not unsubscribe the member it was rendered for.
+    email_build(program=program, member=None, kind=kind, to=to, rendered=rendered, outbox_id=None).send()
     return rendered
 
 
@@ -571,3 +573,99 @@ def opt_out(*, member_id: int, kind: str, via: str, now: dt.datetime | None = No
 def opt_in(*, member_id: int, kind: str) -> bool:
     deleted, _ = EmailOptOut.objects.filter(member_id=member_id, kind=kind).delete()
     return bool(deleted)
+
+
+# --------------------------------------------------------------------------------------------
+# A program's templates and settings (the admin's email pages)
+
+
+class TemplateInvalid(Exception):
+    """A template the sandbox refuses: `problems` maps a part to what is wrong with it."""
+
+    def __init__(self, problems: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(p for found in problems.values() for p in found))
+        self.problems = problems
+
+
+def _same_source(first: str, second: str) -> bool:
+    return " ".join(first.split()) == " ".join(second.split())
+
+
+def email_template_save(
+    *,
+    program: Program,
+    kind: str,
+    language: str,
+    subject: str,
+    html_body: str,
+    text_body: str,
+    user: Any = None,
+) -> EmailTemplate | None:
+    """Store the merchant's version of `kind` in `language`. A part left empty, or equal to the
+    shipped default (whitespace aside), is stored empty so that it keeps following the default;
+    with every part empty the row is removed. Raises `TemplateInvalid` (nothing written) when a
+    part fails `email_render.template_problems`. Returns the row, or None when none is left."""
+    if kind not in email_kinds.KINDS or language not in email_render.LANGUAGE_CODES:
+        raise ValueError(f"Unknown kind or language: {kind}, {language}")
+    default = email_render.default_parts(kind, language)
+    parts = {"subject": subject.strip(), "html_body": html_body, "text_body": text_body}
+    problems = {
+        name: found for name, source in parts.items() if (found := email_render.template_problems(source, kind))
+    }
+    if problems:
+        raise TemplateInvalid(problems)
+    for name, source in parts.items():
+        if _same_source(source, getattr(default, name)) or not source.strip():
+            parts[name] = ""
+    with transaction.atomic():
+        if not any(parts.values()):
+            EmailTemplate.objects.filter(program=program, kind=kind, language=language).delete()
+            return None
+        row, _created = EmailTemplate.objects.update_or_create(
+            program=program,
+            kind=kind,
+            language=language,
+            defaults={**parts, "updated_by": user if getattr(user, "pk", None) else None},
+        )
+    return row
+
+
+def email_template_reset(*, program: Program, kind: str, language: str) -> bool:
+    """Go back to the shipped default of `kind` in `language`. False: it was the default."""
+    deleted, _ = EmailTemplate.objects.filter(program=program, kind=kind, language=language).delete()
+    return bool(deleted)
+
+
+SETTINGS_FIELDS = (
+    "enabled_kinds",
+    "from_name",
+    "from_email",
+    "reply_to",
+    "admin_email",
+    "postal_address",
+    "expiry_warning_days",
+    "reminder_frequency",
+    "tier_at_risk_days",
+    "welcome_on_import",
+)
+
+
+def email_settings_save(*, program: Program, **fields: Any) -> EmailSettings:
+    """Create or change a program's email settings (validated; the always-on kinds stay on).
+    Every process forgets its cached copy within `program_settings`' few seconds."""
+    unknown = set(fields) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown email settings: {', '.join(sorted(unknown))}")
+    if "enabled_kinds" in fields:
+        chosen = set(fields["enabled_kinds"]) | email_kinds.ALWAYS_ON
+        fields["enabled_kinds"] = [kind for kind in email_kinds.KINDS if kind in chosen]
+    with transaction.atomic():
+        row = EmailSettings.objects.select_for_update().filter(program=program).first()
+        if row is None:
+            row = EmailSettings(program=program)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.full_clean()
+        row.save()
+    settings_forget()
+    return row

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from .. import services
 from ..forms import ProgramAdminForm
@@ -27,7 +28,7 @@ class ProgramAdmin(admin.ModelAdmin):
     )
     list_filter = ("is_active",)
     search_fields = ("name", "slug")
-    readonly_fields = ("created_at",)
+    readonly_fields = ("created_at", "brand_preview")
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "created_at")}),
         ("Points", {"fields": ("points_name", "currency", "earn_rate", "min_redemption")}),
@@ -41,11 +42,36 @@ class ProgramAdmin(admin.ModelAdmin):
         ),
         ("Tiers", {"fields": ("tier_metric", "tier_window_days")}),
         ("Locale", {"fields": ("timezone",)}),
+        (
+            "Branding",
+            {
+                "fields": ("brand_color", "logo_url", "brand_preview", "language"),
+                "description": "What members see in emails and on the portal.",
+            },
+        ),
     )
+
+    @admin.display(description="as saved")
+    def brand_preview(self, obj: Program | None) -> str:
+        """A swatch of the saved colour, and the logo (the emails' header; docs/emails.md)."""
+        if obj is None or not obj.pk:
+            return "-"
+        logo = (
+            format_html(' <img src="{}" alt="logo" style="max-height:40px;vertical-align:middle">', obj.logo_url)
+            if obj.logo_url
+            else ""
+        )
+        return format_html(
+            '<span style="display:inline-block;width:48px;height:24px;border-radius:4px;vertical-align:middle;'
+            'border:1px solid #0003;background:{}"></span> {}{}',
+            obj.brand_color,
+            obj.brand_color,
+            logo,
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Program | None = None) -> tuple[str, ...]:
         # The slug names the program in API calls and commands: fixed once created.
-        return ("slug", "created_at") if obj else ("created_at",)
+        return ("slug", "created_at", "brand_preview") if obj else ("created_at", "brand_preview")
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Program | None = None) -> dict[str, tuple[str]]:
         return {} if obj else {"slug": ("name",)}
