@@ -38,6 +38,10 @@ _WORDS = {
         "benefits": "Double points on every purchase, free shipping and early access to sales.",
         "automation": "Spring newsletter",
         "subject": "Our spring collection is here",
+        "body": (
+            "Hello Alex,\n\nThe new season has arrived in store and online, "
+            "and we added a little thank-you to your account."
+        ),
         "friend": "Sam",
     },
     "fr": {
@@ -55,6 +59,10 @@ _WORDS = {
         "benefits": "Points doublés sur chaque achat, livraison offerte et accès anticipé aux soldes.",
         "automation": "Newsletter de printemps",
         "subject": "Notre collection de printemps est arrivée",
+        "body": (
+            "Bonjour Alex,\n\nLa nouvelle saison est arrivée en boutique et en ligne, "
+            "et nous avons ajouté un petit merci à votre compte."
+        ),
         "friend": "Sam",
     },
 }
@@ -147,6 +155,7 @@ def sample_data(kind: str, *, language: str = "en", today: dt.date | None = None
             "tier": {"name": tier["name"], "benefits": tier["benefits"]},
             "coupon": coupon,
             "subject": words["subject"],
+            "body": words["body"],
         },
     }
     return samples[kind]
