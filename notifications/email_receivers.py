@@ -10,6 +10,7 @@ errors: an outbox row that cannot be written rolls its event back ("nothing lost
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from django.db.models.signals import post_delete, post_save
@@ -158,7 +159,29 @@ def _coupon_how_to_use(facts: dict[str, Any], program: Any, member: Any) -> dict
     if isinstance(coupon, dict) and not coupon.get("how_to_use"):
         language = emails.language_of(program, member)
         facts["coupon"] = {**coupon, "how_to_use": _how_to_use(coupon.get("reward_kind", ""), language)}
+    if isinstance(coupon, dict):
+        facts["coupon"] = {**facts["coupon"], "value": _value_with_unit(coupon, program, member)}
     return facts
+
+
+PERCENT_KINDS = ("percent_off", "product_discount")
+
+
+def _value_with_unit(coupon: dict[str, Any], program: Any, member: Any) -> str:
+    """A coupon's value as a member reads it: "10 %" for a percentage, "5.00 EUR" (or "5,00 EUR"
+    in French) for money; "" without a value."""
+    value = coupon.get("value")
+    if value in (None, ""):
+        return ""
+    if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
+        return value  # already a display string
+    amount = Decimal(str(value))
+    if coupon.get("reward_kind") in PERCENT_KINDS:
+        return f"{amount.normalize():f} %"
+    text = f"{amount.quantize(Decimal('0.01'))}"
+    if emails.language_of(program, member) == "fr":
+        text = text.replace(".", ",")
+    return f"{text} {program.currency}"
 
 
 post_save.connect(email_queue.reward_costs_forget, sender=Reward, dispatch_uid="notifications.reward_costs_saved")

@@ -194,7 +194,7 @@ def test_a_redemption_queues_the_member_message_and_the_admin_copy_in_one_statem
                                      + " " + consenting.last_name}  # fmt: skip
     valid_until = (program.local_date(result.redemption.expires_at) - dt.timedelta(days=1)).isoformat()
     assert text_of(sent("reward_redeemed")[0]) == (
-        f"{code} Free coffee 2.50 100 {valid_until} Enter the code at checkout, or show it at the till."
+        f"{code} Free coffee 2.50 EUR 100 {valid_until} Enter the code at checkout, or show it at the till."
     )
     (admin_email,) = sent("reward_redeemed_admin")
     assert admin_email.to == ["shop@example.com"]
