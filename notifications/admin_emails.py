@@ -460,6 +460,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 data=data,
                 parts=self._parts(form, default),
                 language=language,
+                live_links=False,
             )
         except Exception as exc:  # a template that checks out but fails on the data: shown, never a 500
             return {"problems": [("Preview", f"{type(exc).__name__}: {exc}")]}

@@ -282,12 +282,15 @@ def message_render(
     data: dict[str, Any],
     parts: email_render.Parts | None = None,
     language: str | None = None,
+    live_links: bool = True,
 ) -> email_render.Rendered:
-    """Render a message as it would be sent now (also the admin's preview and test send)."""
+    """Render a message as it would be sent now (also the admin's preview and test send).
+    `live_links=False` (previews, tests): no working unsubscribe link of the member's, so a
+    staff member clicking around a preview cannot unsubscribe a real member."""
     settings_row = program_settings(program.pk)
     language = language or language_of(program, member)
     parts = parts or template_parts(program_id=program.pk, kind=kind, language=language)
-    member_id = member.pk if member is not None else None
+    member_id = member.pk if member is not None and live_links else None
     links = links_for(program=program, member_id=member_id, kind=kind)
     context = email_context.message_context(
         kind=kind,
@@ -529,7 +532,9 @@ def send_test_email(
 ) -> email_render.Rendered:
     """Send one rendering of `kind` to `to` at once (the admin's "send me a test"), outside
     the outbox. The subject is marked as a test."""
-    rendered = message_render(program=program, member=member, kind=kind, data=data, parts=parts, language=language)
+    rendered = message_render(
+        program=program, member=member, kind=kind, data=data, parts=parts, language=language, live_links=False
+    )
     rendered = email_render.Rendered(subject=f"[TEST] {rendered.subject}", html=rendered.html, text=rendered.text)
     # No one-click unsubscribe header: a mail app's "unsubscribe" button on a test sent to staff
     # must not unsubscribe the member it was rendered for.

@@ -137,3 +137,11 @@ def test_template_problems_name_unknown_variables_and_tags():
         "e.secret"
         in email_render.template_problems("{% for e in entries %}{{ e.secret }}{% endfor %}", "points_earned")[0]
     )
+
+
+def test_a_test_send_for_a_real_member_carries_no_working_unsubscribe_link(program, member):
+    emails.send_test_email(program=program, kind="welcome", to="staff@example.com", member=member, data={})
+    sent = mail.outbox[-1]
+    assert sent.subject.startswith("[TEST]")
+    assert emails.unsubscribe_token(member_id=member.pk, kind="welcome") not in sent.body
+    assert "/e/unsubscribe/" not in sent.body
