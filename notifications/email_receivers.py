@@ -9,8 +9,10 @@ must not swallow database errors: an outbox row that cannot be written rolls its
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from anymail.signals import tracking as anymail_tracking
 from django.dispatch import receiver
 
 from loyalty.models import LedgerEntry
@@ -20,6 +22,7 @@ from . import email_context, emails
 from .email_kinds import EmailKind
 
 Kind = LedgerEntry.Kind
+logger = logging.getLogger(__name__)
 
 
 @receiver(member_enrolled_in_transaction, dispatch_uid="notifications.email_welcome")
@@ -64,3 +67,19 @@ def _earned_activity(facts: dict[str, Any], program: Any, member: Any) -> dict[s
             "occurred_on": program.local_date(activity.occurred_at).isoformat(),
         }
     return facts
+
+
+@receiver(anymail_tracking, dispatch_uid="notifications.email_tracking")
+def on_esp_tracking(sender: Any, *, event: Any, esp_name: str, **kwargs: Any) -> None:
+    """The ESP's tracking webhook (anymail checked its signature): update the message's status;
+    a hard bounce or a complaint suppresses the address (`emails.message_tracked`)."""
+    outcome = emails.message_tracked(
+        event_type=event.event_type,
+        outbox_id=(event.metadata or {}).get("outbox_id"),
+        esp_message_id=event.message_id or "",
+        recipient=event.recipient or "",
+        description=event.description or event.mta_response or "",
+        at=event.timestamp,
+    )
+    if outcome.message_id is None and event.event_type in emails.TRACKING_STATUS:
+        logger.info("%s %s event for an unknown message %s", esp_name, event.event_type, event.message_id)

@@ -550,3 +550,68 @@ def opt_out(*, member_id: int, kind: str, via: str, now: dt.datetime | None = No
 def opt_in(*, member_id: int, kind: str) -> bool:
     deleted, _ = EmailOptOut.objects.filter(member_id=member_id, kind=kind).delete()
     return bool(deleted)
+
+
+@dataclass(frozen=True)
+class TrackingOutcome:
+    message_id: int | None
+    status: str  # the message's status after the event ("" : no message of ours)
+    changed: bool
+    suppressed: bool
+
+
+def _tracked_message(*, outbox_id: Any, esp_message_id: str) -> EmailMessage | None:
+    """The outbox row an ESP event is about: by the `outbox_id` metadata every send carries,
+    else by the ESP's message id (indexed). 1 query."""
+    if outbox_id is not None and str(outbox_id).isdigit():
+        found = EmailMessage.objects.filter(pk=int(outbox_id)).first()
+        if found is not None:
+            return found
+    if esp_message_id:
+        bare = esp_message_id.strip("<>")
+        return (
+            EmailMessage.objects.filter(esp_message_id__in=[esp_message_id, bare, f"<{bare}>"]).order_by("-id").first()
+        )
+    return None
+
+
+@transaction.atomic
+def message_tracked(
+    *,
+    event_type: str,
+    outbox_id: Any = None,
+    esp_message_id: str = "",
+    recipient: str = "",
+    description: str = "",
+    at: dt.datetime | None = None,
+) -> TrackingOutcome:
+    """Apply one delivery event reported by the ESP (anymail's normalised `event_type`).
+
+    - The message's status moves forward only (`_RANK`): a late "delivered" never undoes a
+      bounce or a complaint, and a repeated event (ESPs retry webhooks) changes nothing.
+      A message not (yet) marked sent (queued again, or suppressed) keeps its status.
+    - A hard bounce ("bounced"; a soft one arrives as "deferred") or a complaint suppresses the
+      address for every program, whether or not the message is found.
+    Events of other types (opened, clicked, deferred...) change nothing."""
+    status = TRACKING_STATUS.get(event_type)
+    message = _tracked_message(outbox_id=outbox_id, esp_message_id=esp_message_id) if status else None
+    changed = False
+    if message is not None and status is not None and message.status in _RANK:
+        fields: dict[str, Any] = {"status": status, "status_at": at or timezone.now()}
+        if status != Status.DELIVERED and description:
+            fields["last_error"] = description[:500]
+        # One conditional UPDATE: two events racing for one row both compare to the stored status.
+        lower = [s for s, rank in _RANK.items() if rank < _RANK[status]]
+        changed = bool(EmailMessage.objects.filter(pk=message.pk, status__in=lower).update(**fields))
+        message.refresh_from_db(fields=["status"])
+    suppressed = False
+    address = recipient or (message.to_email if message is not None else "")
+    if event_type in ("bounced", "complained") and address:
+        reason = EmailSuppression.Reason.BOUNCED if event_type == "bounced" else EmailSuppression.Reason.COMPLAINED
+        suppressed = suppression_add(email=address, reason=reason, detail=description, now=at)
+    return TrackingOutcome(
+        message_id=message.pk if message is not None else None,
+        status=message.status if message is not None else "",
+        changed=changed,
+        suppressed=suppressed,
+    )

@@ -4,6 +4,10 @@ kind of the email the link came from; nothing else can be read or changed with i
 
 from __future__ import annotations
 
+import logging
+
+from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -13,6 +17,8 @@ from loyalty.models import Member
 
 from . import email_kinds, emails
 from .models import EmailOptOut
+
+logger = logging.getLogger(__name__)
 
 
 def _member_and_kind(token: str) -> tuple[Member, str] | None:
@@ -98,3 +104,18 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         "notifications/preferences.html",
         {"member": member, "program": member.program, "rows": rows, "saved": saved, "token": token},
     )
+
+
+_mailgun_tracking_view = MailgunTrackingWebhookView.as_view()
+
+
+@csrf_exempt  # the ESP posts without a session; anymail checks Mailgun's HMAC signature instead
+def mailgun_tracking(request: HttpRequest) -> HttpResponse:
+    """Mailgun's tracking webhook through anymail (signature checked there, then
+    `anymail.signals.tracking`, handled by `email_receivers.on_esp_tracking`). Without a signing
+    key configured, 503 (Mailgun retries later) and an error in the log, never an unchecked event."""
+    try:
+        return _mailgun_tracking_view(request)
+    except ImproperlyConfigured as error:
+        logger.error("Mailgun tracking webhook called but not configured: %s", error)
+        return HttpResponse("Mailgun tracking is not configured.", status=503, content_type="text/plain")
