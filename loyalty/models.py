@@ -115,6 +115,7 @@ class Program(models.Model):
     logo_url = models.URLField(
         max_length=500,
         blank=True,
+        default="",
         db_default="",
         help_text="An https address of the logo (PNG or SVG, about 200 x 60 px).",
     )
@@ -199,7 +200,12 @@ class Member(models.Model):
     enrollment_channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.ONLINE)
     email_consent = models.BooleanField(default=False)
     language = models.CharField(
-        max_length=8, choices=LANGUAGES, blank=True, db_default="", help_text="Empty: the program's language."
+        max_length=8,
+        choices=LANGUAGES,
+        blank=True,
+        default="",
+        db_default="",  # both: instances carry "" (bulk COPY), raw SQL inserts get it from the column
+        help_text="Empty: the program's language.",
     )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="loyalty_member"
