@@ -199,3 +199,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin, LargeTableAdmin):
         ids = list(queryset.filter(status=WebhookDelivery.Status.FAILED).values_list("pk", flat=True)[:500])
         queued = services.deliveries_retry(delivery_ids=ids)
         self.message_user(request, f"{queued} deliver{'y' if queued == 1 else 'ies'} queued again.", messages.SUCCESS)
+
+
+from . import admin_outbox  # noqa: E402, F401  (the email outbox and suppressions)

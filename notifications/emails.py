@@ -538,6 +538,13 @@ def suppression_add(*, email: str, reason: str, detail: str = "", now: dt.dateti
     return created
 
 
+def suppression_remove(*, emails: Sequence[str]) -> int:
+    """Staff: write to these addresses again (the member fixed their mailbox). Returns how many
+    suppressions were lifted."""
+    deleted, _ = EmailSuppression.objects.filter(email__in=[e.strip().lower() for e in emails]).delete()
+    return deleted
+
+
 def opt_out(*, member_id: int, kind: str, via: str, now: dt.datetime | None = None) -> bool:
     """The member no longer wants `kind` (or any marketing email: `EmailOptOut.ALL_MARKETING`).
     Idempotent: False when already opted out."""
