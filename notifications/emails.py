@@ -404,7 +404,9 @@ def _finish(message_id: int, **fields: Any) -> None:
     EmailMessage.objects.filter(pk=message_id).update(status_at=timezone.now(), **fields)
 
 
-def _attempt(*, now: dt.datetime, message_id: int | None, due: dt.datetime) -> SendResult | None:
+def _attempt(
+    *, now: dt.datetime, message_id: int | None, due: dt.datetime, email_connection: Any = None
+) -> SendResult | None:
     message = _claim(now=now, message_id=message_id, due=due)
     if message is None:
         return None
@@ -422,6 +424,8 @@ def _attempt(*, now: dt.datetime, message_id: int | None, due: dt.datetime) -> S
         email = email_build(
             program=program, member=member, kind=message.kind, to=to, rendered=rendered, outbox_id=message.pk
         )
+        if email_connection is not None:
+            email.connection = email_connection
         email.send()
     except Exception as exc:  # the ESP refused or could not be reached: retry later
         error = f"{type(exc).__name__}: {exc}"[:500]
@@ -449,12 +453,13 @@ def _attempt(*, now: dt.datetime, message_id: int | None, due: dt.datetime) -> S
     return SendResult(message.pk, Status.SENT, "", None)
 
 
-def message_send(*, message_id: int, now: dt.datetime | None = None) -> SendResult | None:
+def message_send(*, message_id: int, now: dt.datetime | None = None, email_connection: Any = None) -> SendResult | None:
     """Send one queued message now if it is due (within `EARLY`) and no other worker holds it.
     None: nothing to do (sent already, not due, or taken). Must not run inside a transaction:
-    the claim commits before the send."""
+    the claim commits before the send. `email_connection`: an email backend instance instead of
+    EMAIL_BACKEND's (the demo's simulated ESP)."""
     now = now or timezone.now()
-    return _attempt(now=now, message_id=message_id, due=now + EARLY)
+    return _attempt(now=now, message_id=message_id, due=now + EARLY, email_connection=email_connection)
 
 
 @dataclass
@@ -536,6 +541,24 @@ def suppression_add(*, email: str, reason: str, detail: str = "", now: dt.dateti
         defaults={"reason": reason, "detail": detail[:500], "created_at": now or timezone.now()},
     )
     return created
+
+
+def history_messages_settle(*, program_id: int, before: dt.datetime, status: str = Status.DELIVERED) -> int:
+    """Mark the program's queued messages created before `before` as `status` without sending
+    them: for a history loaded after the fact (`load_demo`), whose events are months old and
+    whose emails were never meant to leave. One UPDATE; returns how many rows."""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""
+            UPDATE {_MESSAGES} e
+            SET status = %(status)s, next_attempt_at = NULL, to_email = COALESCE(NULLIF(e.to_email, ''), m.email, ''),
+                sent_at = e.created_at, status_at = e.created_at
+            FROM {_MESSAGES} e2 LEFT JOIN {_MEMBERS} m ON m.id = e2.member_id
+            WHERE e.id = e2.id AND e.program_id = %(program)s AND e.status = 'queued' AND e.created_at < %(before)s
+            """,
+            {"status": status, "program": program_id, "before": before},
+        )
+        return cur.rowcount
 
 
 def suppression_remove(*, emails: Sequence[str]) -> int:
