@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from cards import api as cards_api
 from loyalty.api import points as api_points
+from notifications import views as notifications_views
 from rewards import api as rewards_api
 from tiers import api as tiers_api
 from workflows import api as workflows_api
@@ -32,6 +33,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("cards/", include("cards.urls")),
     path("e/", include("notifications.urls")),
+    # The ESP's delivery events (bounces, complaints...): the URL to paste in Mailgun (docs/emails.md).
+    path("anymail/mailgun/tracking/", notifications_views.mailgun_tracking, name="mailgun_tracking_webhook"),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -201,4 +201,5 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin, LargeTableAdmin):
         self.message_user(request, f"{queued} deliver{'y' if queued == 1 else 'ies'} queued again.", messages.SUCCESS)
 
 
-from . import admin_emails  # noqa: E402,F401  (member emails: settings, overview, template editor)
+# The member emails' pages (settings, overview, template editor) and the outbox with suppressions.
+from . import admin_emails, admin_outbox  # noqa: E402, F401

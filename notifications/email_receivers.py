@@ -10,9 +10,11 @@ errors: an outbox row that cannot be written rolls its event back ("nothing lost
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import Any
 
+from anymail.signals import tracking as anymail_tracking
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -34,6 +36,7 @@ from . import email_context, email_queue, email_render, emails
 from .email_kinds import EmailKind
 
 Kind = LedgerEntry.Kind
+logger = logging.getLogger(__name__)
 
 
 @receiver(member_enrolled_in_transaction, dispatch_uid="notifications.email_welcome")
@@ -294,3 +297,19 @@ def on_automation_email(
         transactional=transactional,
     )
     return written is not None
+
+
+@receiver(anymail_tracking, dispatch_uid="notifications.email_tracking")
+def on_esp_tracking(sender: Any, *, event: Any, esp_name: str, **kwargs: Any) -> None:
+    """The ESP's tracking webhook (anymail checked its signature): update the message's status;
+    a hard bounce or a complaint suppresses the address (`emails.message_tracked`)."""
+    outcome = emails.message_tracked(
+        event_type=event.event_type,
+        outbox_id=(event.metadata or {}).get("outbox_id"),
+        esp_message_id=event.message_id or "",
+        recipient=event.recipient or "",
+        description=event.description or event.mta_response or "",
+        at=event.timestamp,
+    )
+    if outcome.message_id is None and event.event_type in emails.TRACKING_STATUS:
+        logger.info("%s %s event for an unknown message %s", esp_name, event.event_type, event.message_id)

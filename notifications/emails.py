@@ -428,7 +428,9 @@ def _finish(message_id: int, **fields: Any) -> None:
     EmailMessage.objects.filter(pk=message_id).update(status_at=timezone.now(), **fields)
 
 
-def _attempt(*, now: dt.datetime, message_id: int | None, due: dt.datetime) -> SendResult | None:
+def _attempt(
+    *, now: dt.datetime, message_id: int | None, due: dt.datetime, email_connection: Any = None
+) -> SendResult | None:
     message = _claim(now=now, message_id=message_id, due=due)
     if message is None:
         return None
@@ -446,6 +448,8 @@ def _attempt(*, now: dt.datetime, message_id: int | None, due: dt.datetime) -> S
         email = email_build(
             program=program, member=member, kind=message.kind, to=to, rendered=rendered, outbox_id=message.pk
         )
+        if email_connection is not None:
+            email.connection = email_connection
         email.send()
     except Exception as exc:  # the ESP refused or could not be reached: retry later
         error = f"{type(exc).__name__}: {exc}"[:500]
@@ -473,12 +477,13 @@ def _attempt(*, now: dt.datetime, message_id: int | None, due: dt.datetime) -> S
     return SendResult(message.pk, Status.SENT, "", None)
 
 
-def message_send(*, message_id: int, now: dt.datetime | None = None) -> SendResult | None:
+def message_send(*, message_id: int, now: dt.datetime | None = None, email_connection: Any = None) -> SendResult | None:
     """Send one queued message now if it is due (within `EARLY`) and no other worker holds it.
     None: nothing to do (sent already, not due, or taken). Must not run inside a transaction:
-    the claim commits before the send."""
+    the claim commits before the send. `email_connection`: an email backend instance instead of
+    EMAIL_BACKEND's (the demo's simulated ESP)."""
     now = now or timezone.now()
-    return _attempt(now=now, message_id=message_id, due=now + EARLY)
+    return _attempt(now=now, message_id=message_id, due=now + EARLY, email_connection=email_connection)
 
 
 @dataclass
@@ -564,6 +569,31 @@ def suppression_add(*, email: str, reason: str, detail: str = "", now: dt.dateti
         defaults={"reason": reason, "detail": detail[:500], "created_at": now or timezone.now()},
     )
     return created
+
+
+def history_messages_settle(*, program_id: int, before: dt.datetime, status: str = Status.DELIVERED) -> int:
+    """Mark the program's queued messages created before `before` as `status` without sending
+    them: for a history loaded after the fact (`load_demo`), whose events are months old and
+    whose emails were never meant to leave. One UPDATE; returns how many rows."""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""
+            UPDATE {_MESSAGES} e
+            SET status = %(status)s, next_attempt_at = NULL, to_email = COALESCE(NULLIF(e.to_email, ''), m.email, ''),
+                sent_at = e.created_at, status_at = e.created_at
+            FROM {_MESSAGES} e2 LEFT JOIN {_MEMBERS} m ON m.id = e2.member_id
+            WHERE e.id = e2.id AND e.program_id = %(program)s AND e.status = 'queued' AND e.created_at < %(before)s
+            """,
+            {"status": status, "program": program_id, "before": before},
+        )
+        return cur.rowcount
+
+
+def suppression_remove(*, emails: Sequence[str]) -> int:
+    """Staff: write to these addresses again (the member fixed their mailbox). Returns how many
+    suppressions were lifted."""
+    deleted, _ = EmailSuppression.objects.filter(email__in=[e.strip().lower() for e in emails]).delete()
+    return deleted
 
 
 def opt_out(*, member_id: int, kind: str, via: str, now: dt.datetime | None = None) -> bool:
@@ -674,3 +704,68 @@ def email_settings_save(*, program: Program, **fields: Any) -> EmailSettings:
         row.save()
     settings_forget()
     return row
+
+
+@dataclass(frozen=True)
+class TrackingOutcome:
+    message_id: int | None
+    status: str  # the message's status after the event ("" : no message of ours)
+    changed: bool
+    suppressed: bool
+
+
+def _tracked_message(*, outbox_id: Any, esp_message_id: str) -> EmailMessage | None:
+    """The outbox row an ESP event is about: by the `outbox_id` metadata every send carries,
+    else by the ESP's message id (indexed). 1 query."""
+    if outbox_id is not None and str(outbox_id).isdigit():
+        found = EmailMessage.objects.filter(pk=int(outbox_id)).first()
+        if found is not None:
+            return found
+    if esp_message_id:
+        bare = esp_message_id.strip("<>")
+        return (
+            EmailMessage.objects.filter(esp_message_id__in=[esp_message_id, bare, f"<{bare}>"]).order_by("-id").first()
+        )
+    return None
+
+
+@transaction.atomic
+def message_tracked(
+    *,
+    event_type: str,
+    outbox_id: Any = None,
+    esp_message_id: str = "",
+    recipient: str = "",
+    description: str = "",
+    at: dt.datetime | None = None,
+) -> TrackingOutcome:
+    """Apply one delivery event reported by the ESP (anymail's normalised `event_type`).
+
+    - The message's status moves forward only (`_RANK`): a late "delivered" never undoes a
+      bounce or a complaint, and a repeated event (ESPs retry webhooks) changes nothing.
+      A message not (yet) marked sent (queued again, or suppressed) keeps its status.
+    - A hard bounce ("bounced"; a soft one arrives as "deferred") or a complaint suppresses the
+      address for every program, whether or not the message is found.
+    Events of other types (opened, clicked, deferred...) change nothing."""
+    status = TRACKING_STATUS.get(event_type)
+    message = _tracked_message(outbox_id=outbox_id, esp_message_id=esp_message_id) if status else None
+    changed = False
+    if message is not None and status is not None and message.status in _RANK:
+        fields: dict[str, Any] = {"status": status, "status_at": at or timezone.now()}
+        if status != Status.DELIVERED and description:
+            fields["last_error"] = description[:500]
+        # One conditional UPDATE: two events racing for one row both compare to the stored status.
+        lower = [s for s, rank in _RANK.items() if rank < _RANK[status]]
+        changed = bool(EmailMessage.objects.filter(pk=message.pk, status__in=lower).update(**fields))
+        message.refresh_from_db(fields=["status"])
+    suppressed = False
+    address = recipient or (message.to_email if message is not None else "")
+    if event_type in ("bounced", "complained") and address:
+        reason = EmailSuppression.Reason.BOUNCED if event_type == "bounced" else EmailSuppression.Reason.COMPLAINED
+        suppressed = suppression_add(email=address, reason=reason, detail=description, now=at)
+    return TrackingOutcome(
+        message_id=message.pk if message is not None else None,
+        status=message.status if message is not None else "",
+        changed=changed,
+        suppressed=suppressed,
+    )

@@ -17,7 +17,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from cards.importing import members_imported
-from loyalty.signals import ledger_job_finished, member_enrolled, points_posted
+from loyalty.signals import demo_loaded, ledger_job_finished, member_enrolled, points_posted
 from rewards.signals import redemption_cancelled, redemption_used
 from tiers.signals import tier_changed
 
@@ -91,3 +91,13 @@ def on_ledger_job_finished(sender: Any, *, job: str, lots: int, **kwargs: Any) -
 def forget_listening(sender: Any, **kwargs: Any) -> None:
     """An endpoint changed: the remembered "nobody listens" answers go."""
     selectors.endpoints_forget()
+
+
+@receiver(demo_loaded, dispatch_uid="notifications.add_demo_emails")
+def add_demo_emails(sender: Any, *, program: Any, now: Any, stdout: Any = None, **kwargs: Any) -> None:
+    """`manage.py load_demo`: an outbox with a message of every kind (`notifications.demo`), once."""
+    from . import demo
+
+    line = demo.demo_emails_load(program=program, now=now)
+    if stdout is not None:
+        stdout.write(line)

@@ -4,15 +4,22 @@ kind of the email the link came from; nothing else can be read or changed with i
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
-from loyalty.models import Member
+from loyalty.models import LANGUAGES, Member
 
-from . import email_kinds, emails
+from . import email_kinds, emails, page_words
 from .models import EmailOptOut
+
+logger = logging.getLogger(__name__)
 
 
 def _member_and_kind(token: str) -> tuple[Member, str] | None:
@@ -26,57 +33,88 @@ def _member_and_kind(token: str) -> tuple[Member, str] | None:
     return member, kind
 
 
-def _opt_out_kind(kind: str) -> str:
-    """What an unsubscribe link of `kind` stops: that kind (a marketing kind also stops the
-    member's marketing consent being used for it)."""
-    return kind
+def _invalid(request: HttpRequest) -> HttpResponse:
+    """A damaged, forged or stale link: a clear page in both languages, 400."""
+    return render(
+        request,
+        "notifications/unsubscribe_invalid.html",
+        {"pages": [(code, page_words.words(code)) for code, _name in LANGUAGES]},
+        status=400,
+    )
+
+
+def _page(member: Member, **context: Any) -> dict[str, Any]:
+    language = emails.language_of(member.program, member)
+    return {
+        "member": member,
+        "program": member.program,
+        "language": language,
+        "w": page_words.words(language),
+        "postal_address": emails.program_settings(member.program_id).postal_address,
+        **context,
+    }
 
 
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    """GET: a page with one button (mail scanners follow GET links; only the button unsubscribes).
-    POST: unsubscribe from the link's kind."""
+    """GET: a page with a button (mail scanners follow GET links; only the button unsubscribes).
+    POST: unsubscribe from the link's kind, or (`scope=all`, offered on a marketing email's
+    link) from every marketing kind."""
     found = _member_and_kind(token)
     if found is None:
-        return render(request, "notifications/unsubscribe_invalid.html", status=400)
+        return _invalid(request)
     member, kind = found
-    done = False
-    already = EmailOptOut.objects.filter(member=member, kind=_opt_out_kind(kind)).exists()
+    page = _page(member, token=token)
+    words = page["w"]
+    name = page_words.kind_name(kind, page["language"])
+    marketing = email_kinds.KINDS[kind].marketing
+    done = ""
     if request.method == "POST":
-        emails.opt_out(member_id=member.pk, kind=_opt_out_kind(kind), via="unsubscribe link")
-        done = True
+        everything = marketing and request.POST.get("scope") == "all"
+        emails.opt_out(
+            member_id=member.pk, kind=EmailOptOut.ALL_MARKETING if everything else kind, via="unsubscribe link"
+        )
+        done = (words["done_all"] if everything else words["done"]).format(kind=name, program=member.program.name)
+    stopping = [kind, EmailOptOut.ALL_MARKETING] if marketing else [kind]
+    already = not done and EmailOptOut.objects.filter(member=member, kind__in=stopping).exists()
     return render(
         request,
         "notifications/unsubscribe.html",
         {
-            "member": member,
-            "program": member.program,
-            "kind_label": email_kinds.EmailKind(kind).label,
+            **page,
             "done": done,
-            "already": already and not done,
-            "token": token,
+            "already": words["already"].format(kind=name) if already else "",
+            "question": words["unsubscribe_question"].format(kind=name, program=member.program.name),
+            "address": words["unsubscribe_address"].format(email=member.email),
+            "offer_all": marketing,
         },
     )
 
 
 @csrf_exempt  # RFC 8058: the mail provider POSTs without a session or a CSRF token; the signed token is the proof
-@require_POST
+@require_http_methods(["GET", "POST"])
 def unsubscribe_one_click(request: HttpRequest, token: str) -> HttpResponse:
+    """RFC 8058 one-click: a POST unsubscribes at once (idempotent). A GET (a person or a link
+    checker opening the header's URL) only shows the confirmation page."""
+    if request.method == "GET":
+        return redirect("notifications:unsubscribe", token=token)
     found = _member_and_kind(token)
     if found is None:
-        return HttpResponseBadRequest("Unknown or damaged unsubscribe link.")
+        return HttpResponseBadRequest("Unknown or damaged unsubscribe link.", content_type="text/plain")
     member, kind = found
-    emails.opt_out(member_id=member.pk, kind=_opt_out_kind(kind), via="one-click")
+    emails.opt_out(member_id=member.pk, kind=kind, via="one-click")
     return HttpResponse("Unsubscribed.", content_type="text/plain")
 
 
 @require_http_methods(["GET", "POST"])
 def preferences(request: HttpRequest, token: str) -> HttpResponse:
-    """Every kind the member may switch off, with its state; POST saves the ticks."""
+    """Every kind the member may switch off, with its state, in two groups (account emails,
+    offers); POST saves the ticks (`emails.opt_out` / `opt_in`)."""
     found = _member_and_kind(token)
     if found is None:
-        return render(request, "notifications/unsubscribe_invalid.html", status=400)
+        return _invalid(request)
     member, _kind = found
+    page = _page(member, token=token)
     optional = [
         info for info in email_kinds.KINDS.values() if info.to == "member" and info.kind not in email_kinds.ALWAYS_ON
     ]
@@ -88,13 +126,42 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 emails.opt_in(member_id=member.pk, kind=info.kind.value)
             else:
                 emails.opt_out(member_id=member.pk, kind=info.kind.value, via="preferences")
+        if {info.kind.value for info in optional if info.marketing} & wanted:
+            emails.opt_in(member_id=member.pk, kind=EmailOptOut.ALL_MARKETING)
         saved = True
     opted = set(EmailOptOut.objects.filter(member=member).values_list("kind", flat=True))
-    rows = [
-        {"kind": info.kind.value, "label": info.kind.label, "on": info.kind.value not in opted} for info in optional
-    ]
+
+    def row(info: email_kinds.KindInfo) -> dict[str, Any]:
+        off = info.kind.value in opted or (info.marketing and EmailOptOut.ALL_MARKETING in opted)
+        return {
+            "kind": info.kind.value,
+            "label": page_words.kind_name(info.kind.value, page["language"]),
+            "on": not off,
+        }
+
     return render(
         request,
         "notifications/preferences.html",
-        {"member": member, "program": member.program, "rows": rows, "saved": saved, "token": token},
+        {
+            **page,
+            "account_rows": [row(info) for info in optional if not info.marketing],
+            "offer_rows": [row(info) for info in optional if info.marketing],
+            "intro": page["w"]["preferences_intro"].format(program=member.program.name, email=member.email),
+            "saved": saved,
+        },
     )
+
+
+_mailgun_tracking_view = MailgunTrackingWebhookView.as_view()
+
+
+@csrf_exempt  # the ESP posts without a session; anymail checks Mailgun's HMAC signature instead
+def mailgun_tracking(request: HttpRequest) -> HttpResponse:
+    """Mailgun's tracking webhook through anymail (signature checked there, then
+    `anymail.signals.tracking`, handled by `email_receivers.on_esp_tracking`). Without a signing
+    key configured, 503 (Mailgun retries later) and an error in the log, never an unchecked event."""
+    try:
+        return _mailgun_tracking_view(request)
+    except ImproperlyConfigured as error:
+        logger.error("Mailgun tracking webhook called but not configured: %s", error)
+        return HttpResponse("Mailgun tracking is not configured.", status=503, content_type="text/plain")

@@ -162,6 +162,14 @@ EMAIL_BACKEND = env("EMAIL_BACKEND", default="anymail.backends.console.EmailBack
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / ".data" / "emails"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty@example.com")
 ANYMAIL = env.dict("ANYMAIL", default={})
+# Mailgun, the ESP whose tracking webhook is wired (/anymail/mailgun/tracking/, docs/emails.md):
+# EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend plus these. The webhook signing key checks
+# each event's HMAC signature; ANYMAIL_WEBHOOK_SECRET ("user:password") adds basic auth.
+for _name in ("MAILGUN_API_KEY", "MAILGUN_SENDER_DOMAIN", "MAILGUN_API_URL", "MAILGUN_WEBHOOK_SIGNING_KEY"):
+    if env(_name, default=""):
+        ANYMAIL[_name] = env(_name)
+if env("ANYMAIL_WEBHOOK_SECRET", default=""):
+    ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET")
 # Where members reach this installation: links in emails (unsubscribe, portal) are built on it.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 EMAIL_TIMEOUT = 10
