@@ -72,7 +72,8 @@ def test_a_real_worker_on_redis_sends_one_queued_email(program, member, queue_na
         # Redis drops a message sent to a queue nobody has bound yet: send once the worker listens.
         processes.wait_for("the worker starts", lambda: " ready." in processes.tail(log), procs=[worker], logs=[log])
         monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery would prefer it to `broker`
-        sender = Celery("test-sender", broker=BROKER)
+        # set_as_current=False: otherwise shared tasks of later tests would go to this app (not eager)
+        sender = Celery("test-sender", broker=BROKER, set_as_current=False)
         sender.send_task("notifications.send_email", args=[message_id], queue=queue_name)
         sender.close()
 
