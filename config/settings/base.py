@@ -254,3 +254,36 @@ CARD_PIN_SECRET = env("CARD_PIN_SECRET", default=SECRET_KEY)
 # not resolve to private, loopback, link-local or reserved addresses. True (development and
 # tests only) allows http and any address, at save time and at delivery time.
 WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=False)
+
+# ---------------------------------------------------------------------------------------------
+# Wallet cards (portal/wallet, docs/wallet.md). Every value comes from the environment; without
+# a wallet's values its button is hidden. Certificates and keys: the PEM text itself or the path
+# of a file (certificates may be DER files, like Apple's WWDR download).
+# Apple Wallet (.pkpass store cards):
+WALLET_APPLE_PASS_TYPE_ID = env("WALLET_APPLE_PASS_TYPE_ID", default="")  # pass.com.example.loyalty
+WALLET_APPLE_TEAM_ID = env("WALLET_APPLE_TEAM_ID", default="")  # the developer account's Team ID
+WALLET_APPLE_CERT = env("WALLET_APPLE_CERT", default="")  # the Pass Type ID certificate
+WALLET_APPLE_KEY = env("WALLET_APPLE_KEY", default="")  # its private key
+WALLET_APPLE_KEY_PASSWORD = env("WALLET_APPLE_KEY_PASSWORD", default="")  # if that key is encrypted
+WALLET_APPLE_WWDR_CERT = env("WALLET_APPLE_WWDR_CERT", default="")  # Apple's WWDR intermediate certificate
+# The pass web service (not built yet, docs/wallet.md): when set, passes carry webServiceURL and
+# an authenticationToken, and iPhones will call it for updates.
+WALLET_APPLE_WEB_SERVICE_URL = env("WALLET_APPLE_WEB_SERVICE_URL", default="")
+# Optional folder of pass images (icon.png, icon@2x.png, logo.png, ...; per program in <slug>/);
+# missing images are drawn in the program's colours.
+WALLET_APPLE_IMAGES_DIR = env("WALLET_APPLE_IMAGES_DIR", default="")
+# Google Wallet (save links):
+WALLET_GOOGLE_ISSUER_ID = env("WALLET_GOOGLE_ISSUER_ID", default="")
+WALLET_GOOGLE_SERVICE_ACCOUNT_EMAIL = env("WALLET_GOOGLE_SERVICE_ACCOUNT_EMAIL", default="")
+WALLET_GOOGLE_PRIVATE_KEY = env("WALLET_GOOGLE_PRIVATE_KEY", default="")  # the service account's RSA key
+# Logo of programs without a logo_url (https, PNG); unset: the portal's generated logo.
+WALLET_GOOGLE_LOGO_URL = env("WALLET_GOOGLE_LOGO_URL", default="")
+# Class and object ids are "<issuer id>.<prefix>-program-<slug>" / "<prefix>-card-<number>": give
+# staging and production different prefixes when they share an issuer account.
+WALLET_GOOGLE_ID_PREFIX = env("WALLET_GOOGLE_ID_PREFIX", default="loyalty")
+# Both wallets: "code128" (what till scanners read) or "qr".
+WALLET_BARCODE_FORMAT = env("WALLET_BARCODE_FORMAT", default="code128")
+if WALLET_BARCODE_FORMAT not in ("code128", "qr"):
+    raise ValueError(f"WALLET_BARCODE_FORMAT is code128 or qr, not {WALLET_BARCODE_FORMAT!r}")
+# End of the wallet cards settings.
+# ---------------------------------------------------------------------------------------------
