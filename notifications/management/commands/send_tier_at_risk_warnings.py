@@ -6,8 +6,8 @@ from notifications import email_schedules
 
 class Command(BaseCommand):
     help = (
-        "Queue tier-at-risk warnings to members whose tier the nightly evaluation would lower within the program's tier_at_risk_days. "
-        "Idempotent."
+        "Queue tier-at-risk warnings to members whose tier the nightly evaluation would lower "
+        "within the program's tier_at_risk_days. Idempotent."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
