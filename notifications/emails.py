@@ -165,7 +165,7 @@ def _send_later(message_ids: Iterable[int]) -> None:
 
 # Messages per send task queued by `messages_queued`: a schedule writes up to a million rows,
 # and one broker message per row would cost more than writing them.
-SEND_BATCH = 100
+SEND_BATCH = 500
 
 
 def _send_batches_later(message_ids: Sequence[int]) -> None:
