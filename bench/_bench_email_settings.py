@@ -8,7 +8,7 @@ import os
 # put memory:// there).
 os.environ["CELERY_BROKER_URL"] = os.environ["BENCH_BROKER_URL"]
 
-from config.settings.test import *  # noqa: E402, F403
+from config.settings.test import *  # noqa: F403
 
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_URL = os.environ["BENCH_BROKER_URL"]
