@@ -411,6 +411,9 @@ def test_the_tasks_run_the_jobs_as_of_now(paris):
 
     ada = MemberFactory(program=paris, email_consent=True)
     earn(paris, ada, 100, last_day=dt.date(2026, 3, 10))
-    assert tasks.send_expiry_warnings_task.delay(now="2026-03-01T09:00:00+00:00").get() == 1
-    assert tasks.send_point_reminders_task.delay(now="2026-03-01T09:00:00+00:00").get() == 1
-    assert tasks.send_tier_at_risk_warnings_task.delay(now="2026-03-01T09:00:00+00:00").get() == 0
+    tasks.send_expiry_warnings_task.delay(now="2026-03-01T09:00:00+00:00")
+    tasks.send_point_reminders_task.delay(now="2026-03-01T09:00:00+00:00")
+    tasks.send_tier_at_risk_warnings_task.delay(now="2026-03-01T09:00:00+00:00")
+    assert [m.source for m in messages("points_expiring", member=ada)] == ["expiring:2026-03-10"]
+    assert [m.source for m in messages("points_reminder", member=ada)] == ["2026-03"]
+    assert messages("tier_at_risk", member=ada) == []
