@@ -9,7 +9,7 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from . import email_receivers, emails, receivers  # noqa: F401  (connect to the signals of the lower apps)
+        from . import email_receivers, email_schedules, emails, receivers  # noqa: F401  (signals, enrichers)
         from .models import EmailSettings
 
         post_save.connect(

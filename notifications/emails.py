@@ -164,12 +164,29 @@ def _send_later(message_ids: Iterable[int]) -> None:
             logger.warning("email %s: the send task could not be queued; deliver_outbox will send it", message_id)
 
 
+# Messages per send task queued by `messages_queued`: a schedule writes up to a million rows,
+# and one broker message per row would cost more than writing them.
+SEND_BATCH = 500
+
+
+def _send_batches_later(message_ids: Sequence[int]) -> None:
+    """After commit: one send task per `SEND_BATCH` messages (a lost task: `deliver_outbox`)."""
+    from .tasks import send_emails_task
+
+    for start in range(0, len(message_ids), SEND_BATCH):
+        batch = list(message_ids[start : start + SEND_BATCH])
+        try:
+            send_emails_task.delay(batch)
+        except Exception:  # the broker is down: the rows stay due, deliver_outbox sends them
+            logger.warning("emails %s..: the send task could not be queued; deliver_outbox will send them", batch[0])
+
+
 def messages_queued(message_ids: Sequence[int]) -> None:
     """Set-based writers (the schedules) call this in their transaction for the rows they
-    inserted, so that the rows are sent after commit."""
+    inserted, so that the rows are sent after commit, `SEND_BATCH` per task."""
     ids = list(message_ids)
     if ids:
-        transaction.on_commit(lambda: _send_later(ids), robust=True)
+        transaction.on_commit(lambda: _send_batches_later(ids), robust=True)
 
 
 def login_link_queue(*, member: Member, url: str, valid_minutes: int, now: dt.datetime | None = None) -> int | None:

@@ -296,6 +296,10 @@ class EmailMessage(models.Model):
             models.Index(fields=["member", "-id"], name="email_message_member"),
             # The outbox list, newest first per program and filtered by kind/status.
             models.Index(fields=["program", "-created_at"], name="email_message_program"),
+            # send_expiry_warnings: the newest expiry day a member was warned about (its sources).
+            models.Index(
+                fields=["member", "source"], name="email_message_expiring", condition=Q(kind="points_expiring")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -335,3 +339,20 @@ class EmailOptOut(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id} opted out of {self.kind}"
+
+
+class EmailScheduleRun(models.Model):
+    """A scheduled email job done for one program and period (the points statement of
+    "2026-12"): later runs in that period skip the program (notifications.email_schedules)."""
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="+")
+    job = models.CharField(max_length=40)
+    period = models.CharField(max_length=20)
+    finished_at = models.DateTimeField()
+    queued = models.PositiveIntegerField(default=0, help_text="Messages queued by the run.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["program", "job", "period"], name="email_schedule_run_once")]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.period} of program {self.program_id}"

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from . import emails, events, services
+from . import email_schedules, emails, events, services
 
 
 @shared_task(bind=True, name="notifications.deliver_webhook", ignore_result=True)
@@ -52,3 +52,33 @@ def send_email_task(self: Any, message_id: int) -> None:
     result = emails.message_send(message_id=message_id)
     if result is not None and result.retry_in is not None and not self.request.is_eager:
         raise self.retry(countdown=result.retry_in.total_seconds(), max_retries=None)
+
+
+@shared_task(name="notifications.send_emails", ignore_result=True)
+def send_emails_task(message_ids: list[int]) -> int:
+    """One attempt at each of these queued emails (the rows a schedule wrote in one chunk).
+    A failed one keeps its retry time on its row: `deliver_outbox` retries it. Returns how
+    many were sent."""
+    sent = 0
+    for message_id in message_ids:
+        result = emails.message_send(message_id=message_id)
+        sent += result is not None and result.status == emails.Status.SENT
+    return sent
+
+
+@shared_task(name="notifications.send_expiry_warnings", ignore_result=True)
+def send_expiry_warnings_task(now: str | None = None, chunk_size: int = email_schedules.CHUNK_SIZE) -> int:
+    moment = dt.datetime.fromisoformat(now) if now else timezone.now()
+    return email_schedules.expiry_warnings_send(now=moment, chunk_size=chunk_size).queued
+
+
+@shared_task(name="notifications.send_point_reminders", ignore_result=True)
+def send_point_reminders_task(now: str | None = None, chunk_size: int = email_schedules.CHUNK_SIZE) -> int:
+    moment = dt.datetime.fromisoformat(now) if now else timezone.now()
+    return email_schedules.point_reminders_send(now=moment, chunk_size=chunk_size).queued
+
+
+@shared_task(name="notifications.send_tier_at_risk_warnings", ignore_result=True)
+def send_tier_at_risk_warnings_task(now: str | None = None, chunk_size: int = email_schedules.CHUNK_SIZE) -> int:
+    moment = dt.datetime.fromisoformat(now) if now else timezone.now()
+    return email_schedules.tier_at_risk_send(now=moment, chunk_size=chunk_size).queued
