@@ -145,3 +145,23 @@ def test_a_test_send_for_a_real_member_carries_no_working_unsubscribe_link(progr
     assert sent.subject.startswith("[TEST]")
     assert emails.unsubscribe_token(member_id=member.pk, kind="welcome") not in sent.body
     assert "/e/unsubscribe/" not in sent.body
+
+
+def test_with_a_broker_queued_ids_are_published_in_batches_by_the_send_buffer(settings, monkeypatch):
+    """A request only appends to the process's buffer; the buffer's thread publishes one batch."""
+    import threading
+
+    published: list[list[int]] = []
+    done = threading.Event()
+
+    def publish(ids):
+        published.append(list(ids))
+        done.set()
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(emails, "_send_batches_later", publish)
+    emails._send_later([11])
+    emails._send_later([12, 13])
+    assert done.wait(timeout=60)  # a generous bound: the thread wakes within BUFFER_SECONDS
+    emails._buffer.flush()  # whatever a slow machine left for a second round
+    assert sorted(i for batch in published for i in batch) == [11, 12, 13]
