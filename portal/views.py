@@ -162,7 +162,8 @@ def join(request: HttpRequest, visitor: Visitor) -> HttpResponse:
             form.add_error("email", _("A member already has this email address."))
             return _page(request, visitor, "portal/join.html", {"form": form, "duplicate": True})
         except errors.InvalidInput as exc:
-            field = exc.field if getattr(exc, "field", None) in form.fields else None
+            field = exc.details.get("field")
+            field = field if field in form.fields else None
             message = (
                 _("No member has this referral code. Check it, or leave it empty.")
                 if field == "referral_code"

@@ -137,6 +137,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 # The languages of the customer portal (and of member emails): loyalty.models.LANGUAGES.
 LANGUAGES = [("en", "English"), ("fr", "Français")]
+# The portal's catalog comes first: its words win over Django's own (admin's "Change"...).
+LOCALE_PATHS = [BASE_DIR / "portal" / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
