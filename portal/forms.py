@@ -41,7 +41,7 @@ class JoinForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday"}, format="%Y-%m-%d"),
         input_formats=["%Y-%m-%d"],
     )
-    language = forms.ChoiceField(label=_("Language"), choices=LANGUAGES)
+    language = forms.ChoiceField(label=_("Language of our emails"), choices=LANGUAGES)
     email_consent = forms.BooleanField(
         label=_("Send me offers and news by email"),
         required=False,

@@ -70,6 +70,10 @@ def open_lots(*, member: Member, now: dt.datetime) -> tuple[list[Lot], list[Lot]
     return pending, expiring, cut
 
 
+def _unless(reason: str, default: str) -> str:
+    return "" if reason.strip().lower() == default.lower() else reason
+
+
 def _describe(entry: LedgerEntry, redemptions: dict[str, Redemption]) -> tuple[str, str]:
     """A customer-facing title and detail for one ledger entry, in the active language. Staff
     adjustment reasons are internal notes: they are not shown (docs/portal.md)."""
@@ -78,12 +82,13 @@ def _describe(entry: LedgerEntry, redemptions: dict[str, Redemption]) -> tuple[s
     activity_type = activity.type if activity is not None else ""
     order = (activity.order_id if activity is not None else "") or entry.reference
     if entry.kind == kinds.EARN:
+        # The rule's name (the merchant's words) is the detail, unless it repeats the title.
         if activity_type == Activity.Type.PURCHASE:
-            return _("Purchase, order %(order)s") % {"order": order}, entry.reason
+            return _("Purchase, order %(order)s") % {"order": order}, _unless(entry.reason, "Purchase")
         if activity_type == Activity.Type.SIGNUP:
-            return _("Welcome bonus"), entry.reason
+            return _("Welcome bonus"), _unless(entry.reason, "Welcome bonus")
         if activity_type == Activity.Type.BIRTHDAY:
-            return _("Birthday bonus"), entry.reason
+            return _("Birthday bonus"), _unless(entry.reason, "Birthday bonus")
         if activity_type == Activity.Type.REFERRAL:
             return _("Referral bonus"), ""
         if entry.reference.startswith("automation:") or not entry.reason:

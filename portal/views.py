@@ -201,8 +201,8 @@ def language(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     return redirect(target)
 
 
-def _metric_text(program: Program, value: Decimal) -> str:
-    """A value of the program's tier metric, in words of the active language."""
+def _metric_value(program: Program, value: Decimal) -> str:
+    """A value of the program's tier metric with its unit, in the active language."""
     metric = program.tier_metric
     if metric == Program.TierMetric.AMOUNT_SPENT:
         return _("%(amount)s %(currency)s spent") % {
@@ -220,6 +220,27 @@ def _metric_text(program: Program, value: Decimal) -> str:
     }
 
 
+def _metric_needed(program: Program, needed: Decimal, tier_name: str) -> str:
+    """What the member still has to do to reach `tier_name`."""
+    metric = program.tier_metric
+    if metric == Program.TierMetric.AMOUNT_SPENT:
+        return _("Spend %(amount)s %(currency)s more to reach %(name)s.") % {
+            "amount": formats.number_format(needed, 2, force_grouping=True),
+            "currency": program.currency,
+            "name": tier_name,
+        }
+    count = int(needed)
+    if metric == Program.TierMetric.ORDER_COUNT:
+        return ngettext(
+            "Place %(count)s more order to reach %(name)s.", "Place %(count)s more orders to reach %(name)s.", count
+        ) % {"count": formats.number_format(count, force_grouping=True), "name": tier_name}
+    return _("Earn %(count)s more %(points)s to reach %(name)s.") % {
+        "count": formats.number_format(count, force_grouping=True),
+        "points": program.points_name,
+        "name": tier_name,
+    }
+
+
 def _window_text(program: Program) -> str:
     if program.tier_window == Program.TierWindow.ROLLING:
         days = program.tier_window_days or tier_selectors.DEFAULT_ROLLING_DAYS
@@ -232,8 +253,8 @@ def _window_text(program: Program) -> str:
 def _tier_context(
     program: Program, progress: tier_selectors.TierProgress, now: dt.datetime
 ) -> dict[str, object] | None:
-    """The tier block of "My points": the tier, its benefits, what keeps it, the next one. None
-    when the program has no tiers for this member to show."""
+    """The tier block of "My points": the tier, its benefits, what keeps it, the next one and
+    how far the member is. None when the program has no tier to show."""
     tier = progress.tier
     if tier is None and progress.next_tier is None:
         return None
@@ -247,12 +268,8 @@ def _tier_context(
             keep.append(_("Yours to keep."))
         else:
             keep.append(
-                _("To keep it: %(threshold)s %(window)s (you have %(current)s).")
-                % {
-                    "threshold": _metric_text(program, tier.threshold),
-                    "window": _window_text(program),
-                    "current": _metric_text(program, progress.metric),
-                }
+                _("To keep it: %(threshold)s %(window)s.")
+                % {"threshold": _metric_value(program, tier.threshold), "window": _window_text(program)}
             )
             if progress.retain_until is not None and progress.retain_until > now:
                 keep.append(
@@ -264,19 +281,15 @@ def _tier_context(
         "benefits": tier.benefits if tier else "",
         "keep": keep,
         "next_name": "",
+        "so_far": _("So far: %(current)s %(window)s.")
+        % {"current": _metric_value(program, progress.metric), "window": _window_text(program)},
     }
     if progress.next_tier is not None and progress.needed is not None:
         context.update(
             next_name=progress.next_tier.name,
             next_threshold_raw=f"{progress.next_tier.threshold:f}",
             current_raw=f"{min(progress.metric, progress.next_tier.threshold):f}",
-            progress_text=_("%(needed)s more %(window)s to reach %(name)s (you have %(current)s).")
-            % {
-                "needed": _metric_text(program, progress.needed),
-                "window": _window_text(program),
-                "name": progress.next_tier.name,
-                "current": _metric_text(program, progress.metric),
-            },
+            progress_text=_metric_needed(program, progress.needed, progress.next_tier.name),
         )
     return context
 
