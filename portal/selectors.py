@@ -100,7 +100,7 @@ def _describe(entry: LedgerEntry, redemptions: dict[str, Redemption]) -> tuple[s
             return _("Reward: %(name)s") % {"name": redemption.reward.name}, _("Coupon %(code)s") % {
                 "code": redemption.code
             }
-        return _("Reward"), ""
+        return _("Reward"), (_("Coupon %(code)s") % {"code": entry.reference}) if entry.reference else ""
     if entry.kind == kinds.REVERSAL:
         if activity_type == Activity.Type.REFUND:
             return _("Refund of order %(order)s") % {"order": order}, ""
