@@ -35,6 +35,7 @@ urlpatterns = [
     path("e/", include("notifications.urls")),
     # The ESP's delivery events (bounces, complaints...): the URL to paste in Mailgun (docs/emails.md).
     path("anymail/mailgun/tracking/", notifications_views.mailgun_tracking, name="mailgun_tracking_webhook"),
+    path("p/", include("portal.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -151,6 +151,8 @@ class TierProgress:
     metric: Decimal
     next_tier: Tier | None
     needed: Decimal | None  # what the metric still lacks for `next_tier`
+    retain_until: dt.datetime | None = None  # no downgrade before this moment
+    manual_until: dt.datetime | None = None  # staff set the tier until this moment
 
 
 def member_tier_progress(*, member: Member, now: dt.datetime) -> TierProgress:
@@ -164,5 +166,11 @@ def member_tier_progress(*, member: Member, now: dt.datetime) -> TierProgress:
     next_tier = above.first()
     needed = max(next_tier.threshold - metric, ZERO) if next_tier else None
     return TierProgress(
-        tier=current, since=state.since if state else None, metric=metric, next_tier=next_tier, needed=needed
+        tier=current,
+        since=state.since if state else None,
+        metric=metric,
+        next_tier=next_tier,
+        needed=needed,
+        retain_until=state.retain_until if state else None,
+        manual_until=state.manual_until if state else None,
     )

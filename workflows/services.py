@@ -404,6 +404,7 @@ def member_enrol_with_card(
     referred_by: Member | None = None,
     card_number: str | None = None,
     channel: str = Member.Channel.API,
+    language: str = "",
     now: dt.datetime | None = None,
 ) -> tuple[Member, bool]:
     """Enrol a customer with their card, all or nothing: the card `card_number` is assigned,
@@ -422,6 +423,7 @@ def member_enrol_with_card(
             email_consent=email_consent,
             referred_by=referred_by,
             channel=channel,
+            language=language,
             now=now,
         )
         if created and card_number:

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "rewards",
     "workflows",
     "notifications",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -51,7 +52,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Sets the Content-Security-Policy of the views that carry one (the customer portal,
+    # portal/views.py) and gives them a nonce; there is no site-wide policy (docs/portal.md).
+    "csp.middleware.CSPMiddleware",
 ]
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -105,6 +110,23 @@ else:
     }
 CACHES["default"].setdefault("KEY_PREFIX", env("CACHE_KEY_PREFIX", default="loyalty"))
 
+# Staff log in with a password; customers of the portal with an emailed one-time link
+# (django-sesame, docs/portal.md). The portal's backend accepts only the login users of members.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "portal.backends.MemberLinkBackend",
+]
+PORTAL_LOGIN_LINK_MINUTES = env.int("PORTAL_LOGIN_LINK_MINUTES", default=15)
+SESAME_MAX_AGE = PORTAL_LOGIN_LINK_MINUTES * 60
+SESAME_ONE_TIME = True  # a link works once: logging in changes the user's last_login, which signs the link
+# Rate limits of the portal's forms (django-ratelimit, counted in the default cache above, so
+# shared by every web process when CACHES is Redis): per address and per client IP.
+# RATELIMIT_IP_META_KEY: where the client IP is read behind a proxy (default REMOTE_ADDR).
+PORTAL_RATE_PER_ADDRESS = env("PORTAL_RATE_PER_ADDRESS", default="5/h")
+PORTAL_RATE_PER_IP = env("PORTAL_RATE_PER_IP", default="30/h")
+if env("RATELIMIT_IP_META_KEY", default=""):
+    RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY")
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -113,6 +135,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# The languages of the customer portal (and of member emails): loyalty.models.LANGUAGES.
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+# The portal's catalog comes first: its words win over Django's own (admin's "Change"...).
+LOCALE_PATHS = [BASE_DIR / "portal" / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -9,4 +9,12 @@ CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=True)
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Session and CSRF cookies: not readable by scripts, sent on top-level navigation from other
+# sites (the portal's emailed links) but not on their cross-site POSTs.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=14 * 24 * 3600)
+SECURE_REFERRER_POLICY = "same-origin"  # the portal's login links never leak to a logo's host
 DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {})}  # noqa: F405

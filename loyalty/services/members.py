@@ -59,13 +59,14 @@ def member_enrol(
     channel: str = Member.Channel.ONLINE,
     email_consent: bool = False,
     referred_by: Member | None = None,
+    language: str = "",
     now: dt.datetime | None = None,
 ) -> tuple[Member, bool]:
     """Enrol a customer. Enrolling an `external_id` already enrolled returns that member and
     False (safe under concurrent calls: the unique index decides). An email another member of
     the program has (case-insensitively) is refused with `DuplicateEmail` (409), also when two
-    enrolments race (the unique index member_unique_email decides). Sends `member_enrolled`
-    after commit."""
+    enrolments race (the unique index member_unique_email decides). `language` ("" = the
+    program's) is the member's language (emails, portal). Sends `member_enrolled` after commit."""
     now = now or timezone.now()
     if external_id is not None:
         external_id = str(external_id).strip() or None
@@ -84,6 +85,7 @@ def member_enrol(
         enrollment_channel=channel,
         email_consent=email_consent,
         referred_by=referred_by,
+        language=language,
         enrolled_at=now,
     )
     # The constraints are checked here and by the indexes below, not by full_clean (which

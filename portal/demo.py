@@ -1,0 +1,28 @@
+"""The portal part of `manage.py load_demo`: where the demo program's customer portal is and a
+demo member to log in as (the login link arrives by email: the console backend prints it, in
+`make run` in the worker's log, .data/logs/worker.log)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+
+from loyalty.models import Member, Program
+
+
+def demo_member(*, program: Program) -> Member | None:
+    """An active demo member with an address and some history, for the portal's demo."""
+    return (
+        Member.objects.filter(program=program, status=Member.Status.ACTIVE, lifetime_earned__gt=0)
+        .exclude(email="")
+        .order_by("id")
+        .first()
+    )
+
+
+def demo_portal_line(*, program: Program) -> str:
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    login = base + reverse("portal:login", args=[program.slug])
+    member = demo_member(program=program)
+    who = f"; log in as {member.email} (the login link is printed by the console email backend)" if member else ""
+    return f"Customer portal: {login}{who}; join at {base}{reverse('portal:join', args=[program.slug])}"
