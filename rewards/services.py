@@ -175,6 +175,7 @@ def reward_redeem(
             reference=code,
             now=now,
             join_caller=True,  # this block rolls back whole on any exception raised through it
+            locked_member=locked,  # locked and read above, in this transaction: no second lock
         )
         redemption = Redemption(
             program=program,

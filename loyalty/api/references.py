@@ -19,13 +19,15 @@ from stdnum import luhn
 from loyalty import errors
 from loyalty.models import Member, Program
 
+from .parsing import InputSerializer
+
 MEMBER_REFERENCE_FIELDS = ("member_id", "external_id", "card_number")
 _BIGINT_MAX = 2**63 - 1
 
 
 # docs/api.md's member reference. Subclass it for a flat body, or nest it (`from`, `to`); resolve
 # the validated data with `member_from_reference`.
-class MemberReferenceSerializer(serializers.Serializer):
+class MemberReferenceSerializer(InputSerializer):
     """A member, named by exactly one of `member_id`, `external_id` (the shop's customer id)
     or `card_number` (an active card of the member)."""
 

@@ -18,9 +18,11 @@ from workflows.services import rule_create
 # A real transaction per request (as in production): the count is what the server sends.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Issue 10's bound is 12 for both (was 23 for the purchase, 29 for the redemption).
-PURCHASE_STATEMENTS = 9
-REDEMPTION_STATEMENTS = 12
+# Issue 10's bound is 12 for both (was 23 for the purchase, 29 for the redemption). With the
+# key remembered by the process (loyalty/api/auth.py) its look-up is gone; a redemption's
+# posting trusts the member lock `reward_redeem` took.
+PURCHASE_STATEMENTS = 8
+REDEMPTION_STATEMENTS = 10
 
 
 @pytest.fixture
@@ -96,7 +98,7 @@ def _show(ctx):
     return "\n".join(f"{i}: {sql[:160]}" for i, sql in enumerate(_statements(ctx), 1))
 
 
-def test_a_purchase_firing_several_rules_costs_at_most_nine_statements(client, program):
+def test_a_purchase_firing_several_rules_costs_at_most_eight_statements(client, program):
     member = MemberFactory(program=program)
     assert _purchase(client, member, 0).status_code == 201  # warm the per-process caches
     with CaptureQueriesContext(connection) as ctx:
@@ -106,7 +108,7 @@ def test_a_purchase_firing_several_rules_costs_at_most_nine_statements(client, p
     assert len(_statements(ctx)) <= PURCHASE_STATEMENTS, _show(ctx)
 
 
-def test_a_reward_redemption_costs_at_most_twelve_statements(client, program):
+def test_a_reward_redemption_costs_at_most_ten_statements(client, program):
     member = MemberFactory(program=program)
     from loyalty.services import points_earn
 
