@@ -65,9 +65,7 @@ def test_the_key_is_looked_up_again_after_the_cache_seconds(keyed, unassigned_ca
     assert len(_key_queries(ctx)) == 1
 
 
-def test_a_key_revoked_by_another_process_is_refused_within_the_cache_seconds(
-    keyed, unassigned_card, clock, settings
-):
+def test_a_key_revoked_by_another_process_is_refused_within_the_cache_seconds(keyed, unassigned_card, clock, settings):
     settings.API_KEY_CACHE_SECONDS = 5
     api_key, client = keyed
     assert _get(client, unassigned_card).status_code == 200
@@ -147,6 +145,7 @@ def test_requests_get_their_own_copies_of_the_key_and_program(keyed, program):
     digest = "d" * 64
     auth._remember(digest, ProgramAPIKey.objects.select_related("program").get(pk=api_key.pk))
     first, second = auth._remembered(digest), auth._remembered(digest)
-    assert first is not second and first.program is not second.program
+    assert first is not second
+    assert first.program is not second.program
     first.program.name = "changed by a request"
     assert auth._remembered(digest).program.name == program.name

@@ -70,7 +70,8 @@ def test_an_activity_answer_with_pending_points_and_no_expiry_is_its_serializers
     request = _request_with(program, ("read", "write"))
     expected = ActivityReportApi.OutputSerializer(result, context={"request": request}).data
     assert activity_result_data(result, shows_member_data=True) == expected
-    assert expected["entries"][0]["available_at"] is not None and expected["entries"][0]["expires_at"] is None
+    assert expected["entries"][0]["available_at"] is not None
+    assert expected["entries"][0]["expires_at"] is None
 
 
 def test_an_activity_answer_without_awards_is_its_serializers(program, member):
@@ -80,7 +81,8 @@ def test_an_activity_answer_without_awards_is_its_serializers(program, member):
     request = _request_with(program, ("read", "write"))
     expected = ActivityReportApi.OutputSerializer(result, context={"request": request}).data
     assert activity_result_data(result, shows_member_data=True) == expected
-    assert expected["awards"] == [] and expected["points_awarded"] == 0
+    assert expected["awards"] == []
+    assert expected["points_awarded"] == 0
 
 
 @pytest.mark.parametrize(
