@@ -178,7 +178,7 @@ def main() -> None:
             stats = pstats.Stats(prof, stream=buf).sort_stats(order)
             stats.print_stats(args.cprofile_lines)
             if order == "cumulative":  # the project's own functions
-                stats.print_stats(r"/(loyalty|workflows|tiers|notifications|cards|rewards)/(?!migrations)", 40)
+                stats.print_stats(r"/(loyalty|workflows|tiers|notifications|cards|rewards)/(?!migrations)", 70)
             print(f"cProfile of {args.cprofile} {op} requests, by {order}:")
             lines = buf.getvalue().splitlines()
             print("\n".join(x for x in lines if x.strip() and not x.startswith(("   Ordered", "   List"))))

@@ -143,7 +143,7 @@ class RedemptionCreateApi(ProgramApi):
     def post(self, request: Request) -> Response:
         data = parse_input(self.InputSerializer, request, program=self.program)
         member = member_from_reference(program=self.program, reference=data)
-        reward = Reward.objects.filter(program=self.program, pk=data["reward_id"]).select_related("min_tier").first()
+        reward = selectors.reward_of_program(program=self.program, reward_id=data["reward_id"])
         if reward is None:
             raise RewardNotFound("No such reward in this program.", reward_id=data["reward_id"])
         result = services.reward_redeem(
