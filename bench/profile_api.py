@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--settings", default="config.settings.production")
     parser.add_argument("--cprofile", type=int, default=0, help="also cProfile this many requests per operation")
     parser.add_argument("--cprofile-lines", type=int, default=40)
+    parser.add_argument("--callees", default="", help="with --cprofile: also print the callees of these functions")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one request per operation")
     C.add_common_args(parser)
     args = parser.parse_args()
@@ -177,6 +178,8 @@ def main() -> None:
             buf = io.StringIO()
             stats = pstats.Stats(prof, stream=buf).sort_stats(order)
             stats.print_stats(args.cprofile_lines)
+            if order == "cumulative" and args.callees:
+                stats.print_callees(args.callees)
             if order == "cumulative":  # the project's own functions
                 stats.print_stats(r"/(loyalty|workflows|tiers|notifications|cards|rewards)/(?!migrations)", 70)
             print(f"cProfile of {args.cprofile} {op} requests, by {order}:")
