@@ -8,6 +8,8 @@ middleware and cache), and reports the CPU time of this process per request (tim
 Python, Django and psycopg's client side, not PostgreSQL's), the wall time, the statements and the
 time inside execute(). The CPU time is what gunicorn's workers spend minus gunicorn's own HTTP
 parsing. `--cprofile` adds a cProfile of the requests (read its shares: it inflates Python time).
+The cache (the per-key rate limit's history) is a temporary file cache emptied before each round,
+as bench_activities.py does before each HTTP run.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/loyalty_bench \\
         .venv/bin/python bench/profile_api.py [--ops activity,redeem,redeem_stock,use] [--n 400] [--cprofile]
@@ -134,6 +136,7 @@ def main() -> None:
         cpu_ms, wall_ms, stmts, exec_ms = [], [], [], []
         log = None
         for _ in range(args.rounds):
+            A.clear_server_cache()  # the rate limit's history: each round starts without one
             log = A.StatementKinds()
             with connection.execute_wrapper(log):
                 c0, w0 = time.process_time(), time.perf_counter()
