@@ -24,6 +24,7 @@ request, time inside execute() vs Python, the statements by kind.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import cProfile
 import datetime as dt
@@ -35,6 +36,7 @@ import os
 import pstats
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -216,6 +218,7 @@ def server_cache_dir() -> str:
     a directory of this bench process, emptied before every HTTP run (`clear_server_cache`)."""
     if not _SERVER_CACHE_DIR:
         _SERVER_CACHE_DIR.append(tempfile.mkdtemp(prefix="bench_server_cache_"))
+        atexit.register(shutil.rmtree, _SERVER_CACHE_DIR[0], ignore_errors=True)
     return _SERVER_CACHE_DIR[0]
 
 
