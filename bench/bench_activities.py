@@ -24,6 +24,7 @@ request, time inside execute() vs Python, the statements by kind.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import cProfile
 import datetime as dt
@@ -35,6 +36,7 @@ import os
 import pstats
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -208,6 +210,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_SERVER_CACHE_DIR: list[str] = []
+
+
+def server_cache_dir() -> str:
+    """The gunicorn server's cache (LOYALTY_CACHE_DIR: the file cache of the default settings),
+    a directory of this bench process, emptied before every HTTP run (`clear_server_cache`)."""
+    if not _SERVER_CACHE_DIR:
+        _SERVER_CACHE_DIR.append(tempfile.mkdtemp(prefix="bench_server_cache_"))
+        atexit.register(shutil.rmtree, _SERVER_CACHE_DIR[0], ignore_errors=True)
+    return _SERVER_CACHE_DIR[0]
+
+
+def clear_server_cache() -> None:
+    """Empty the server's cache before a run. It holds the per-key rate limit's history (DRF's
+    throttle keeps the time of every request of the key in the last minute, and the file cache
+    pickles and compresses that list on every request: about 0.9 ms of CPU per 1,000 entries,
+    docs/performance.md): without this a run would pay for the requests of the runs before it
+    with the same key within the minute."""
+    for name in os.listdir(server_cache_dir()):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(server_cache_dir(), name))
+
+
 def server_env(settings: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -221,6 +246,8 @@ def server_env(settings: str) -> dict[str, str]:
             "DJANGO_LOG_LEVEL": "WARNING",
         }
     )
+    if not env.get("CACHE_URL") and not env.get("REDIS_URL"):
+        env["LOYALTY_CACHE_DIR"] = server_cache_dir()
     return env
 
 
@@ -376,6 +403,7 @@ def client(
 
 
 def run_http(server: Gunicorn, key: str, *, connections: int, members: int, warmup: float, seconds: float, tag: str):
+    clear_server_cache()
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(connections + 1)
     results = ctx.Queue()

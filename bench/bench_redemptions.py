@@ -323,6 +323,7 @@ def run_http(
     codes: list[str] | None = None,
 ) -> dict[str, Any]:
     """`clients` processes; closed loop when `rate` is None, else open loop at `rate` req/s in total."""
+    A.clear_server_cache()  # the rate limit's history of earlier runs (bench_activities.clear_server_cache)
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(clients + 1)
     results = ctx.Queue()

@@ -24,3 +24,6 @@ ledger_job_finished = Signal()
 # kwargs: program, actor (the demo staff user), now, stdout. Sent by `manage.py load_demo` on
 # every run; receivers add their app's demo data once (idempotent) and may print a line.
 demo_loaded = Signal()
+# No kwargs. Sent by the API-key services when keys changed without their model's save signal
+# (a bulk revoke), so that this process forgets the keys it remembers (loyalty/api/auth.py).
+api_keys_changed = Signal()

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from loyalty.api.errors import error_responses
 from loyalty.api.idempotency import idempotency_key
 from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
+from loyalty.api.output import balance_data, datetime_data, decimal_data
 from loyalty.api.pagination import ApiCursorPagination
 from loyalty.api.parsing import parse_input
 from loyalty.api.references import MemberReferenceSerializer, member_from_reference
@@ -82,6 +83,30 @@ class CouponSerializer(serializers.Serializer):
         return {"id": redemption.reward_id, "name": redemption.reward.name}
 
 
+_COUPON_STATUS = serializers.ChoiceField(choices=Redemption.Status.choices)
+_COUPON_KIND = serializers.ChoiceField(choices=Reward.Kind.choices)
+_COUPON_VALUE = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
+
+
+def coupon_data(redemption: Redemption) -> dict[str, Any]:
+    """`CouponSerializer`'s answer, as a dict (loyalty/api/output.py)."""
+    return {
+        "code": str(redemption.code),
+        "status": _COUPON_STATUS.to_representation(redemption.status),
+        "reward": {"id": redemption.reward_id, "name": redemption.reward.name},
+        "member_id": int(redemption.member_id),
+        "points": int(redemption.points),
+        "kind": _COUPON_KIND.to_representation(redemption.kind),
+        "value": decimal_data(_COUPON_VALUE, redemption.value),
+        "sku": str(redemption.sku),
+        "issued_at": datetime_data(redemption.issued_at),
+        "expires_at": datetime_data(redemption.expires_at),
+        "used_at": datetime_data(redemption.used_at),
+        "order_id": str(redemption.order_id),
+        "cancelled_at": datetime_data(redemption.cancelled_at),
+    }
+
+
 class RewardListApi(ProgramApi):
     """The active catalog, in catalog order, with availability (`available`: in stock)."""
 
@@ -118,7 +143,7 @@ class RedemptionCreateApi(ProgramApi):
     def post(self, request: Request) -> Response:
         data = parse_input(self.InputSerializer, request, program=self.program)
         member = member_from_reference(program=self.program, reference=data)
-        reward = Reward.objects.filter(program=self.program, pk=data["reward_id"]).select_related("min_tier").first()
+        reward = selectors.reward_of_program(program=self.program, reward_id=data["reward_id"])
         if reward is None:
             raise RewardNotFound("No such reward in this program.", reward_id=data["reward_id"])
         result = services.reward_redeem(
@@ -131,9 +156,9 @@ class RedemptionCreateApi(ProgramApi):
             # reward was read just above in it.
             join_caller=True,
         )
-        body = CouponSerializer(result.redemption).data
+        body = coupon_data(result.redemption)  # CouponSerializer's answer, built directly
         if self.shows_member_data:
-            body["balance"] = BalanceSerializer(result.balance).data
+            body["balance"] = balance_data(result.balance)
         return Response(body, status=201)
 
 
@@ -169,7 +194,7 @@ class RedemptionUseApi(ProgramApi):
     def post(self, request: Request, code: str) -> Response:
         data = parse_input(self.InputSerializer, request)
         coupon = services.redemption_use(program=self.program, code=code, order_id=data["order_id"])
-        return Response(CouponSerializer(coupon).data)
+        return Response(coupon_data(coupon))  # CouponSerializer's answer, built directly
 
 
 class RedemptionCancelApi(ProgramApi):

@@ -3,19 +3,33 @@ then the member, then the reward, so concurrent redemptions and cancellations ca
 
 from __future__ import annotations
 
-from django.db.models import Exists, QuerySet, Value
+from django.db import connection
+from django.db.models import QuerySet
 
-from loyalty.lock_objects import member_for_update
 from loyalty.models import IdempotencyRecord, Member, Program
 
 from .models import Redemption
 
+_MEMBER_FIELDS = [f.attname for f in Member._meta.concrete_fields]
+_LOCK_SQL = (
+    f"SELECT {', '.join(f'm.{f.column}' for f in Member._meta.concrete_fields)}, "
+    f"EXISTS (SELECT 1 FROM {IdempotencyRecord._meta.db_table} WHERE program_id = %s AND key = %s) "
+    f"FROM {Member._meta.db_table} m WHERE m.id = %s FOR UPDATE OF m"
+)
 
-def member_for_update_seeing_key(*, member_id: int, program: Program, key: str | None) -> QuerySet[Member]:
+
+def member_for_update_seeing_key(*, member_id: int, program: Program, key: str | None) -> Member | None:
     """The member row, locked, with `key_seen`: whether the idempotency store holds `key`
-    for `program` (one statement)."""
-    seen = Exists(IdempotencyRecord.objects.filter(program=program, key=key)) if key else Value(False)
-    return member_for_update(member_id=member_id).annotate(key_seen=seen)
+    for `program`; None when there is no such member. One statement, read without the ORM's
+    query building (a redemption's hot path)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [program.pk, key or "", member_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    member = Member.from_db(connection.alias, _MEMBER_FIELDS, row[:-1])
+    member.key_seen = bool(key) and row[-1]
+    return member
 
 
 def redemption_for_update(*, program_id: int, code: str) -> QuerySet[Redemption]:

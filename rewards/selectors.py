@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from loyalty.models import Member, Program
-from tiers.models import MemberTier
+from tiers.models import MemberTier, Tier
 
 from . import codes
 from .models import Redemption, Reward
@@ -20,6 +21,32 @@ LIMIT_STATUSES = (Redemption.Status.ISSUED, Redemption.Status.USED, Redemption.S
 class Refusal:
     reason: str  # inactive, not_started, ended, tier, limit_reached, out_of_stock
     message: str
+
+
+_REWARD_FIELDS = [f.attname for f in Reward._meta.concrete_fields]
+_TIER_FIELDS = [f.attname for f in Tier._meta.concrete_fields]
+_REWARD_SQL = (
+    f"SELECT {', '.join(f'r.{f.column}' for f in Reward._meta.concrete_fields)}, "
+    f"{', '.join(f't.{f.column}' for f in Tier._meta.concrete_fields)} "
+    f"FROM {Reward._meta.db_table} r LEFT JOIN {Tier._meta.db_table} t ON t.id = r.min_tier_id "
+    "WHERE r.program_id = %s AND r.id = %s"
+)
+
+
+def reward_of_program(*, program: Program, reward_id: int) -> Reward | None:
+    """The reward of `program` with this id, its `min_tier` loaded, or None. One statement (the
+    ORM's `select_related(...).first()` with its query building cost a redemption more CPU
+    than the rest of its reads)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_REWARD_SQL, [program.pk, reward_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n = len(_REWARD_FIELDS)
+    reward = Reward.from_db(connection.alias, _REWARD_FIELDS, row[:n])
+    reward.min_tier = None if row[n] is None else Tier.from_db(connection.alias, _TIER_FIELDS, row[n:])
+    reward.program = program
+    return reward
 
 
 def reward_refusal(*, reward: Reward, member: Member | None, now: dt.datetime) -> Refusal | None:

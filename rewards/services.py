@@ -141,9 +141,7 @@ def reward_redeem(
     with atomic_or_join(join=join_caller):
         # One statement: the member's lock and whether the key was used before. The key itself
         # is recorded last, with the coupon's id (no claim-then-settle).
-        locked = lock_objects.member_for_update_seeing_key(
-            member_id=member.pk, program=program, key=idempotency_key
-        ).first()
+        locked = lock_objects.member_for_update_seeing_key(member_id=member.pk, program=program, key=idempotency_key)
         if idempotency_key is not None and locked is not None and locked.key_seen:
             record = ledger.idempotency_key_claim(
                 program=program, key=idempotency_key, operation="reward_redeem", payload=payload, now=now
@@ -176,6 +174,7 @@ def reward_redeem(
             reference=code,
             now=now,
             join_caller=True,  # this block rolls back whole on any exception raised through it
+            locked_member=locked,  # locked and read above, in this transaction: no second lock
         )
         redemption = Redemption(
             program=program,

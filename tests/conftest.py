@@ -4,6 +4,7 @@ need a different state (e.g. tests/tiers' program counts points over a rolling w
 import pytest
 from django.core.cache import cache
 
+from loyalty.api.auth import forget_verified_keys
 from tests.loyalty.factories import MemberFactory, ProgramFactory, StaffFactory
 
 
@@ -14,11 +15,13 @@ def _media_root(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    """Rate-limit and PIN-failure counters and the configuration caches live in the cache:
-    no test sees another's."""
+    """Rate-limit and PIN-failure counters and the configuration caches live in the cache, the
+    API keys a process verified in memory (loyalty/api/auth.py): no test sees another's."""
     cache.clear()
+    forget_verified_keys()
     yield
     cache.clear()
+    forget_verified_keys()
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from loyalty import errors
 from loyalty.api.errors import error_responses
 from loyalty.api.idempotency import idempotency_key
 from loyalty.api.member_data import BalanceSerializer, ReadScopedSerializer
-from loyalty.api.parsing import OccurredAtField, parse_input
+from loyalty.api.output import balance_data, datetime_data
+from loyalty.api.parsing import InputSerializer, OccurredAtField, parse_input
 from loyalty.api.references import MemberReferenceSerializer, member_from_reference
 from loyalty.api.views import ProgramApi
 from loyalty.models import Activity, Member, Program
@@ -33,7 +34,7 @@ from .api_members import urlpatterns as member_urlpatterns
 from .models import validate_activity_type
 
 
-class ItemSerializer(serializers.Serializer):
+class ItemSerializer(InputSerializer):
     sku = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     category = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
@@ -53,6 +54,38 @@ class AwardSerializer(serializers.Serializer):
     rule_id = serializers.IntegerField(source="rule.id")
     rule = serializers.CharField(source="rule.name")
     points = serializers.IntegerField()
+
+
+def entry_data(entry: Any) -> dict[str, Any]:
+    """`EntrySerializer`'s answer, as a dict (loyalty/api/output.py)."""
+    return {
+        "id": int(entry.id),
+        "kind": str(entry.kind),
+        "points": int(entry.points),
+        "reason": str(entry.reason),
+        "available_at": datetime_data(entry.available_at),
+        "expires_at": datetime_data(entry.expires_at),
+    }
+
+
+def award_data(award: Any) -> dict[str, Any]:
+    """`AwardSerializer`'s answer, as a dict."""
+    return {"rule_id": int(award.rule.id), "rule": str(award.rule.name), "points": int(award.points)}
+
+
+def activity_result_data(result: services.ActivityResult, *, shows_member_data: bool) -> dict[str, Any]:
+    """`ActivityReportApi.OutputSerializer`'s answer, as a dict (the balance only for a key
+    with the `read` scope)."""
+    data = {
+        "activity_id": int(result.activity.id),
+        "member_id": int(result.activity.member_id),
+        "points_awarded": int(result.points),
+        "awards": [award_data(a) for a in result.awards],
+        "entries": [entry_data(e) for e in result.entries],
+    }
+    if shows_member_data:
+        data["balance"] = balance_data(result.balance)
+    return data
 
 
 class ActivityInputSerializer(MemberReferenceSerializer):
@@ -211,7 +244,8 @@ class ActivityReportApi(ProgramApi):
             items=[dict(i) for i in data["items"]],
             idempotency_key=idempotency_key(request),
         )
-        return Response(self.OutputSerializer(result, context=self.serializer_context()).data, status=201)
+        # OutputSerializer's answer, built directly (loyalty/api/output.py).
+        return Response(activity_result_data(result, shows_member_data=self.shows_member_data), status=201)
 
 
 class RefundReportApi(ProgramApi):

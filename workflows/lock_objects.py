@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.apps import apps
+from django.db import connection
 from django.db.models import QuerySet
 
 from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
@@ -10,13 +11,17 @@ from loyalty.models import IdempotencyRecord, Member, Program
 
 from .models import Referral
 
+_MEMBER_FIELDS = [f.attname for f in Member._meta.concrete_fields]
+_MEMBER_COLUMNS = ", ".join(f"m.{f.column}" for f in Member._meta.concrete_fields)
+
 
 def member_with_tier_for_update(*, member_id: int, program: Program, key: str | None = None) -> Member | None:
     """The member row, locked, with its tier read in the same statement: `tier_id_now` (None
     without a tier) and `tier_multiplier_now` (None without a tier), and `key_seen`: whether
     the idempotency store holds `key` for `program`. One statement where an activity needs the
     lock, the tier multiplier (the tiers app optional: both None) and its key check. Raw SQL:
-    the ORM's subquery annotations cost more CPU to build than the statement costs to run."""
+    the ORM's subquery annotations (and a raw queryset's column mapping) cost more CPU than the
+    statement costs to run."""
     if apps.is_installed("tiers"):
         from tiers.models import MemberTier, Tier  # an optional app, a layer below workflows
 
@@ -28,13 +33,20 @@ def member_with_tier_for_update(*, member_id: int, program: Program, key: str | 
         )
     else:
         tier_columns = "NULL::bigint AS tier_id_now, NULL::numeric AS tier_multiplier_now"
-    found = Member.objects.raw(
-        f"SELECT m.*, {tier_columns}, "
-        f"EXISTS (SELECT 1 FROM {IdempotencyRecord._meta.db_table} WHERE program_id = %s AND key = %s) AS key_seen "
-        f"FROM {Member._meta.db_table} m WHERE m.id = %s FOR UPDATE OF m",
-        [program.pk, key or "", member_id],
-    )
-    return next(iter(found), None)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_MEMBER_COLUMNS}, {tier_columns}, "
+            f"EXISTS (SELECT 1 FROM {IdempotencyRecord._meta.db_table} WHERE program_id = %s AND key = %s) AS key_seen "
+            f"FROM {Member._meta.db_table} m WHERE m.id = %s FOR UPDATE OF m",
+            [program.pk, key or "", member_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # The model from the row directly (a raw queryset maps its columns again on every call).
+    member = Member.from_db(connection.alias, _MEMBER_FIELDS, row[: len(_MEMBER_FIELDS)])
+    member.tier_id_now, member.tier_multiplier_now, member.key_seen = row[len(_MEMBER_FIELDS) :]
+    return member
 
 
 def pending_referral_for_update(*, friend_id: int) -> QuerySet[Referral]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from cards import services as card_services
@@ -53,6 +53,35 @@ class ActivityResult:
     @property
     def points(self) -> int:
         return sum(a.points for a in self.awards)
+
+
+_AWARDS_SQL = (
+    f"INSERT INTO {RuleAward._meta.db_table} (rule_id, member_id, activity_id, points, occurred_at) "
+    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[]) RETURNING id"
+)
+
+
+def _insert_awards(rows: list[RuleAward]) -> None:
+    """Insert the awards of one activity in one statement and set their ids: the statement
+    `bulk_create` sends on PostgreSQL, without its query building (a hot path)."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _AWARDS_SQL,
+            [
+                [r.rule_id for r in rows],
+                [r.member_id for r in rows],
+                [r.activity_id for r in rows],
+                [r.points for r in rows],
+                [r.occurred_at for r in rows],
+            ],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    for row, pk in zip(rows, ids, strict=True):
+        row.pk = pk
+        row._state.adding = False
+        row._state.db = connection.alias
 
 
 def _request_hash(payload: dict[str, Any]) -> str:
@@ -325,7 +354,7 @@ def _report(
         )
         if claimed is not None:
             raise busy
-    RuleAward.objects.bulk_create(rows)
+    _insert_awards(rows)
     referral = None
     if type == Activity.Type.PURCHASE:
         # A referred friend's first qualifying purchase rewards both (same transaction).

@@ -228,6 +228,11 @@ REST_FRAMEWORK = {
 # (400); an `occurred_at` lies within API_OCCURRED_AT_MAX_AGE_DAYS before now and
 # API_CLOCK_SKEW_SECONDS after it (400).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=256 * 1024)
+# A web process remembers an API key it verified (with its program) this many seconds: a key
+# revoked or a program changed in another process takes effect here within that time (in the
+# process that made the change, at once). 0: look the key up on every request
+# (loyalty/api/auth.py, docs/performance.md).
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 API_MAX_ACTIVITY_ITEMS = env.int("API_MAX_ACTIVITY_ITEMS", default=500)
 API_OCCURRED_AT_MAX_AGE_DAYS = env.int("API_OCCURRED_AT_MAX_AGE_DAYS", default=3 * 366)
 API_CLOCK_SKEW_SECONDS = env.int("API_CLOCK_SKEW_SECONDS", default=300)

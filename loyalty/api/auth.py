@@ -5,14 +5,29 @@ inactive program, is a 401 with `WWW-Authenticate: Api-Key`; a valid key without
 operation needs is a 403 `insufficient_scope` whose message names the scope in words and whose
 details carry it (`required_scope`). `request.auth` is the `ProgramAPIKey`, and its program is
 the only program the request can reach.
+
+A key verified once is remembered by this process for `API_KEY_CACHE_SECONDS` (default 5; 0
+turns it off), with its program, so a request usually needs no query and no hash check for its
+key (docs/performance.md). A change made in this process (saving or deleting a key or a
+program, `api_key_revoke`) forgets everything remembered at once; a change made by another
+process (another web worker, a command) reaches this one within `API_KEY_CACHE_SECONDS`. An
+expiry date is checked on every request.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import re
+import threading
+import time
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -20,6 +35,7 @@ from rest_framework.request import Request
 from rest_framework_api_key.permissions import KeyParser
 
 from loyalty.models import Program, ProgramAPIKey
+from loyalty.signals import api_keys_changed
 
 Scope = ProgramAPIKey.Scope
 
@@ -32,13 +48,71 @@ SCOPE_PURPOSES = {
 }
 
 
+# Keys this process verified: sha256 of the full key -> (monotonic deadline, the key with its
+# program). Only valid keys of active programs are remembered; each request gets copies.
+_verified: dict[str, tuple[float, ProgramAPIKey]] = {}
+_verified_lock = threading.Lock()
+_clock = time.monotonic  # tests move it
+
+
+def cache_seconds() -> float:
+    return float(getattr(settings, "API_KEY_CACHE_SECONDS", 5))
+
+
+def forget_verified_keys(**_kwargs: Any) -> None:
+    """Forget every key this process remembers (a key or a program changed)."""
+    with _verified_lock:
+        _verified.clear()
+
+
+def _remembered(digest: str) -> ProgramAPIKey | None:
+    found = _verified.get(digest)
+    if found is None:
+        return None
+    deadline, api_key = found
+    if _clock() >= deadline:
+        with _verified_lock:
+            if _verified.get(digest) is found:
+                del _verified[digest]
+        return None
+    # Copies: a request may cache related objects on its instances; the next must not see them.
+    fresh = copy.copy(api_key)
+    fresh.program = copy.copy(api_key.program)
+    return fresh
+
+
+def _remember(digest: str, api_key: ProgramAPIKey) -> None:
+    seconds = cache_seconds()
+    if seconds <= 0:
+        return
+    kept = copy.copy(api_key)
+    kept.program = copy.copy(api_key.program)
+    with _verified_lock:
+        if len(_verified) >= 1000:  # a bound: many keys in turn just miss more often
+            _verified.clear()
+        _verified[digest] = (_clock() + seconds, kept)
+
+
+@receiver(post_save, sender=ProgramAPIKey, dispatch_uid="api_keys_forget_on_key_save")
+@receiver(post_delete, sender=ProgramAPIKey, dispatch_uid="api_keys_forget_on_key_delete")
+@receiver(post_save, sender=Program, dispatch_uid="api_keys_forget_on_program_save")
+@receiver(post_delete, sender=Program, dispatch_uid="api_keys_forget_on_program_delete")
+@receiver(api_keys_changed, dispatch_uid="api_keys_forget_on_change")
+def _forget_on_change(**kwargs: Any) -> None:
+    # Now, and again at the commit: a request of another thread may have remembered the row
+    # as it was before this transaction's change was visible.
+    forget_verified_keys()
+    transaction.on_commit(forget_verified_keys, robust=True)
+
+
 class ProgramAPIKeyAuthentication(BaseAuthentication):
     """`Authorization: Api-Key <prefix>.<secret>` -> (AnonymousUser, the `ProgramAPIKey`).
 
     No header (or another scheme): None, so the permission turns it into 401. A key that is
     unknown, wrong, revoked or expired, or whose program is inactive: 401 at once. Revoked and
     expired are only told to a caller who holds the right secret. Queries: 1 (key by its
-    unique prefix, program joined); the hash check is one SHA-512.
+    unique prefix, program joined), none while this process remembers the key (the module's
+    docstring); the hash check is one SHA-512.
     """
 
     keyword = KeyParser.keyword
@@ -49,11 +123,24 @@ class ProgramAPIKeyAuthentication(BaseAuthentication):
         key = self.key_parser.get(request)
         if key is None:
             return None
-        prefix, dot, _secret = key.strip().partition(".")
+        key = key.strip()
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        api_key = _remembered(digest)
+        if api_key is None:
+            api_key = self._verify(key)
+            _remember(digest, api_key)
+        if api_key.has_expired:
+            raise exceptions.AuthenticationFailed("This API key has expired.", code="api_key_expired")
+        # No Django user stands behind a key: services get no `actor` from the API.
+        return AnonymousUser(), api_key
+
+    def _verify(self, key: str) -> ProgramAPIKey:
+        """The key from the database, checked; 401 unless it is valid and its program active."""
+        prefix, dot, _secret = key.partition(".")
         api_key = None
         if dot and self._prefix.fullmatch(prefix):
             api_key = ProgramAPIKey.objects.select_related("program").filter(prefix=prefix).first()
-        if api_key is None or not api_key.is_valid(key.strip()):
+        if api_key is None or not api_key.is_valid(key):
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
         if api_key.revoked:
             raise exceptions.AuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
@@ -61,8 +148,7 @@ class ProgramAPIKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("This API key has expired.", code="api_key_expired")
         if not api_key.program.is_active:
             raise exceptions.AuthenticationFailed("This API key's program is not active.", code="program_inactive")
-        # No Django user stands behind a key: services get no `actor` from the API.
-        return AnonymousUser(), api_key
+        return api_key
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

@@ -114,8 +114,18 @@ def _replay(*, program: Program, record_key: str, key: str, request_hash: str) -
     return Response(record.response_body, status=record.response_status, headers={IDEMPOTENCY_REPLAYED_HEADER: "true"})
 
 
-def _rendered(data: Any) -> Any:
-    return None if data is None else json.loads(JSONRenderer().render(data))
+_STORE_SQL = (
+    f"UPDATE {IdempotencyRecord._meta.db_table} SET response_status = %s, response_body = %s::jsonb WHERE id = %s"
+)
+
+
+def _store_response(record_id: int, response: Response) -> None:
+    """The response's status and body (as the API renders it) on the record: one statement,
+    the rendered JSON sent as it is (no parse and re-encode)."""
+    data = response.data
+    body = None if data is None else JSONRenderer().render(data).decode()
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_SQL, [response.status_code, body, record_id])
 
 
 def _run_idempotently(view: ProgramApi, request: Request, handler: Callable[[], Response]) -> Response:
@@ -173,9 +183,7 @@ def _run_idempotently(view: ProgramApi, request: Request, handler: Callable[[], 
             if not 200 <= response.status_code < 300:
                 transaction.set_rollback(True)
                 return response
-            IdempotencyRecord.objects.filter(pk=record_id).update(
-                response_status=response.status_code, response_body=_rendered(response.data)
-            )
+            _store_response(record_id, response)
     except _Refused as refused:
         return _record_refusal(
             program=program,
@@ -206,9 +214,7 @@ def _record_refusal(
         record_id = _claim(program=program, record_key=record_key, operation=operation, request_hash=request_hash)
         if record_id is None:
             return _replay(program=program, record_key=record_key, key=key, request_hash=request_hash)
-        IdempotencyRecord.objects.filter(pk=record_id).update(
-            response_status=response.status_code, response_body=_rendered(response.data)
-        )
+        _store_response(record_id, response)
     return response
 
 

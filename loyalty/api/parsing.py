@@ -13,6 +13,7 @@ Guarantees, each a refusal before anything is written:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -77,6 +78,21 @@ class ApiJSONParser(JSONParser):
     @staticmethod
     def _too_deep() -> str:
         return f"JSON parse error - the body nests deeper than {MAX_JSON_DEPTH} levels."
+
+
+class InputSerializer(serializers.Serializer):
+    """A body's serializer that builds its fields cheaply: DRF deep-copies every declared field
+    for every serializer instance (the field is instantiated again from its arguments, with
+    its validators); here a plain field is a shallow copy of the declared one, bound afresh,
+    and only nested serializers are deep-copied as DRF does. Field instances keep no state
+    between validations, so the copies behave alike (docs/performance.md). Used by the bodies
+    of the hot paths (`MemberReferenceSerializer` and what derives from it, an activity's items)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            name: copy.deepcopy(field) if isinstance(field, serializers.BaseSerializer) else copy.copy(field)
+            for name, field in self._declared_fields.items()
+        }
 
 
 UNKNOWN_FIELD = "Unknown field: this operation does not take it."

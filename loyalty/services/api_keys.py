@@ -3,7 +3,8 @@
 Guarantees: a key is saved validated, its scopes without duplicates in a fixed order (read,
 write, adjust), and only the SHA-512 of its secret is stored: the full key is returned once,
 by `api_key_create`, and can never be read again. Revoking is irreversible; the next request
-with a revoked key is a 401. The admin and `manage.py create_api_key` call these.
+with a revoked key is a 401 (in a web process other than the one that revoked it, within
+`API_KEY_CACHE_SECONDS`: loyalty/api/auth.py). The admin and `manage.py create_api_key` call these.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from loyalty.models import Program, ProgramAPIKey, default_api_key_scopes
+from loyalty.signals import api_keys_changed
 
 Scope = ProgramAPIKey.Scope
 _SCOPE_ORDER = {scope.value: position for position, scope in enumerate(Scope)}
@@ -72,4 +74,6 @@ def api_key_update(*, api_key: ProgramAPIKey, **fields: Any) -> ProgramAPIKey:
 def api_key_revoke(*, api_key_ids: Iterable[str]) -> int:
     """Revoke the keys with these ids (irreversible); how many were revoked now (keys revoked
     before are not counted)."""
-    return ProgramAPIKey.objects.filter(pk__in=list(api_key_ids), revoked=False).update(revoked=True)
+    revoked = ProgramAPIKey.objects.filter(pk__in=list(api_key_ids), revoked=False).update(revoked=True)
+    api_keys_changed.send(sender=ProgramAPIKey)  # `update` sends no post_save
+    return revoked

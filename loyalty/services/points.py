@@ -16,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from loyalty import errors
-from loyalty.models import Activity, LedgerEntry, Program
+from loyalty.models import Activity, LedgerEntry, Member, Program
 
 from .checks import check_aware, check_points
 from .posting import PostResult, _Posting, credits_post_bulk, points_post
@@ -251,11 +251,12 @@ def points_redeem(
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
     join_caller: bool = False,
+    locked_member: Member | None = None,
 ) -> PostResult:
     """Spend available points, first-expiring first. Never leaves the member below zero:
     `InsufficientPoints` when short (pending and expired points don't count);
-    `BelowMinimumRedemption` under the program's minimum redemption. `join_caller`: see
-    `points_post`."""
+    `BelowMinimumRedemption` under the program's minimum redemption. `join_caller` and
+    `locked_member` (the member's row the caller locked and read): see `points_post`."""
     check_points(points)
     if points < program.min_redemption:
         raise errors.BelowMinimumRedemption(
@@ -287,6 +288,7 @@ def points_redeem(
         idempotency_key=idempotency_key,
         now=now,
         join_caller=join_caller,
+        locked_member=locked_member,
     )
 
 

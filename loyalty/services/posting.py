@@ -111,6 +111,19 @@ class _Posting:
             self.rows[member_id] = dict(zip(("id", "program_id", "status", *sql.BALANCES), row, strict=True))
             self.deltas[member_id] = dict.fromkeys(sql.BALANCES, 0)
 
+    def adopt(self, member: Member) -> None:
+        """Take the row of a member the caller locked in this transaction (and read under
+        that lock) instead of locking it again: same checks as `lock`, no statement."""
+        if member.program_id != self.program.id:
+            raise errors.MemberNotFound(
+                f"Member {member.pk} does not belong to program {self.program.slug}.",
+                member_id=member.pk,
+                program=self.program.slug,
+            )
+        columns = ("id", "program_id", "status", *sql.BALANCES)
+        self.rows[member.pk] = {column: getattr(member, column) for column in columns}
+        self.deltas[member.pk] = dict.fromkeys(sql.BALANCES, 0)
+
     def require_active(self, member_id: int) -> None:
         if self.rows[member_id]["status"] == Member.Status.BLOCKED:
             raise errors.MemberBlocked(f"Member {member_id} is blocked.", member_id=member_id)
@@ -544,6 +557,7 @@ def points_post(
     request_hash: str | None = None,
     join_caller: bool = False,
     context: dict[str, Any] | None = None,
+    locked_member: Member | None = None,
 ) -> PostResult:
     """Post entries for one member (or two, for a transfer): the single writer of the ledger.
 
@@ -561,7 +575,10 @@ def points_post(
     `join_caller`: the caller holds the transaction open and rolls it back whole on any
     exception raised through this call, so no savepoint of its own (services/transactions.py;
     only without `idempotency_key`, whose late replay undoes the writes in a savepoint).
-    Queries: fast path 1; otherwise 1 lock + what `work` needs + 1.
+    `locked_member` (with `join_caller`, one member): the caller locked that member's row in
+    its transaction (`SELECT ... FOR UPDATE`) and read it after the lock, so its status and
+    balances are current; the posting uses them instead of locking the row again.
+    Queries: fast path 1; otherwise 1 lock (none with `locked_member`) + what `work` needs + 1.
     """
     check_key(idempotency_key)
     now = now or timezone.now()
@@ -588,7 +605,12 @@ def points_post(
         # and its replay must undo them.
         with atomic_or_join(join=join_caller and idempotency_key is None), connection.cursor() as cursor:
             posting = _Posting(cursor, program, now, actor_id)
-            posting.lock(member_ids)
+            if locked_member is not None:
+                if not join_caller or list(member_ids) != [locked_member.pk]:
+                    raise ValueError("locked_member: the caller's one locked member, with join_caller")
+                posting.adopt(locked_member)
+            else:
+                posting.lock(member_ids)
             if idempotency_key is not None:
                 # A retry is answered before the use case runs its checks again: it must get
                 # the first result even if the same request would be refused now. Under the
