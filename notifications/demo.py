@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -186,10 +187,17 @@ def demo_emails_load(*, program: Program, now: dt.datetime) -> str:
     reminder = queued.get(EmailKind.POINTS_REMINDER)
     if reminder is not None:
         down, moment = DemoEsp(outage=True), now - dt.timedelta(minutes=10)
-        while (result := emails.message_send(message_id=reminder, now=moment, email_connection=down)) is not None:
-            if result.retry_in is None or moment + result.retry_in > now:
-                break
-            moment += result.retry_in
+        # The simulated outage's retries are logged at INFO: not on make run's console.
+        email_log = logging.getLogger(emails.__name__)
+        level = email_log.level
+        email_log.setLevel(logging.WARNING)
+        try:
+            while (result := emails.message_send(message_id=reminder, now=moment, email_connection=down)) is not None:
+                if result.retry_in is None or moment + result.retry_in > now:
+                    break
+                moment += result.retry_in
+        finally:
+            email_log.setLevel(level)
 
     counts = dict(
         EmailMessage.objects.filter(program=program, source__startswith=DEMO_SOURCE)

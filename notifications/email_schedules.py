@@ -248,10 +248,34 @@ def point_reminders_send(*, now: dt.datetime | None = None, chunk_size: int = CH
 REWARDS_IN_REMINDER = 5
 
 
+QUARTER_WORDS = {"en": "Q{q} {year}", "fr": "{q}{suffix} trimestre {year}"}
+
+
+def period_label(period: Any, language: str) -> Any:
+    """A statement's period as a member reads it, in `language`: "2026-12" -> "December 2026"
+    ("décembre 2026"), "2026-Q4" -> "Q4 2026" ("4e trimestre 2026"). Anything else unchanged."""
+    import re
+
+    from django.utils import translation
+    from django.utils.dateformat import format as date_format
+
+    if not isinstance(period, str):
+        return period
+    if match := re.fullmatch(r"(\d{4})-(\d{2})", period):
+        with translation.override(language):
+            return date_format(dt.date(int(match[1]), int(match[2]), 1), "F Y")
+    if match := re.fullmatch(r"(\d{4})-Q([1-4])", period):
+        quarter = int(match[2])
+        words = QUARTER_WORDS.get(language, QUARTER_WORDS["en"])
+        return words.format(q=quarter, year=match[1], suffix="er" if quarter == 1 else "e")
+    return period
+
+
 @email_context.enricher(EmailKind.POINTS_REMINDER)
 def _reminder_facts(facts: dict[str, Any], program: Program, member: Member | None) -> dict[str, Any]:
     """At send time: points expiring within the program's warning window, the next tier and
     what it still needs, and the rewards the member can take now (at most 5). 4-6 queries."""
+    facts = {**facts, "period": period_label(facts.get("period"), emails.language_of(program, member))}
     if member is None:
         return facts
     from django.db.models import Sum

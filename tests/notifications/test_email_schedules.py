@@ -417,3 +417,13 @@ def test_the_tasks_run_the_jobs_as_of_now(paris):
     assert [m.source for m in messages("points_expiring", member=ada)] == ["expiring:2026-03-10"]
     assert [m.source for m in messages("points_reminder", member=ada)] == ["2026-03"]
     assert messages("tier_at_risk", member=ada) == []
+
+
+def test_a_statement_period_reads_as_words_in_the_members_language():
+    from notifications.email_schedules import period_label
+
+    assert period_label("2026-12", "en") == "December 2026"
+    assert period_label("2026-12", "fr") == "décembre 2026"
+    assert period_label("2026-Q4", "en") == "Q4 2026"
+    assert period_label("2026-Q1", "fr") == "1er trimestre 2026"
+    assert period_label("November 2026", "en") == "November 2026"
