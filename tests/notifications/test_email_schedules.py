@@ -265,7 +265,7 @@ def test_the_statement_is_completed_at_send_time(paris):
     assert facts["expiring_soon"] == 300
     assert facts["next_tier"] == {"name": "Gold", "points_needed": Decimal(4300)}  # Silver now
     assert facts["rewards"] == [{"name": within.name, "points": 500, "description": within.description}]
-    assert facts["period"] == "2026-12"
+    assert facts["period"] == "December 2026"  # the period key, in words in the member's language
 
 
 # --------------------------------------------------------------------------------------------
