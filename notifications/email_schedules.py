@@ -293,7 +293,8 @@ def _reminder_facts(facts: dict[str, Any], program: Program, member: Member | No
         or 0
     )
     progress = member_tier_progress(member=member, now=now)
-    if progress.next_tier is not None:
+    # The defaults say "N <points> more": only true of a program whose tiers count points.
+    if progress.next_tier is not None and program.tier_metric == Program.TierMetric.POINTS_EARNED:
         facts["next_tier"] = {"name": progress.next_tier.name, "points_needed": progress.needed}
     else:
         facts["next_tier"] = {"name": "", "points_needed": 0}
@@ -311,6 +312,37 @@ def _reminder_facts(facts: dict[str, Any], program: Program, member: Member | No
 
 # --------------------------------------------------------------------------------------------
 # tier_at_risk
+
+METRIC_WORDS = {
+    "en": {"order": "order", "orders": "orders"},
+    "fr": {"order": "commande", "orders": "commandes"},
+}
+
+
+def metric_amount(program: Program, value: Any, language: str) -> str:
+    """An amount of the program's tier metric with its unit, as a member reads it: "120 beans",
+    "40.00 EUR" ("40,00 EUR" in French), "2 orders"."""
+    from decimal import Decimal
+
+    amount = Decimal(str(value))
+    if program.tier_metric == Program.TierMetric.AMOUNT_SPENT:
+        text = f"{amount.quantize(Decimal('0.01'))}"
+        return f"{text.replace('.', ',') if language == 'fr' else text} {program.currency}"
+    count = int(amount)
+    if program.tier_metric == Program.TierMetric.ORDER_COUNT:
+        words = METRIC_WORDS.get(language, METRIC_WORDS["en"])
+        return f"{count} {words['order'] if count == 1 else words['orders']}"
+    return f"{count} {program.points_name}"
+
+
+@email_context.enricher(EmailKind.TIER_AT_RISK)
+def _at_risk_needed(facts: dict[str, Any], program: Program, member: Member | None) -> dict[str, Any]:
+    """`needed` with the metric's unit, in the message's language (no query)."""
+    needed = facts.get("needed")
+    if isinstance(needed, int | float) or (isinstance(needed, str) and needed.replace(".", "", 1).isdigit()):
+        facts = {**facts, "needed": metric_amount(program, needed, emails.language_of(program, member))}
+    return facts
+
 
 # The rows that make up a member's tier metric (tiers.selectors.METRIC_SQL, not summed), for
 # the chunk's members, from `since` (NULL: all) to `now`.

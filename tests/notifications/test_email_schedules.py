@@ -427,3 +427,16 @@ def test_a_statement_period_reads_as_words_in_the_members_language():
     assert period_label("2026-Q4", "en") == "Q4 2026"
     assert period_label("2026-Q1", "fr") == "1er trimestre 2026"
     assert period_label("November 2026", "en") == "November 2026"
+
+
+def test_the_tier_metric_reads_with_its_unit():
+    from loyalty.models import Program
+    from notifications.email_schedules import metric_amount
+
+    program = Program(name="P", points_name="beans", currency="EUR", tier_metric=Program.TierMetric.POINTS_EARNED)
+    assert metric_amount(program, 120, "en") == "120 beans"
+    program.tier_metric = Program.TierMetric.AMOUNT_SPENT
+    assert metric_amount(program, "40", "fr") == "40,00 EUR"
+    program.tier_metric = Program.TierMetric.ORDER_COUNT
+    assert metric_amount(program, 1, "en") == "1 order"
+    assert metric_amount(program, 2, "fr") == "2 commandes"
