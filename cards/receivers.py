@@ -10,7 +10,7 @@ from typing import Any
 from django.dispatch import receiver
 
 from loyalty.models import Member, Program
-from loyalty.signals import demo_loaded, member_enrolled
+from loyalty.signals import demo_loaded, member_anonymised_in_transaction, member_enrolled
 
 from . import demo, services
 
@@ -27,6 +27,13 @@ def issue_digital_card_on_enrolment(sender: Any, *, member: Member, **kwargs: An
         services.card_issue_digital_if_cardless(member=member)
     except Exception:
         logger.exception("Could not issue a digital card to member %s", member.pk)
+
+
+@receiver(member_anonymised_in_transaction, dispatch_uid="cards.block_cards_on_anonymisation")
+def block_cards_on_anonymisation(sender: Any, *, member: Member, actor: Any, now: dt.datetime, **kwargs: Any) -> None:
+    """An anonymised member's cards identify nobody any more: each active one is blocked (in the
+    anonymisation's transaction; an error rolls it back)."""
+    services.member_cards_block(member=member, actor=actor, now=now)
 
 
 @receiver(demo_loaded, dispatch_uid="cards.add_demo_cards")

@@ -476,6 +476,16 @@ def card_block(*, card: Card, actor: Any = None, now: dt.datetime | None = None)
     return _sync(card, locked)
 
 
+def member_cards_block(*, member: Member, actor: Any = None, now: dt.datetime | None = None) -> int:
+    """Block every active card of `member` (an anonymised member: docs/decisions.md). Returns
+    how many were blocked."""
+    blocked = 0
+    for card in Card.objects.filter(member=member, status=Status.ACTIVE).order_by("pk"):
+        card_block(card=card, actor=actor, now=now)
+        blocked += 1
+    return blocked
+
+
 def card_unblock(*, card: Card, actor: Any = None, now: dt.datetime | None = None) -> Card:
     """Undo a block: a member's blocked card becomes active again; a blocked card without a
     member (blocked stock) becomes unassigned stock again. Unblocking an active or unassigned

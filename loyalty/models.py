@@ -211,6 +211,12 @@ class Member(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="loyalty_member"
     )
     enrolled_at = models.DateTimeField()
+    anonymised_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set when the member's personal data was erased (`member_anonymise`); the points stay.",
+    )
 
     # Cached balances (see the class docstring).
     available = models.BigIntegerField(default=0, editable=False)
@@ -432,6 +438,41 @@ class LedgerEntry(models.Model):
     @property
     def is_credit(self) -> bool:
         return self.points > 0
+
+
+class DeletionRequest(models.Model):
+    """A member asked for their data to be erased (the portal's "My data" page). Staff confirm
+    it in the admin, which anonymises the member (`loyalty.services.member_anonymise`), or
+    decline it with a note. Kept after the decision: the record that the request was honoured."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting for staff"
+        CONFIRMED = "confirmed", "Confirmed: member anonymised"
+        DECLINED = "declined", "Declined"
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="deletion_requests")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    requested_at = models.DateTimeField()
+    via = models.CharField(max_length=20, default="portal")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=255, blank=True, help_text="Staff's note on the decision (internal).")
+
+    class Meta:
+        constraints = [
+            # One open request per member: asking again while one waits changes nothing.
+            models.UniqueConstraint(fields=["member"], name="deletion_request_one_open", condition=Q(status="open")),
+        ]
+        indexes = [
+            # The admin's queue: the open requests, oldest first.
+            models.Index(fields=["program", "requested_at"], name="deletion_request_open", condition=Q(status="open")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Deletion request {self.pk} (member {self.member_id}, {self.status})"
 
 
 class Allocation(models.Model):

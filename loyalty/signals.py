@@ -19,6 +19,10 @@ member_enrolled = Signal()
 member_enrolled_in_transaction = Signal()
 # kwargs: program, member, old_status, new_status, actor
 member_status_changed = Signal()
+# Inside `member_anonymise`'s transaction, after the member's own columns were erased:
+# program, member, actor, now. Receivers erase what their app holds about the person (cards
+# blocked, email addresses blanked) in the same transaction.
+member_anonymised_in_transaction = Signal()
 # kwargs: job ("expire_points" / "release_pending_points"), as_of, lots, points, members
 ledger_job_finished = Signal()
 # kwargs: program, actor (the demo staff user), now, stdout. Sent by `manage.py load_demo` on

@@ -21,7 +21,11 @@ from django.dispatch import receiver
 from cards.importing import members_imported_in_transaction
 from cards.signals import card_claimed_in_transaction
 from loyalty.models import LedgerEntry
-from loyalty.signals import member_enrolled_in_transaction, points_posted_in_transaction
+from loyalty.signals import (
+    member_anonymised_in_transaction,
+    member_enrolled_in_transaction,
+    points_posted_in_transaction,
+)
 from rewards.models import Reward
 from rewards.signals import reward_redeemed_in_transaction
 from tiers.signals import tier_changed_in_transaction
@@ -42,6 +46,12 @@ logger = logging.getLogger(__name__)
 @receiver(member_enrolled_in_transaction, dispatch_uid="notifications.email_welcome")
 def on_member_enrolled(sender: Any, *, program: Any, member: Any, channel: str, **kwargs: Any) -> None:
     emails.message_queue(program_id=program.id, member_id=member.id, kind=EmailKind.WELCOME, source="enrolled", data={})
+
+
+@receiver(member_anonymised_in_transaction, dispatch_uid="notifications.email_member_anonymised")
+def on_member_anonymised(sender: Any, *, member: Any, now: dt.datetime, **kwargs: Any) -> None:
+    """Blank the anonymised member's addresses in the outbox; suppress what is still queued."""
+    emails.member_messages_erase(member_id=member.pk, now=now)
 
 
 @receiver(points_posted_in_transaction, dispatch_uid="notifications.email_points")

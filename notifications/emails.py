@@ -681,6 +681,52 @@ def opt_in(*, member_id: int, kind: str) -> bool:
     return bool(deleted)
 
 
+def preference_kinds() -> list[email_kinds.KindInfo]:
+    """The kinds a member may switch off: the member-facing ones, sign-in links aside."""
+    return [
+        info for info in email_kinds.KINDS.values() if info.to == "member" and info.kind not in email_kinds.ALWAYS_ON
+    ]
+
+
+def preferences_read(*, member_id: int) -> dict[str, bool]:
+    """Each kind of `preference_kinds` -> whether the member receives it (not opted out of it,
+    nor, for a marketing kind, of every marketing email). 1 query."""
+    opted = set(EmailOptOut.objects.filter(member_id=member_id).values_list("kind", flat=True))
+    return {
+        info.kind.value: not (info.kind.value in opted or (info.marketing and EmailOptOut.ALL_MARKETING in opted))
+        for info in preference_kinds()
+    }
+
+
+def preferences_save(*, member_id: int, wanted: Iterable[str], via: str) -> None:
+    """The member's ticks on a preferences page (the emailed link's or the portal's): every
+    kind of `preference_kinds` in `wanted` is on, every other one off; ticking any marketing
+    kind lifts an "all marketing" opt-out."""
+    wanted = set(wanted)
+    kinds = preference_kinds()
+    with transaction.atomic():
+        for info in kinds:
+            if info.kind.value in wanted:
+                opt_in(member_id=member_id, kind=info.kind.value)
+            else:
+                opt_out(member_id=member_id, kind=info.kind.value, via=via)
+        if {info.kind.value for info in kinds if info.marketing} & wanted:
+            opt_in(member_id=member_id, kind=EmailOptOut.ALL_MARKETING)
+
+
+def member_messages_erase(*, member_id: int, now: dt.datetime | None = None) -> int:
+    """A member was anonymised: blank the address and subject of their emails (kind, status and
+    dates stay, for the outbox's statistics) and suppress those still queued. The opt-outs are
+    kept (docs/decisions.md). Returns the number of messages changed; 2 statements."""
+    now = now or timezone.now()
+    member_kinds = [kind for kind, info in email_kinds.KINDS.items() if info.to == "member"]
+    mine = EmailMessage.objects.filter(member_id=member_id, kind__in=member_kinds)
+    mine.filter(status=Status.QUEUED).update(
+        status=Status.SUPPRESSED, next_attempt_at=None, last_error="The member was anonymised.", status_at=now
+    )
+    return mine.exclude(to_email="", subject="").update(to_email="", subject="")
+
+
 # --------------------------------------------------------------------------------------------
 # A program's templates and settings (the admin's email pages)
 

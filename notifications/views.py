@@ -115,28 +115,18 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         return _invalid(request)
     member, _kind = found
     page = _page(member, token=token)
-    optional = [
-        info for info in email_kinds.KINDS.values() if info.to == "member" and info.kind not in email_kinds.ALWAYS_ON
-    ]
+    optional = emails.preference_kinds()
     saved = False
     if request.method == "POST":
-        wanted = set(request.POST.getlist("kinds"))
-        for info in optional:
-            if info.kind.value in wanted:
-                emails.opt_in(member_id=member.pk, kind=info.kind.value)
-            else:
-                emails.opt_out(member_id=member.pk, kind=info.kind.value, via="preferences")
-        if {info.kind.value for info in optional if info.marketing} & wanted:
-            emails.opt_in(member_id=member.pk, kind=EmailOptOut.ALL_MARKETING)
+        emails.preferences_save(member_id=member.pk, wanted=request.POST.getlist("kinds"), via="preferences")
         saved = True
-    opted = set(EmailOptOut.objects.filter(member=member).values_list("kind", flat=True))
+    state = emails.preferences_read(member_id=member.pk)
 
     def row(info: email_kinds.KindInfo) -> dict[str, Any]:
-        off = info.kind.value in opted or (info.marketing and EmailOptOut.ALL_MARKETING in opted)
         return {
             "kind": info.kind.value,
             "label": page_words.kind_name(info.kind.value, page["language"]),
-            "on": not off,
+            "on": state[info.kind.value],
         }
 
     return render(

@@ -76,10 +76,10 @@ def visitor_read(request: HttpRequest, slug: str) -> Visitor:
     if member_id is not None:
         member = (
             Member.objects.select_related("program")
-            .filter(pk=member_id, program__slug=slug, program__is_active=True)
+            .filter(pk=member_id, program__slug=slug, program__is_active=True, anonymised_at__isnull=True)
             .first()
         )
-        if member is None:  # the member or the program is gone: forget the stale login
+        if member is None:  # the member (or its data) or the program is gone: forget the stale login
             request.session.pop(session_key(slug), None)
     if member is not None:
         program = member.program

@@ -68,3 +68,18 @@ class JoinForm(forms.Form):
 class LanguageForm(forms.Form):
     language = forms.ChoiceField(label=_("Language"), choices=LANGUAGES)
     next = forms.CharField(required=False, max_length=500)
+
+
+# prefs
+class PreferencesForm(forms.Form):
+    """The portal's preferences: the optional email kinds (their choices and labels come from
+    `notifications.emails.preference_kinds` and `page_words`, passed by the view), the consent
+    to offers, and the language of emails."""
+
+    kinds = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    email_consent = forms.BooleanField(label=_("Send me offers and news by email"), required=False)
+    language = forms.ChoiceField(label=_("Language of our emails and pages"), choices=LANGUAGES)
+
+    def __init__(self, *args: object, kinds: list[tuple[str, str]], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["kinds"].choices = kinds

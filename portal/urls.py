@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_prefs
 
 app_name = "portal"
 
@@ -15,4 +15,11 @@ urlpatterns = [
     path("<slug:slug>/join", views.join, name="join"),
     path("<slug:slug>/join/sent", views.join_sent, name="join_sent"),
     path("<slug:slug>/language", views.language, name="language"),
+    # prefs
+    path("<slug:slug>/preferences", views_prefs.preferences, name="preferences"),
+    path("<slug:slug>/preferences/unsubscribe", views_prefs.unsubscribe_marketing, name="unsubscribe_marketing"),
+    path("<slug:slug>/my-data", views_prefs.my_data, name="my_data"),
+    path("<slug:slug>/my-data/export.json", views_prefs.my_data_json, name="my_data_json"),
+    path("<slug:slug>/my-data/export.zip", views_prefs.my_data_csv, name="my_data_csv"),
+    path("<slug:slug>/my-data/delete", views_prefs.deletion_request, name="deletion_request"),
 ]

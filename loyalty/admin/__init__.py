@@ -5,13 +5,14 @@ ledger models read-only; every write that touches points goes through `loyalty.s
 - `programs`, `members` (and the members' posting pages in `postings`);
 - `ledger` (entries, allocations, activities, idempotency records) and `jobs`, read-only;
 - `api_keys`: program API keys, shown once on creation;
+- `deletion_requests`: members' requests to erase their data, confirmed or declined by staff;
 - `timezones`: dates shown and typed in the program's time zone.
 
 Scale (docs/architecture.md): change lists never count a whole table, sort only by the primary
 key, and the member search turns an email or id into an exact, indexed look-up.
 """
 
-from . import api_keys, jobs, ledger, members, programs  # noqa: F401  (registers the admins)
+from . import api_keys, deletion_requests, jobs, ledger, members, programs  # noqa: F401  (registers the admins)
 from .base import CappedCountPaginator, LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline
 from .members import MEMBER_PAGE_LINKS
 from .postings import can_adjust_points, can_transfer_points

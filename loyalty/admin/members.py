@@ -64,7 +64,17 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
         (None, {"fields": ("program", "status", "external_id", "email", "first_name", "last_name", "birthday")}),
         (
             "Enrolment",
-            {"fields": ("enrollment_channel", "enrolled_at", "referral_code", "referred_by", "email_consent", "user")},
+            {
+                "fields": (
+                    "enrollment_channel",
+                    "enrolled_at",
+                    "referral_code",
+                    "referred_by",
+                    "email_consent",
+                    "user",
+                    "anonymised_at",
+                )
+            },
         ),
         (
             "Balances",
@@ -91,6 +101,7 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
             "enrollment_channel",
             "enrolled_at",
             "referral_code",
+            "anonymised_at",
             *self.BALANCE_FIELDS,
             "recent_entries",
         )

@@ -17,7 +17,16 @@ from .activities import activity_record
 from .api_keys import api_key_create, api_key_revoke, api_key_update
 from .idempotency import idempotency_key_claim, idempotency_key_namespaced, idempotency_key_settle
 from .jobs import JobResult, points_expire, points_release
-from .members import MEMBER_PROFILE_FIELDS, member_email_taken, member_enrol, member_set_status, member_update
+from .members import (
+    MEMBER_PROFILE_FIELDS,
+    deletion_request_create,
+    deletion_request_decide,
+    member_anonymise,
+    member_email_taken,
+    member_enrol,
+    member_set_status,
+    member_update,
+)
 from .points import (
     EarnAward,
     points_adjust,
@@ -43,9 +52,12 @@ __all__ = [
     "api_key_create",
     "api_key_revoke",
     "api_key_update",
+    "deletion_request_create",
+    "deletion_request_decide",
     "idempotency_key_claim",
     "idempotency_key_namespaced",
     "idempotency_key_settle",
+    "member_anonymise",
     "member_email_taken",
     "member_enrol",
     "member_set_status",

@@ -8,14 +8,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from loyalty import errors
 from loyalty.lock_objects import member_for_update
-from loyalty.models import MEMBER_UNIQUE_EMAIL, Member, Program, new_referral_code
-from loyalty.signals import member_enrolled, member_enrolled_in_transaction, member_status_changed
+from loyalty.models import MEMBER_UNIQUE_EMAIL, DeletionRequest, Member, Program, new_referral_code
+from loyalty.signals import (
+    member_anonymised_in_transaction,
+    member_enrolled,
+    member_enrolled_in_transaction,
+    member_status_changed,
+)
 
 from .checks import full_clean
 
@@ -147,15 +153,26 @@ def member_set_status(*, member: Member, status: str, actor: Any = None) -> Memb
     return member
 
 
-MEMBER_PROFILE_FIELDS = ("external_id", "email", "first_name", "last_name", "birthday", "email_consent")
+MEMBER_PROFILE_FIELDS = (
+    "external_id",
+    "email",
+    "first_name",
+    "last_name",
+    "birthday",
+    "email_consent",
+    "language",
+)
 
 
 def member_update(*, member: Member, **changes: Any) -> Member:
     """Change profile fields of a member (not balances, not status: see `member_set_status`).
+    An anonymised member's profile stays erased (`InvalidInput`).
     Writes only the changed columns, so balances posted meanwhile are never overwritten.
     Refusals: `Conflict` (the external id is another member's), `DuplicateEmail` (the email is
     another member's, case-insensitively), `InvalidInput`."""
     unknown = set(changes) - set(MEMBER_PROFILE_FIELDS)
+    if member.anonymised_at is not None and changes:
+        raise errors.InvalidInput("This member was anonymised: the profile cannot be changed.")
     if unknown:
         raise errors.InvalidInput(f"Not a profile field: {', '.join(sorted(unknown))}.", fields=sorted(unknown))
     if "email" in changes:
@@ -180,3 +197,90 @@ def member_update(*, member: Member, **changes: Any) -> Member:
                 "Another member of this program has this external id.", fields={"external_id": ["already used"]}
             ) from exc
     return member
+
+
+def deletion_request_create(*, member: Member, via: str = "portal", now: dt.datetime | None = None) -> DeletionRequest:
+    """The member asks for their data to be erased. Idempotent: while a request waits for
+    staff, asking again returns it. Refused (`InvalidInput`) for an anonymised member."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = member_for_update(member_id=member.pk).get()
+        if locked.anonymised_at is not None:
+            raise errors.InvalidInput("This member was already anonymised.")
+        waiting = DeletionRequest.objects.filter(member=locked, status=DeletionRequest.Status.OPEN).first()
+        if waiting is not None:
+            return waiting
+        return DeletionRequest.objects.create(program_id=locked.program_id, member=locked, requested_at=now, via=via)
+
+
+def deletion_request_decide(
+    *, request: DeletionRequest, confirm: bool, actor: Any = None, note: str = "", now: dt.datetime | None = None
+) -> DeletionRequest:
+    """Staff's decision on a waiting request: confirming anonymises the member
+    (`member_anonymise`), declining records the note. A decided request is left as it is."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = DeletionRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status != DeletionRequest.Status.OPEN:
+            return locked
+        if confirm:
+            member_anonymise(member=locked.member, actor=actor, now=now)
+        locked.status = DeletionRequest.Status.CONFIRMED if confirm else DeletionRequest.Status.DECLINED
+        locked.decided_at = now
+        locked.decided_by = actor if getattr(actor, "pk", None) else None
+        locked.note = note[:255]
+        locked.save(update_fields=["status", "decided_at", "decided_by", "note"])
+    return locked
+
+
+def member_anonymise(*, member: Member, actor: Any = None, now: dt.datetime | None = None) -> Member:
+    """Erase the person behind a member and keep the points account (docs/decisions.md):
+    names, email, birthday and external id cleared, a new referral code (old links stop
+    working), email consent off, status blocked, `anonymised_at` stamped, and the portal login
+    user deleted (no link or session opens the account any more). The ledger, activities and
+    coupons are untouched, so balances stay equal to the entries (`verify_ledger`). Receivers
+    of `member_anonymised_in_transaction` erase what higher apps hold (cards, email
+    addresses) in the same transaction. Idempotent: an anonymised member is returned as is."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = member_for_update(member_id=member.pk).get()
+        if locked.anonymised_at is not None:
+            return locked
+        old_status = locked.status
+        user_id = locked.user_id
+        erased = {
+            "external_id": None,
+            "email": "",
+            "first_name": "",
+            "last_name": "",
+            "birthday": None,
+            "email_consent": False,
+            "referral_code": new_referral_code(),
+            "status": Member.Status.BLOCKED,
+            "user": None,
+            "anonymised_at": now,
+        }
+        for name, value in erased.items():
+            setattr(locked, name, value)
+        # Columns only: the cached balances are the posting's and are never written here.
+        locked.save(update_fields=list(erased))
+        if user_id is not None:
+            get_user_model()._default_manager.filter(pk=user_id, is_staff=False, is_superuser=False).delete()
+        member_anonymised_in_transaction.send(
+            sender=Member, program=locked.program, member=locked, actor=actor, now=now
+        )
+        if old_status != Member.Status.BLOCKED:
+            transaction.on_commit(
+                lambda: member_status_changed.send(
+                    sender=Member,
+                    program=locked.program,
+                    member=locked,
+                    old_status=old_status,
+                    new_status=Member.Status.BLOCKED,
+                    actor=actor,
+                )
+            )
+    for name in ("external_id", "email", "first_name", "last_name", "birthday", "email_consent", "referral_code"):
+        setattr(member, name, getattr(locked, name))
+    member.status, member.user_id, member.anonymised_at = locked.status, None, locked.anonymised_at
+    return locked
