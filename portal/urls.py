@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_rewards
 
 app_name = "portal"
 
@@ -15,4 +15,10 @@ urlpatterns = [
     path("<slug:slug>/join", views.join, name="join"),
     path("<slug:slug>/join/sent", views.join_sent, name="join_sent"),
     path("<slug:slug>/language", views.language, name="language"),
+    # rewards
+    path("<slug:slug>/rewards", views_rewards.rewards, name="rewards"),
+    path("<slug:slug>/rewards/<int:reward_id>/redeem", views_rewards.reward_redeem, name="reward_redeem"),
+    path("<slug:slug>/coupons", views_rewards.coupons, name="coupons"),
+    path("<slug:slug>/coupons/<int:coupon_id>", views_rewards.coupon, name="coupon"),
+    path("<slug:slug>/refer", views_rewards.refer, name="refer"),
 ]
