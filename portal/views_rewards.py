@@ -117,9 +117,9 @@ def _row(program: Program, item: selectors.CatalogItem) -> dict[str, object]:
     if item.cost is not None:
         row["price"] = _points(program, item.cost)
     else:
-        row["price"] = _("%(value)s for each %(points)s") % {
-            "value": money(program, reward.value or 0),
-            "points": program.points_name,
+        row["price"] = _("%(points)s = %(value)s") % {
+            "points": _points(program, item.step),
+            "value": money(program, selectors.money_for(reward, item.step)),
         }
         row["choices"] = [(c.points, f"{_points(program, c.points)} = {money(program, c.value)}") for c in item.choices]
     return row
