@@ -342,3 +342,13 @@ def test_a_not_found_coupon_or_reward_is_a_portal_page_with_the_policy(client, p
         assert response.status_code == 404
         assert "default-src 'none'" in response["Content-Security-Policy"]
         assert "This page does not exist, or it is not yours." in response.content.decode()
+
+
+def test_the_pages_speak_french(client, program, member, catalog):
+    member.language = "fr"
+    member.save(update_fields=["language"])
+    log_in(client, member)
+    text = client.get(f"/p/{program.slug}/rewards").content.decode()
+    assert "Pour les membres Gold et au-delà." in text
+    assert "Il vous manque" in text
+    assert "Parrainer un ami" in text
