@@ -183,8 +183,13 @@ def reward_redeem(request: HttpRequest, visitor: Visitor, reward_id: int) -> Htt
     why_not = _why_not(program, item)
     if request.method == "POST":
         token = data.get("token", "")
-        if not TOKEN.fullmatch(token) or (item.cost is None and points is None):
+        if not TOKEN.fullmatch(token):
             messages.error(request, _("Please choose the reward again."))
+            return redirect(catalog_url)
+        if item.cost is None and points is None:
+            messages.error(
+                request, why_not or _("Choose a number of %(points)s from the list.") % {"points": program.points_name}
+            )
             return redirect(catalog_url)
         try:
             result = reward_services.reward_redeem(

@@ -160,6 +160,7 @@ def test_points_off_the_steps_are_a_message_not_a_coupon(client, program, member
     url = f"/p/{program.slug}/rewards/{catalog['money'].pk}/redeem"
     response = client.post(url, {"token": "a" * 32, "points": points}, follow=True)
     assert response.status_code == 200
+    assert "Choose a number of beans from the list." in response.content.decode()
     assert Redemption.objects.count() == 0
     if points:
         response = client.get(url, {"points": points}, follow=True)
