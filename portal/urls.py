@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_prefs
+from . import views, views_prefs, views_rewards
 
 app_name = "portal"
 
@@ -22,4 +22,10 @@ urlpatterns = [
     path("<slug:slug>/my-data/export.json", views_prefs.my_data_json, name="my_data_json"),
     path("<slug:slug>/my-data/export.zip", views_prefs.my_data_csv, name="my_data_csv"),
     path("<slug:slug>/my-data/delete", views_prefs.deletion_request, name="deletion_request"),
+    # rewards
+    path("<slug:slug>/rewards", views_rewards.rewards, name="rewards"),
+    path("<slug:slug>/rewards/<int:reward_id>/redeem", views_rewards.reward_redeem, name="reward_redeem"),
+    path("<slug:slug>/coupons", views_rewards.coupons, name="coupons"),
+    path("<slug:slug>/coupons/<int:coupon_id>", views_rewards.coupon, name="coupon"),
+    path("<slug:slug>/refer", views_rewards.refer, name="refer"),
 ]

@@ -33,6 +33,17 @@ def _nav(visitor: Visitor, current: str) -> list[dict[str, object]]:
     """The portal's menu: only pages that exist (the others come with issue 12's next steps)."""
     slug = visitor.program.slug
     items = [("points", _("My points"), reverse("portal:home", args=[slug]))]
+    # rewards
+    items += [
+        ("rewards", _("Rewards"), reverse("portal:rewards", args=[slug])),
+        ("coupons", _("My coupons"), reverse("portal:coupons", args=[slug])),
+        ("refer", _("Refer a friend"), reverse("portal:refer", args=[slug])),
+    ]
+    # prefs
+    items += [
+        ("preferences", _("Preferences"), reverse("portal:preferences", args=[slug])),
+        ("my_data", _("My data"), reverse("portal:my_data", args=[slug])),
+    ]
     return [{"key": key, "label": label, "url": url, "current": key == current} for key, label, url in items]
 
 

@@ -69,9 +69,8 @@ def preferences(request: HttpRequest, visitor: Visitor) -> HttpResponse:
         "w": page_words.words(visitor.language),
         "account_rows": [row for row in rows if not row["marketing"]],
         "offer_rows": [row for row in rows if row["marketing"]],
-        "prefs_current": "preferences",
     }
-    return _page(request, visitor, "portal/preferences.html", context)
+    return _page(request, visitor, "portal/preferences.html", context, current="preferences")
 
 
 @portal_page(login_required=True)
@@ -89,7 +88,7 @@ def my_data(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """The downloads, and the deletion request (its state when one was made)."""
     assert visitor.member is not None
     waiting = DeletionRequest.objects.filter(member=visitor.member, status=DeletionRequest.Status.OPEN).first()
-    return _page(request, visitor, "portal/my_data.html", {"waiting": waiting, "prefs_current": "my_data"})
+    return _page(request, visitor, "portal/my_data.html", {"waiting": waiting}, current="my_data")
 
 
 def _download(content: bytes, *, content_type: str, name: str) -> HttpResponse:

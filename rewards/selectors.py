@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from loyalty.models import Member, Program
 from tiers.models import MemberTier, Tier
@@ -49,9 +49,21 @@ def reward_of_program(*, program: Program, reward_id: int) -> Reward | None:
     return reward
 
 
-def reward_refusal(*, reward: Reward, member: Member | None, now: dt.datetime) -> Refusal | None:
+_UNKNOWN: object = object()
+
+
+def reward_refusal(
+    *,
+    reward: Reward,
+    member: Member | None,
+    now: dt.datetime,
+    tier_position: int | object | None = _UNKNOWN,
+    held: int | None = None,
+) -> Refusal | None:
     """Why `member` may not redeem `reward` now (None: they may, points aside). Queries: up to 2
-    (the member's tier, their coupons of this reward)."""
+    (the member's tier, their coupons of this reward); none for what the caller passes in:
+    `tier_position` (the position of the member's tier, None for no tier) and `held` (their
+    coupons of this reward counting against its limit), as `catalog_for_member` does."""
     if not reward.is_active:
         return Refusal("inactive", "This reward is not offered.")
     if reward.starts_at and now < reward.starts_at:
@@ -63,12 +75,14 @@ def reward_refusal(*, reward: Reward, member: Member | None, now: dt.datetime) -
     if member is None:
         return None
     if reward.min_tier_id is not None:
-        state = MemberTier.objects.filter(member_id=member.pk).select_related("tier").first()
-        position = state.tier.position if state and state.tier else None
-        if position is None or position < reward.min_tier.position:
+        if tier_position is _UNKNOWN:
+            state = MemberTier.objects.filter(member_id=member.pk).select_related("tier").first()
+            tier_position = state.tier.position if state and state.tier else None
+        if tier_position is None or tier_position < reward.min_tier.position:  # type: ignore[operator]
             return Refusal("tier", f"This reward is for {reward.min_tier.name} members and above.")
     if reward.per_member_limit is not None:
-        held = Redemption.objects.filter(member_id=member.pk, reward=reward, status__in=LIMIT_STATUSES).count()
+        if held is None:
+            held = Redemption.objects.filter(member_id=member.pk, reward=reward, status__in=LIMIT_STATUSES).count()
         if held >= reward.per_member_limit:
             return Refusal("limit_reached", f"A member may redeem this reward {reward.per_member_limit} time(s).")
     return None
@@ -93,3 +107,30 @@ def coupon(*, program: Program, code: str) -> Redemption | None:
     if not normal:
         return None
     return Redemption.objects.filter(program=program, code=normal).select_related("reward", "member").first()
+
+
+def catalog_for_member(*, program: Program, member: Member, now: dt.datetime) -> list[tuple[Reward, Refusal | None]]:
+    """The catalog as `member` sees it: each reward with why they may not redeem it now (None:
+    they may, points aside), by `reward_refusal`'s rules. Queries: 3 whatever the catalog's size
+    (the rewards with their tiers, the member's tier, their coupons per limited reward)."""
+    rewards = list(catalog(program=program, now=now))
+    state = MemberTier.objects.filter(member_id=member.pk).select_related("tier").first()
+    tier_position = state.tier.position if state and state.tier else None
+    limited = [r.pk for r in rewards if r.per_member_limit is not None]
+    held: dict[int, int] = {}
+    if limited:
+        held = dict(
+            Redemption.objects.filter(member_id=member.pk, reward_id__in=limited, status__in=LIMIT_STATUSES)
+            .values("reward_id")
+            .annotate(n=Count("id"))
+            .values_list("reward_id", "n")
+        )
+    return [
+        (
+            reward,
+            reward_refusal(
+                reward=reward, member=member, now=now, tier_position=tier_position, held=held.get(reward.pk, 0)
+            ),
+        )
+        for reward in rewards
+    ]
