@@ -33,6 +33,11 @@ def _nav(visitor: Visitor, current: str) -> list[dict[str, object]]:
     """The portal's menu: only pages that exist (the others come with issue 12's next steps)."""
     slug = visitor.program.slug
     items = [("points", _("My points"), reverse("portal:home", args=[slug]))]
+    # card
+    items += [
+        ("card", _("My card"), reverse("portal:card", args=[slug])),
+        ("earn", _("How to earn"), reverse("portal:earn", args=[slug])),
+    ]
     return [{"key": key, "label": label, "url": url, "current": key == current} for key, label, url in items]
 
 
@@ -53,6 +58,8 @@ def _page(
         "language": visitor.language,
         "language_form": LanguageForm(initial={"language": visitor.language, "next": request.get_full_path()}),
         "nav": _nav(visitor, current) if visitor.member is not None else [],
+        # card
+        "terms_url": reverse("portal:terms", args=[program.slug]) if program.terms.strip() else "",
     }
     return render(request, template, {**base, **context}, status=status)
 
