@@ -9,7 +9,8 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from csp.decorators import csp
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -24,7 +25,7 @@ from loyalty import errors as loyalty_errors
 from loyalty.models import Program
 
 from . import selectors_card, wallet
-from .access import Visitor, portal_page
+from .access import POLICY, Visitor, portal_page
 from .forms_card import ClaimForm
 from .views import _page, _too_many
 
@@ -120,12 +121,10 @@ def card(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     return _page(request, visitor, "portal/card.html", context, current="card")
 
 
-def _own_card(visitor: Visitor, card_id: int):
-    assert visitor.member is not None
-    found = selectors_card.member_card(member=visitor.member, card_id=card_id)
-    if found is None:
-        raise Http404("No such card.")
-    return found
+def _no_card(request: HttpRequest, visitor: Visitor) -> HttpResponse:
+    """The answer for a card that is not one of the member's active cards, or that has no
+    pass: a portal page (with the portal's policy) with status 404, saying nothing more."""
+    return _page(request, visitor, "portal/card_not_found.html", {}, current="card", status=404)
 
 
 @portal_page(login_required=True)
@@ -133,12 +132,15 @@ def _own_card(visitor: Visitor, card_id: int):
 def card_pkpass(request: HttpRequest, visitor: Visitor, card_id: int) -> HttpResponse:
     """The Apple Wallet pass of one of the member's active cards (404 for any other card, or
     when Apple Wallet is not configured)."""
-    own = _own_card(visitor, card_id)
+    assert visitor.member is not None
+    own = selectors_card.member_card(member=visitor.member, card_id=card_id)
+    if own is None:
+        return _no_card(request, visitor)
     try:
         data = wallet.pkpass_for_card(own)
     except wallet.WalletError as exc:
         logger.info("no pkpass for card %s: %s", own.pk, exc.code)
-        raise Http404("No wallet pass.") from exc
+        return _no_card(request, visitor)
     response = HttpResponse(data, content_type=wallet.PKPASS_CONTENT_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{visitor.program.slug}-card.pkpass"'
     return response
@@ -149,15 +151,19 @@ def card_pkpass(request: HttpRequest, visitor: Visitor, card_id: int) -> HttpRes
 def card_google(request: HttpRequest, visitor: Visitor, card_id: int) -> HttpResponse:
     """Send the member to Google Wallet's save page for one of their active cards (the link is
     signed when asked for, so it carries today's balance)."""
-    own = _own_card(visitor, card_id)
+    assert visitor.member is not None
+    own = selectors_card.member_card(member=visitor.member, card_id=card_id)
+    if own is None:
+        return _no_card(request, visitor)
     try:
         url = wallet.google_save_url_for_card(own, origins=[f"{request.scheme}://{request.get_host()}"])
     except wallet.WalletError as exc:
         logger.info("no Google Wallet link for card %s: %s", own.pk, exc.code)
-        raise Http404("No wallet link.") from exc
+        return _no_card(request, visitor)
     return redirect(url)
 
 
+@csp(POLICY)
 @require_GET
 @cache_control(public=True, max_age=24 * 3600)
 def wallet_logo(request: HttpRequest, slug: str) -> HttpResponse:
