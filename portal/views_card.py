@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 
+from csp.decorators import csp
 from django.conf import settings
 from django.contrib import messages
-from csp.decorators import csp
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
