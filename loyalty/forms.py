@@ -50,6 +50,7 @@ class ProgramAdminForm(forms.ModelForm):
             "brand_color",
             "logo_url",
             "language",
+            "terms",
         )
         # A native colour picker: it shows the colour and always answers #rrggbb.
         widgets = {"brand_color": forms.TextInput(attrs={"type": "color"})}

@@ -126,6 +126,13 @@ class Program(models.Model):
         db_default="en",
         help_text="The language of members who have not chosen one.",
     )
+    terms = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The program's terms and conditions, shown on the portal's terms page (plain text; "
+        "empty lines separate paragraphs). Empty: no terms page.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_prefs, views_rewards
+from . import views, views_card, views_prefs, views_rewards
 
 app_name = "portal"
 
@@ -28,4 +28,12 @@ urlpatterns = [
     path("<slug:slug>/coupons", views_rewards.coupons, name="coupons"),
     path("<slug:slug>/coupons/<int:coupon_id>", views_rewards.coupon, name="coupon"),
     path("<slug:slug>/refer", views_rewards.refer, name="refer"),
+    # card
+    path("<slug:slug>/card", views_card.card, name="card"),
+    path("<slug:slug>/card/claim", views_card.claim, name="card_claim"),
+    path("<slug:slug>/card/<int:card_id>/wallet.pkpass", views_card.card_pkpass, name="card_pkpass"),
+    path("<slug:slug>/card/<int:card_id>/google-wallet", views_card.card_google, name="card_google"),
+    path("<slug:slug>/wallet/logo.png", views_card.wallet_logo, name="wallet_logo"),
+    path("<slug:slug>/earn", views_card.earn, name="earn"),
+    path("<slug:slug>/terms", views_card.terms, name="terms"),
 ]

@@ -30,17 +30,15 @@ from .forms import JoinForm, LanguageForm, LoginForm
 
 
 def _nav(visitor: Visitor, current: str) -> list[dict[str, object]]:
-    """The portal's menu: only pages that exist (the others come with issue 12's next steps)."""
+    """The portal's menu, in the order a member uses it."""
     slug = visitor.program.slug
-    items = [("points", _("My points"), reverse("portal:home", args=[slug]))]
-    # rewards
-    items += [
+    items = [
+        ("points", _("My points"), reverse("portal:home", args=[slug])),
         ("rewards", _("Rewards"), reverse("portal:rewards", args=[slug])),
         ("coupons", _("My coupons"), reverse("portal:coupons", args=[slug])),
+        ("card", _("My card"), reverse("portal:card", args=[slug])),
         ("refer", _("Refer a friend"), reverse("portal:refer", args=[slug])),
-    ]
-    # prefs
-    items += [
+        ("earn", _("How to earn"), reverse("portal:earn", args=[slug])),
         ("preferences", _("Preferences"), reverse("portal:preferences", args=[slug])),
         ("my_data", _("My data"), reverse("portal:my_data", args=[slug])),
     ]
@@ -64,6 +62,8 @@ def _page(
         "language": visitor.language,
         "language_form": LanguageForm(initial={"language": visitor.language, "next": request.get_full_path()}),
         "nav": _nav(visitor, current) if visitor.member is not None else [],
+        # card
+        "terms_url": reverse("portal:terms", args=[program.slug]) if program.terms.strip() else "",
     }
     return render(request, template, {**base, **context}, status=status)
 

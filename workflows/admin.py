@@ -10,6 +10,7 @@ from loyalty.admin import ProgramTimeZoneAdmin, ReadOnlyAdmin, program_time_colu
 from loyalty.models import Program
 
 from . import builtins, selectors
+from .customer_text import rule_customer_text
 from .forms import ActivityPreviewForm, EarningRuleForm
 from .models import EarningRule, RuleAward
 
@@ -40,6 +41,14 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
         (None, {"fields": ("program", "name", "trigger", "is_active")}),
         ("Points", {"fields": ("kind", "points", "multiplier")}),
         (
+            "What members read",
+            {
+                "fields": ("customer_text", "members_read"),
+                "description": 'The portal\'s "How to earn" page shows this rule with your text, or with a '
+                "sentence written from the rule when you leave it empty.",
+            },
+        ),
+        (
             "Conditions",
             {
                 "fields": (
@@ -59,8 +68,15 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
         ),
         ("Order", {"fields": ("priority", "stackable", "builtin")}),
     )
-    readonly_fields = ("builtin",)
+    readonly_fields = ("builtin", "members_read")
     change_list_template = "admin/workflows/earningrule/change_list.html"
+
+    @admin.display(description="Members read")
+    def members_read(self, obj: EarningRule | None) -> str:
+        """The sentence the portal shows for the saved rule (the staff's text, else the written one)."""
+        if obj is None or not obj.pk:
+            return "-"
+        return rule_customer_text(obj, obj.program)
 
     def get_urls(self) -> list:
         return [

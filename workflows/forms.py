@@ -36,6 +36,7 @@ class EarningRuleForm(forms.ModelForm):
             "kind",
             "points",
             "multiplier",
+            "customer_text",
             "min_amount",
             "channel",
             "tiers",

@@ -73,6 +73,14 @@ class EarningRule(models.Model):
 
     program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="earning_rules")
     name = models.CharField(max_length=120, help_text="Shown to the member as the reason of the points.")
+    customer_text = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        help_text='How the portal\'s "How to earn" page tells members about this rule; empty = a text '
+        'written from the rule ("1 point per EUR 1 spent").',
+    )
     trigger = models.CharField(
         max_length=40,
         validators=[validate_activity_type],

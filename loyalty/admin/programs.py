@@ -49,6 +49,14 @@ class ProgramAdmin(admin.ModelAdmin):
                 "description": "What members see in emails and on the portal.",
             },
         ),
+        (
+            "Terms",
+            {
+                "fields": ("terms",),
+                "description": "The portal shows them on its terms page, linked from every page's footer; "
+                "wallet cards show them on their back.",
+            },
+        ),
     )
 
     @admin.display(description="as saved")
