@@ -30,6 +30,7 @@ from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.utils import translation
 
 from loyalty.presence import TtlCache
+from workflows.automations import template_expressions
 
 from . import email_kinds
 
@@ -90,36 +91,6 @@ def render_string(source: str, context: dict[str, Any], *, autoescape: bool) -> 
 # The save-time check
 
 
-def _expressions(node: Any) -> list[Any]:
-    """The filter expressions a node evaluates (its variables and its filters' arguments)."""
-    from django.template.base import FilterExpression
-    from django.template.defaulttags import IfNode
-
-    found: list[Any] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, FilterExpression):
-            found.append(value)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif hasattr(value, "first") or hasattr(value, "value"):  # an {% if %} condition
-            for part in ("first", "second", "value"):
-                walk(getattr(value, part, None))
-
-    if isinstance(node, IfNode):
-        for condition, _ in node.conditions_nodelists:
-            walk(condition)
-        return found
-    for name, value in vars(node).items():
-        if name not in ("nodelist", "token", "origin") and not name.startswith("nodelist"):
-            walk(value)
-    return found
-
-
 def template_problems(source: str, kind: str) -> list[str]:
     """What is wrong with a template of `kind`, in words (empty: nothing): a syntax error, a
     tag emails cannot use, or a variable or field the kind does not offer. Names bound by
@@ -152,7 +123,7 @@ def template_problems(source: str, kind: str) -> list[str]:
             if tag not in EMAIL_TAGS:
                 problems.append(f"The {{% {tag} %}} tag cannot be used in an email.")
                 continue
-        for expression in _expressions(node):
+        for expression in template_expressions(node):
             references = [expression.var] + [arg for _, args in expression.filters for is_var, arg in args if is_var]
             for reference in references:
                 lookups = getattr(reference, "lookups", None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import mail, signing
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -110,10 +112,6 @@ RETURNING id
 
 
 def _json(data: dict[str, Any]) -> str:
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
-
     return json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 

@@ -297,8 +297,9 @@ def email_variables(*, award_points: bool, set_tier: bool, reward: bool) -> dict
     return variables
 
 
-def _expressions(node: Node) -> Iterator[FilterExpression]:
-    """The filter expressions a node evaluates (its variables and its filters' arguments)."""
+def template_expressions(node: Node) -> Iterator[FilterExpression]:
+    """The filter expressions a node evaluates (its variables and its filters' arguments); the
+    save-time checks of automation and member email templates (notifications.email_render) read them."""
 
     def walk(value: Any) -> Iterator[FilterExpression]:
         if isinstance(value, FilterExpression):
@@ -347,7 +348,7 @@ def email_template_problems(source: str, variables: dict[str, tuple[str, ...]]) 
             if tag not in EMAIL_TAGS:
                 problems.append(f"The {{% {tag} %}} tag cannot be used in an email.")
                 continue
-        for expression in _expressions(node):
+        for expression in template_expressions(node):
             references = [expression.var] + [arg for _, args in expression.filters for is_var, arg in args if is_var]
             for reference in references:
                 lookups = getattr(reference, "lookups", None)

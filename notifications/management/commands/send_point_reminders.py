@@ -1,28 +1,11 @@
-from django.core.management.base import BaseCommand, CommandParser
-
-from loyalty.management.commands._as_of import add_now_argument, parse_now
 from notifications import email_schedules
 
+from ._schedule import ScheduleCommand
 
-class Command(BaseCommand):
+
+class Command(ScheduleCommand):
     help = (
         "Queue the periodic points statement (monthly or quarterly per program) to members with a balance and consent. "
         "Once per period; idempotent."
     )
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_now_argument(parser)
-        parser.add_argument(
-            "--chunk-size", type=int, default=email_schedules.CHUNK_SIZE, help="Members per transaction."
-        )
-
-    def handle(self, *args: object, **options: object) -> None:
-        now = parse_now(options["now"])  # type: ignore[arg-type]
-        result = email_schedules.point_reminders_send(now=now, chunk_size=options["chunk_size"])  # type: ignore[arg-type]
-        skipped = (
-            f", skipped (done for the period): {', '.join(result.skipped_programs)}" if result.skipped_programs else ""
-        )
-        self.stdout.write(
-            f"{result.queued} messages queued for {result.programs} programs ({result.chunks} chunks) "
-            f"as of {now.isoformat()}{skipped}"
-        )
+    job = staticmethod(email_schedules.point_reminders_send)
