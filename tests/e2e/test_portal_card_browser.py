@@ -79,7 +79,7 @@ def test_a_member_claims_a_card_sees_it_and_reads_how_to_earn_and_the_terms(
     page.get_by_label("Card number").fill(grouped)
     page.get_by_label("PIN").fill(wrong)
     page.get_by_role("button", name="Add the card").click()
-    assert page.get_by_text("This PIN is not the card's. 4 tries left.").is_visible()
+    page.get_by_text("This PIN is not the card's. 4 tries left.").wait_for(state="visible", timeout=30_000)
     check_page(page, f"{viewport}-card-2-wrong-pin", shots, problems)
 
     # The right PIN, from the keyboard.

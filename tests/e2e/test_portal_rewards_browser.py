@@ -112,7 +112,7 @@ def test_a_member_redeems_a_reward_sees_the_coupon_and_copies_the_referral_link(
     assert page.get_by_text("Sam", exact=True).is_visible()
     assert page.get_by_text("Private").count() == 0
     page.get_by_role("button", name="Copy link").click()
-    assert page.get_by_text("Copied").is_visible()
+    page.get_by_text("Copied").wait_for(state="visible", timeout=30_000)  # the clipboard promise settles later
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == f"{base}/join?ref={member.referral_code}"
     check_page(page, f"{viewport}-rewards-5-refer", shots, problems)
