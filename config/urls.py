@@ -30,6 +30,8 @@ api_v1 = [
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("health", health, name="health"),
+    # The dashboard and reports sit inside the admin's URL space, before the admin's own patterns.
+    path("admin/dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("cards/", include("cards.urls")),
     path("e/", include("notifications.urls")),

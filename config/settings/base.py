@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "rewards",
     "workflows",
     "notifications",
+    "dashboard",
     "portal",
 ]
 

@@ -1,0 +1,1 @@
+"""Staff analytics: daily roll-ups, the dashboard and the liability report (DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""The dashboard's tables: daily roll-ups per program (docs/dashboard.md)."""
