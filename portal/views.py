@@ -27,6 +27,7 @@ from tiers import selectors as tier_selectors
 from . import selectors, services
 from .access import SESSION_LANGUAGE, Visitor, portal_page, session_login, session_logout
 from .forms import JoinForm, LanguageForm, LoginForm
+from .paging import page_number
 
 
 def _nav(visitor: Visitor, current: str) -> list[dict[str, object]]:
@@ -305,19 +306,12 @@ def _tier_context(
     return context
 
 
-def _page_number(request: HttpRequest) -> int:
-    try:
-        return max(1, min(int(request.GET.get("page", "1")), 10_000))
-    except ValueError:
-        return 1
-
-
 @portal_page(login_required=True)
 @require_http_methods(["GET"])
 def home(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """My points: balances, pending and expiring lots, tier, history."""
     assert visitor.member is not None  # login_required
     now = timezone.now()
-    data = selectors.points_page(member=visitor.member, page=_page_number(request), now=now)
+    data = selectors.points_page(member=visitor.member, page=page_number(request), now=now)
     context = {"data": data, "tier": _tier_context(visitor.program, data.tier, now)}
     return _page(request, visitor, "portal/points.html", context, current="points")

@@ -32,6 +32,7 @@ from workflows.models import Referral
 
 from . import selectors_rewards as selectors
 from .access import Visitor, portal_page
+from .paging import page_number
 from .views import _page
 
 TOKEN = re.compile(r"[0-9a-f]{32}")
@@ -269,8 +270,10 @@ def coupons(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """My coupons, newest first, with status and expiry."""
     assert visitor.member is not None
     now = timezone.now()
-    rows = [_coupon_row(visitor.program, c, now) for c in selectors.coupons_of(member=visitor.member)]
-    return _page(request, visitor, "portal/coupons.html", {"rows": rows}, current="coupons")
+    page = selectors.coupons_of(member=visitor.member, page=page_number(request))
+    rows = [_coupon_row(visitor.program, c, now) for c in page.items]
+    context = {"rows": rows, "paged": page, "pager_label": _("Pages of coupons")}
+    return _page(request, visitor, "portal/coupons.html", context, current="coupons")
 
 
 def qr_data_uri(text: str) -> str:
@@ -323,7 +326,7 @@ def refer(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """Refer a friend: my link and code, share text, the offer, my referrals."""
     member, program = visitor.member, visitor.program
     assert member is not None
-    data = selectors.referral_page(member=member)
+    data = selectors.referral_page(member=member, page=page_number(request))
     link = request.build_absolute_uri(
         reverse("portal:join", args=[program.slug]) + "?" + urlencode({"ref": member.referral_code})
     )
@@ -346,6 +349,7 @@ def refer(request: HttpRequest, visitor: Visitor) -> HttpResponse:
             "date": r.created_at,
             "points": r.referrer_points if r.status == Referral.Status.REWARDED else 0,
         }
-        for r in data.referrals
+        for r in data.referrals.items
     ]
+    context.update(paged=data.referrals, pager_label=_("Pages of referrals"), pager_anchor="#referrals-title")
     return _page(request, visitor, "portal/refer.html", context, current="refer")
