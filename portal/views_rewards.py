@@ -34,6 +34,8 @@ from . import selectors_rewards as selectors
 from .access import Visitor, portal_page
 from .paging import page_number
 from .views import _page
+from .wording import money
+from .wording import points_text as _points
 
 TOKEN = re.compile(r"[0-9a-f]{32}")
 
@@ -42,17 +44,6 @@ def _not_found(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """A 404 answered inside the portal page, so that it carries the portal's policy and look
     (an Http404 raised through `portal_page` would get Django's bare page, without the CSP)."""
     return _page(request, visitor, "portal/rewards_not_found.html", {}, status=404)
-
-
-def money(program: Program, amount: object) -> str:
-    return _("%(amount)s %(currency)s") % {
-        "amount": formats.number_format(amount, 2, force_grouping=True),
-        "currency": program.currency,
-    }
-
-
-def _points(program: Program, count: int) -> str:
-    return f"{formats.number_format(count, force_grouping=True)} {program.points_name}"
 
 
 def refusal_text(refusal: Refusal, reward: Reward) -> str:

@@ -76,7 +76,9 @@ def test_the_whole_customer_journey(browser, live_server, shots, viewport):  # n
     )
     EarningRuleFactory(program=program, name="Welcome bonus", trigger="signup", points=Decimal(100))
     EarningRuleFactory(program=program, name="Base", trigger="purchase", kind=EarningRule.Kind.PER_AMOUNT, points=None)
-    RewardFactory(program=program, name="Free croissant", cost_points=60, valid_days=30, position=1)
+    RewardFactory(
+        program=program, name="5 EUR off your order", cost_points=60, value=Decimal(5), valid_days=30, position=1
+    )
     RewardFactory(program=program, name="Baking class", cost_points=2000, position=2)
     ReferralSettings.objects.create(
         program=program, is_active=True, referrer_points=500, friend_points=250, min_order_amount=Decimal(10)
@@ -125,7 +127,7 @@ def test_the_whole_customer_journey(browser, live_server, shots, viewport):  # n
     page.get_by_role("link", name="Rewards", exact=True).click()
     page.wait_for_url(f"{base}/rewards")
     lea.check("rewards")
-    page.locator("li", has=page.get_by_role("heading", name="Free croissant")).get_by_role(
+    page.locator("li", has=page.get_by_role("heading", name="5 EUR off your order")).get_by_role(
         "button", name="Redeem"
     ).click()
     page.wait_for_url(re.compile(r".*/rewards/\d+/redeem\??$"))  # a GET form without fields ends in "?"
@@ -145,7 +147,7 @@ def test_the_whole_customer_journey(browser, live_server, shots, viewport):  # n
     # Claim the card from the till: number and PIN; its 80 crumbs move in.
     page.get_by_role("link", name="My card").click()
     page.wait_for_url(f"{base}/card")
-    lea.check("my-card-none")
+    lea.check("my-card")
     page.get_by_role("link", name="Add a card").click()
     page.wait_for_url(f"{base}/card/claim")
     page.get_by_label("Card number").fill(grouped)
@@ -153,8 +155,9 @@ def test_the_whole_customer_journey(browser, live_server, shots, viewport):  # n
     lea.check("claim-card")
     page.get_by_role("button", name="Add the card").click()
     page.wait_for_url(f"{base}/card")
-    page.get_by_text("The card is yours now").wait_for(state="visible")
-    lea.check("my-card")
+    page.get_by_text(f"The card ending in {card.number[-4:]} is yours now.").wait_for(state="visible")
+    assert page.get_by_text("Your balance went up by 80 crumbs.").is_visible()
+    lea.check("my-card-claimed")
     page.get_by_role("link", name="My points").click()
     page.wait_for_url(f"{base}/")
     assert balance(page) == 100 - 60 + 80
@@ -192,6 +195,10 @@ def test_the_whole_customer_journey(browser, live_server, shots, viewport):  # n
     sam = Journey(friend_page, folder, "friend-")
     friend_page.goto(referral_link)
     assert friend_page.get_by_label("Referral code (optional)").input_value() == member.referral_code
+    # The invitation says who invited them and what they get; the welcome bonus shows too.
+    assert friend_page.get_by_text("Léa invited you to Corner Bakery.").is_visible()
+    assert friend_page.get_by_text("you get 250 crumbs after your first purchase of 10.00 EUR or more").is_visible()
+    assert friend_page.get_by_text("100 crumbs when you join").is_visible()
     sam.check("join-by-link")
     friend_page.get_by_label("Email address").fill("sam@example.com")
     friend_page.get_by_label("First name").fill("Sam")

@@ -88,7 +88,7 @@ def test_claiming_an_anonymous_card_moves_its_points_to_the_member(logged_in, pr
     assert anonymous_card.claimed_at is not None
     assert member.available == 120
     page = logged_in.get(response["Location"])
-    assert "The card is yours now" in page.content.decode()
+    assert "is yours now" in page.content.decode()
     assert grouped_number in page.content.decode()
 
 
