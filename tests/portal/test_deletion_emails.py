@@ -153,3 +153,16 @@ def test_the_answers_cannot_be_switched_off_nor_unsubscribed(program, member):
     for kind in ("deletion_confirmed", "deletion_declined"):
         assert emails.program_sends(program.pk, kind)
         assert kind not in {info.kind.value for info in emails.preference_kinds()}
+
+
+def test_the_demo_has_a_waiting_and_a_declined_deletion_request(db):
+    import io
+
+    from django.core.management import call_command
+
+    call_command("load_demo", stdout=io.StringIO(), members=25)
+    assert sorted(DeletionRequest.objects.values_list("status", flat=True)) == ["declined", "open"]
+    declined = DeletionRequest.objects.get(status="declined")
+    assert EmailMessage.objects.filter(member_id=declined.member_id, kind="deletion_declined").exists()
+    call_command("load_demo", stdout=io.StringIO(), members=25)  # once
+    assert DeletionRequest.objects.count() == 2
