@@ -161,6 +161,7 @@ def test_the_whole_customer_journey(browser, live_server, shots, viewport):  # n
     page.get_by_role("link", name="My points").click()
     page.wait_for_url(f"{base}/")
     assert balance(page) == 100 - 60 + 80
+    assert page.get_by_text(f"Points from your card ending in {card.number[-4:]}").is_visible()
     lea.check("my-points-with-card")
 
     # Copy the referral link.
