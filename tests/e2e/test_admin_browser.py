@@ -155,3 +155,37 @@ def test_the_branding_preview_follows_the_colour_and_warns_when_unreadable(brows
     # Nothing was saved: the preview is only a preview.
     program.refresh_from_db()
     assert program.brand_color == "#6F4E37"
+
+
+def test_declining_a_deletion_request_asks_for_the_reason_the_member_is_sent(browser_page, live_server):
+    """Loyalty > Deletion requests: select a waiting request, "Decline", type the reason on the
+    second step, and the member's email with it is in the outbox. Screenshot:
+    admin-deletion-decline.png."""
+    import os
+    from pathlib import Path
+
+    from loyalty import services as ledger
+    from loyalty.models import DeletionRequest
+    from notifications.models import EmailMessage
+    from tests.loyalty.factories import MemberFactory
+
+    shots = Path(os.environ.get("PORTAL_SCREENSHOTS") or browser_page.screenshots)
+    shots.mkdir(parents=True, exist_ok=True)
+    program = ProgramFactory(name="Bean Club")
+    member = MemberFactory(program=program, first_name="Léa", last_name="Martin", email="lea@example.com")
+    request = ledger.deletion_request_create(member=member)
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/loyalty/deletionrequest/")
+    page.locator(f"input[name=_selected_action][value='{request.pk}']").check()
+    page.select_option("select[name=action]", "decline")
+    page.get_by_role("button", name="Go").click()
+    page.get_by_text("Say why you decline").wait_for(state="visible")
+    page.get_by_label("Reason").fill(
+        "Your order A-17 is still on its way: we can delete your data once it has arrived."
+    )
+    page.screenshot(path=str(shots / "admin-deletion-decline.png"), full_page=True)
+    page.get_by_role("button", name="Decline and email the reason").click()
+    page.get_by_text("Declined: 1 request. Each member is told by email.").wait_for(state="visible")
+    assert DeletionRequest.objects.get(pk=request.pk).status == "declined"
+    row = EmailMessage.objects.get(member=member, kind="deletion_declined")
+    assert "A-17" in row.data["reason"]
