@@ -20,7 +20,7 @@ LOCAL_PG_URL := postgres://postgres@127.0.0.1:5432/loyalty
 LOCAL_REDIS_URL := redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint services stop-db clean
+.PHONY: help install run test lint services stop-db clean messages
 
 help:
 	@echo "make run       venv + install, migrate, load demo data, then web http://$(HOST):$(PORT)/ + Celery"
@@ -113,6 +113,15 @@ services: install
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py collectstatic --noinput --verbosity 0; \
 	exec $(VENV)/bin/honcho start
+
+# --- make messages: the portal's French catalog (docs/portal.md, "Languages") ----------------------
+# The portal's strings and the rule sentences of workflows/customer_text.py, one catalog in
+# portal/locale (the only LOCALE_PATHS entry); every other app and the admin templates are left
+# out (an ignored name matches a folder of that name anywhere). Then compile.
+MESSAGES_IGNORE := .venv admin bench cards config dashboard docs loyalty notifications rewards tests tiers
+messages: install
+	$(PY) manage.py makemessages -l fr --no-location --no-obsolete $(foreach d,$(MESSAGES_IGNORE),--ignore='$(d)/*')
+	msgfmt --check -o portal/locale/fr/LC_MESSAGES/django.mo portal/locale/fr/LC_MESSAGES/django.po
 
 stop-db:
 	@if [ -x $(PY) ]; then $(PY) -m config.embedded_pg stop; else echo "no $(VENV): nothing to stop"; fi

@@ -23,6 +23,11 @@ member_status_changed = Signal()
 # program, member, actor, now. Receivers erase what their app holds about the person (cards
 # blocked, email addresses blanked) in the same transaction.
 member_anonymised_in_transaction = Signal()
+# Inside `deletion_request_decide`'s transaction: program, member, request (the DeletionRequest,
+# its decision set), confirm (bool), note (staff's reason), now. For a confirmation it is sent
+# BEFORE the member is anonymised, so a receiver still reads the person's address and name
+# (the email outbox captures the message that tells them; docs/portal.md).
+deletion_request_decided_in_transaction = Signal()
 # kwargs: job ("expire_points" / "release_pending_points"), as_of, lots, points, members
 ledger_job_finished = Signal()
 # kwargs: program, actor (the demo staff user), now, stdout. Sent by `manage.py load_demo` on

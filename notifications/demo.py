@@ -104,6 +104,14 @@ def _sample_data(kind: str, now: dt.datetime) -> dict[str, Any]:
         EmailKind.REFERRAL_REWARDED: {"points": 200, "friend": {"first_name": "Hugo"}, "role": "referrer"},
         EmailKind.CARD_CLAIMED: {"card": {"number": "6274 0012 3456 7891", "last_digits": "7891"}, "points_moved": 35},
         EmailKind.LOGIN_LINK: {"login_url": "http://127.0.0.1:8000/p/demo/", "valid_minutes": 15},
+        EmailKind.DELETION_CONFIRMED: {
+            "requested_on": (day - dt.timedelta(days=3)).isoformat(),
+            "erased_on": day.isoformat(),
+        },
+        EmailKind.DELETION_DECLINED: {
+            "requested_on": (day - dt.timedelta(days=2)).isoformat(),
+            "reason": "Your order DEMO-4211 is still on its way: we can delete your data once it is delivered.",
+        },
         EmailKind.CUSTOM: {"automation": {"name": "Win-back"}, "points": 100, "subject": "We miss you"},
     }[kind]
 

@@ -31,6 +31,8 @@ class EmailKind(models.TextChoices):
     REFERRAL_REWARDED = "referral_rewarded", "Referral rewarded"
     CARD_CLAIMED = "card_claimed", "Card claimed"
     LOGIN_LINK = "login_link", "Portal login link"
+    DELETION_CONFIRMED = "deletion_confirmed", "Data deletion confirmed"
+    DELETION_DECLINED = "deletion_declined", "Data deletion declined"
     CUSTOM = "custom", "Automation email"
 
 
@@ -131,6 +133,21 @@ KINDS: dict[str, KindInfo] = {
             description="The customer portal's one-time login link.",
         ),
         KindInfo(
+            EmailKind.DELETION_CONFIRMED,
+            marketing=False,
+            default_on=True,
+            description=(
+                "Staff confirmed a member's request to delete their data. Written and addressed when staff "
+                "confirm, just before the member is anonymised; the address is erased once it is sent."
+            ),
+        ),
+        KindInfo(
+            EmailKind.DELETION_DECLINED,
+            marketing=False,
+            default_on=True,
+            description="Staff declined a member's request to delete their data: the reason they gave.",
+        ),
+        KindInfo(
             EmailKind.CUSTOM,
             marketing=True,
             default_on=True,
@@ -139,8 +156,15 @@ KINDS: dict[str, KindInfo] = {
     ]
 }
 
-# Kinds a merchant cannot switch off: without them a member cannot log in.
-ALWAYS_ON = frozenset({EmailKind.LOGIN_LINK.value})
+# Kinds a merchant cannot switch off: without the login link a member cannot log in; the answer
+# to a request to delete one's data is owed to the member (GDPR art. 12).
+ALWAYS_ON = frozenset(
+    {EmailKind.LOGIN_LINK.value, EmailKind.DELETION_CONFIRMED.value, EmailKind.DELETION_DECLINED.value}
+)
+# Kinds rendered and addressed when queued, not when sent: the member's data is erased right
+# after (`emails.deletion_decision_queue`). The outbox row keeps the address and the rendering
+# until the message is sent (or fails for good), then blanks them.
+CAPTURED = frozenset({EmailKind.DELETION_CONFIRMED.value})
 
 
 def default_enabled_kinds() -> list[str]:
@@ -205,6 +229,8 @@ VARIABLES: dict[str, dict[str, tuple[str, ...]]] = {
     EmailKind.REFERRAL_REWARDED: {"points": (), "friend": ("first_name",), "role": ()},
     EmailKind.CARD_CLAIMED: {"card": ("number", "last_digits"), "points_moved": ()},
     EmailKind.LOGIN_LINK: {"login_url": (), "valid_minutes": ()},
+    EmailKind.DELETION_CONFIRMED: {"requested_on": (), "erased_on": ()},
+    EmailKind.DELETION_DECLINED: {"requested_on": (), "reason": ()},
     EmailKind.CUSTOM: {
         "automation": ("name",),
         "points": (),

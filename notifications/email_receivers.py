@@ -22,6 +22,7 @@ from cards.importing import members_imported_in_transaction
 from cards.signals import card_claimed_in_transaction
 from loyalty.models import LedgerEntry
 from loyalty.signals import (
+    deletion_request_decided_in_transaction,
     member_anonymised_in_transaction,
     member_enrolled_in_transaction,
     points_posted_in_transaction,
@@ -52,6 +53,22 @@ def on_member_enrolled(sender: Any, *, program: Any, member: Any, channel: str, 
 def on_member_anonymised(sender: Any, *, member: Any, now: dt.datetime, **kwargs: Any) -> None:
     """Blank the anonymised member's addresses in the outbox; suppress what is still queued."""
     emails.member_messages_erase(member_id=member.pk, now=now)
+
+
+@receiver(deletion_request_decided_in_transaction, dispatch_uid="notifications.email_deletion_decided")
+def on_deletion_request_decided(
+    sender: Any, *, program: Any, member: Any, request: Any, confirm: bool, note: str, now: dt.datetime, **kwargs: Any
+) -> None:
+    """Tell the member what staff decided; a confirmation is captured before the anonymisation."""
+    emails.deletion_decision_queue(
+        program=program,
+        member=member,
+        request_id=request.pk,
+        requested_at=request.requested_at,
+        confirm=confirm,
+        note=note,
+        now=now,
+    )
 
 
 @receiver(points_posted_in_transaction, dispatch_uid="notifications.email_points")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import html
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import mjml
 from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.utils import translation
 
+from loyalty import branding
 from loyalty.presence import TtlCache
 from workflows.automations import template_expressions
 
@@ -182,40 +182,10 @@ FOOTER_WORDS = {
 }
 
 
-DARK_TEXT = "#1f2328"
-WHITE = "#ffffff"
-
-
-def _luminance(color: str) -> float:
-    """WCAG relative luminance of a #RRGGBB colour."""
-
-    def channel(value: int) -> float:
-        c = value / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
-
-
-def contrast(first: str, second: str) -> float:
-    """WCAG contrast ratio of two #RRGGBB colours (1 to 21)."""
-    high, low = sorted((_luminance(first), _luminance(second)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
-
-
-def brand_colors(color: str) -> dict[str, str]:
-    """The layout's colours for a brand colour: the text on it (white or dark, whichever reads
-    better), and the colours used on the white page, the brand colour only where it reads on
-    white (links need 4.5:1, big numbers and borders 3:1; else dark text)."""
-    if not re.fullmatch(r"#[0-9A-Fa-f]{6}", color or ""):
-        color = "#1F6FEB"  # the model's default; a row written by raw SQL may hold anything
-    on_white = contrast(color, WHITE)
-    return {
-        "color": color,
-        "on_color": WHITE if contrast(color, WHITE) >= contrast(color, DARK_TEXT) else DARK_TEXT,
-        "link": color if on_white >= 4.5 else DARK_TEXT,
-        "accent": color if on_white >= 3 else DARK_TEXT,
-    }
+# The colour rules are shared with the admin's brand preview (loyalty/branding.py).
+DARK_TEXT, WHITE = branding.DARK_TEXT, branding.WHITE
+contrast = branding.contrast
+brand_colors = branding.brand_colors
 
 
 def _layout(branding: Branding) -> str:

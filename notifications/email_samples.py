@@ -43,6 +43,9 @@ _WORDS = {
             "and we added a little thank-you to your account."
         ),
         "friend": "Sam",
+        "reason_declined": (
+            "Your order of last week is still open: we can delete your data once it is delivered and paid."
+        ),
     },
     "fr": {
         "reason_purchase": "Achat",
@@ -64,6 +67,10 @@ _WORDS = {
             "et nous avons ajouté un petit merci à votre compte."
         ),
         "friend": "Sam",
+        "reason_declined": (
+            "Votre commande de la semaine dernière est encore en cours : nous pourrons effacer vos données "
+            "une fois qu'elle sera livrée et payée."
+        ),
     },
 }
 
@@ -149,6 +156,8 @@ def sample_data(kind: str, *, language: str = "en", today: dt.date | None = None
         EmailKind.REFERRAL_REWARDED: {"points": 500, "friend": {"first_name": words["friend"]}, "role": "referrer"},
         EmailKind.CARD_CLAIMED: {"card": {"number": "6001 2345 6789 0128", "last_digits": "0128"}, "points_moved": 320},
         EmailKind.LOGIN_LINK: {"login_url": "https://example.com/p/login/sample-token/", "valid_minutes": 15},
+        EmailKind.DELETION_CONFIRMED: {"requested_on": day(-3), "erased_on": day(0)},
+        EmailKind.DELETION_DECLINED: {"requested_on": day(-3), "reason": words["reason_declined"]},
         EmailKind.CUSTOM: {
             "automation": {"name": words["automation"]},
             "points": 100,

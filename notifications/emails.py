@@ -261,6 +261,47 @@ def login_link_queue(*, member: Member, url: str, valid_minutes: int, now: dt.da
         )
 
 
+def deletion_decision_queue(
+    *,
+    program: Program,
+    member: Member,
+    request_id: int,
+    requested_at: dt.datetime,
+    confirm: bool,
+    note: str,
+    now: dt.datetime,
+) -> int | None:
+    """Queue the answer to a member's request to delete their data, in the decision's
+    transaction (always on; once per request). A refusal carries staff's reason and is rendered
+    when sent, like any message. A confirmation is queued just before the member is anonymised,
+    so it is rendered now, with the person's name and data of this moment, and its address is
+    captured in the row (`to_email`): `member_messages_erase` leaves it alone, and the send
+    blanks the address and the rendering once it is sent or has failed for good
+    (`email_kinds.CAPTURED`). Returns the message id, or None (no address). 1-2 statements plus
+    the rendering's reads for a confirmation."""
+    kind = email_kinds.EmailKind.DELETION_CONFIRMED if confirm else email_kinds.EmailKind.DELETION_DECLINED
+    data: dict[str, Any] = {"requested_on": timezone.localdate(requested_at).isoformat()}
+    if confirm:
+        data["erased_on"] = timezone.localdate(now).isoformat()
+    else:
+        data["reason"] = note
+    message_id = message_queue(
+        program_id=program.pk, member_id=member.pk, kind=kind, source=f"deletion:{request_id}", data=data, now=now
+    )
+    if message_id is None or not confirm:
+        return message_id
+    language = language_of(program, member)
+    # No live links: the member's unsubscribe and preference links stop meaning anything.
+    rendered = message_render(program=program, member=member, kind=kind, data=data, language=language, live_links=False)
+    captured = {
+        **data,
+        "language": language,
+        "rendered": {"subject": rendered.subject, "html": rendered.html, "text": rendered.text},
+    }
+    EmailMessage.objects.filter(pk=message_id).update(to_email=member.email, data=captured)
+    return message_id
+
+
 # --------------------------------------------------------------------------------------------
 # Links
 
@@ -490,7 +531,13 @@ def _recipient(message: EmailMessage, settings_row: EmailSettings) -> str:
     info = email_kinds.KINDS.get(message.kind)
     if info is not None and info.to == "admin":
         return message.to_email or settings_row.admin_email
+    if message.kind in email_kinds.CAPTURED and "rendered" in message.data:
+        return message.to_email  # captured before the member's address was erased
     return message.member.email if message.member is not None else ""
+
+
+def _without_rendering(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if key not in ("rendered", "language")}
 
 
 def _finish(message_id: int, **fields: Any) -> None:
@@ -512,8 +559,17 @@ def _attempt(
     to = _recipient(message, settings_row)
     member = message.member if email_kinds.KINDS[message.kind].to == "member" else None
     language = language_of(program, member)
+    captured = message.data.get("rendered") if message.kind in email_kinds.CAPTURED else None
+    # A captured message is sent as it was rendered, without the unsubscribe headers of a member
+    # whose data is gone; once it is sent or failed for good its address and rendering are erased.
+    forget = {"to_email": "", "data": _without_rendering(message.data)} if captured is not None else {}
     try:
-        rendered = message_render(program=program, member=member, kind=message.kind, data=message.data)
+        if captured is not None:
+            rendered = email_render.Rendered(subject=captured["subject"], html=captured["html"], text=captured["text"])
+            language = message.data.get("language") or language
+            member = None
+        else:
+            rendered = message_render(program=program, member=member, kind=message.kind, data=message.data)
         email = email_build(
             program=program, member=member, kind=message.kind, to=to, rendered=rendered, outbox_id=message.pk
         )
@@ -523,7 +579,9 @@ def _attempt(
     except Exception as exc:  # the ESP refused or could not be reached: retry later
         error = f"{type(exc).__name__}: {exc}"[:500]
         if message.attempts >= MAX_ATTEMPTS:
-            _finish(message.pk, status=Status.FAILED, next_attempt_at=None, last_error=error, to_email=to)
+            _finish(
+                message.pk, status=Status.FAILED, next_attempt_at=None, last_error=error, **{"to_email": to, **forget}
+            )
             logger.warning("email %s failed for good: %s", message.pk, error)
             return SendResult(message.pk, Status.FAILED, error, None)
         retry_in = backoff(message.attempts)
@@ -532,16 +590,16 @@ def _attempt(
         return SendResult(message.pk, Status.QUEUED, error, retry_in)
     status = getattr(email, "anymail_status", None)
     esp_id = (getattr(status, "message_id", None) or "") if status is not None else ""
+    kept = {"to_email": to, "subject": rendered.subject} if not forget else {**forget, "subject": ""}
     _finish(
         message.pk,
         status=Status.SENT,
         next_attempt_at=None,
         sent_at=timezone.now(),
-        to_email=to,
-        subject=rendered.subject,
         language=language,
         esp_message_id=str(esp_id)[:200],
         last_error="",
+        **kept,
     )
     return SendResult(message.pk, Status.SENT, "", None)
 
@@ -717,7 +775,10 @@ def member_messages_erase(*, member_id: int, now: dt.datetime | None = None) -> 
     dates stay, for the outbox's statistics) and suppress those still queued. The opt-outs are
     kept (docs/decisions.md). Returns the number of messages changed; 2 statements."""
     now = now or timezone.now()
-    member_kinds = [kind for kind, info in email_kinds.KINDS.items() if info.to == "member"]
+    # The captured answer to the deletion request is left to go out (it erases itself when sent).
+    member_kinds = [
+        kind for kind, info in email_kinds.KINDS.items() if info.to == "member" and kind not in email_kinds.CAPTURED
+    ]
     mine = EmailMessage.objects.filter(member_id=member_id, kind__in=member_kinds)
     mine.filter(status=Status.QUEUED).update(
         status=Status.SUPPRESSED, next_attempt_at=None, last_error="The member was anonymised.", status_at=now

@@ -74,6 +74,8 @@ KIND_NAMES: dict[str, dict[str, str]] = {
         EmailKind.REFERRAL_REWARDED: "Referral rewards",
         EmailKind.CARD_CLAIMED: "Card claimed",
         EmailKind.LOGIN_LINK: "Sign-in links",
+        EmailKind.DELETION_CONFIRMED: "Data deletion confirmed",
+        EmailKind.DELETION_DECLINED: "Data deletion declined",
         EmailKind.CUSTOM: "News and offers",
     },
     "fr": {
@@ -92,6 +94,8 @@ KIND_NAMES: dict[str, dict[str, str]] = {
         EmailKind.REFERRAL_REWARDED: "Récompenses de parrainage",
         EmailKind.CARD_CLAIMED: "Carte activée",
         EmailKind.LOGIN_LINK: "Liens de connexion",
+        EmailKind.DELETION_CONFIRMED: "Suppression des données confirmée",
+        EmailKind.DELETION_DECLINED: "Suppression des données refusée",
         EmailKind.CUSTOM: "Actualités et offres",
     },
 }

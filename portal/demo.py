@@ -7,7 +7,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 
-from loyalty.models import Member, Program
+from loyalty import services as ledger
+from loyalty.models import DeletionRequest, Member, Program
 
 
 def demo_member(*, program: Program) -> Member | None:
@@ -26,3 +27,28 @@ def demo_portal_line(*, program: Program) -> str:
     member = demo_member(program=program)
     who = f"; log in as {member.email} (the login link is printed by the console email backend)" if member else ""
     return f"Customer portal: {login}{who}; join at {base}{reverse('portal:join', args=[program.slug])}"
+
+
+def demo_deletion_requests(*, program: Program, actor: object) -> str:
+    """Two requests to delete one's data in the admin's queue (Loyalty > Deletion requests):
+    one waiting for staff, one declined with the reason the member was emailed. Once."""
+    if DeletionRequest.objects.filter(program=program).exists():
+        return ""
+    login_member = demo_member(program=program)
+    members = list(
+        Member.objects.filter(program=program, status=Member.Status.ACTIVE)
+        .exclude(email="")
+        .exclude(pk=getattr(login_member, "pk", None))
+        .order_by("-id")[:2]
+    )
+    if len(members) < 2:
+        return ""
+    ledger.deletion_request_create(member=members[0])
+    declined = ledger.deletion_request_create(member=members[1])
+    ledger.deletion_request_decide(
+        request=declined,
+        confirm=False,
+        actor=actor,
+        note="Your order of last week is still being delivered: we can delete your data once it has arrived.",
+    )
+    return "Deletion requests: 1 waiting for staff, 1 declined (Loyalty > Deletion requests)"

@@ -18,3 +18,6 @@ def demo_portal_line(sender: Any, *, program: Program, stdout: Any = None, **kwa
     line = demo.demo_portal_line(program=program)
     if stdout is not None:
         stdout.write(line)
+    requests_line = demo.demo_deletion_requests(program=program, actor=kwargs.get("actor"))
+    if requests_line and stdout is not None:
+        stdout.write(requests_line)

@@ -4,6 +4,7 @@ the member's history (tests/portal/test_statement_counts.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from django.db.models import Q
@@ -14,6 +15,7 @@ from rewards.models import Redemption
 from tiers import selectors as tier_selectors
 
 HISTORY_PAGE_SIZE = 20
+CARD_CLAIM_REASON = re.compile(r"Card (\d+) claimed")
 LOTS_SHOWN = 100  # a member with more open lots sees the soonest ones
 
 
@@ -111,6 +113,10 @@ def _describe(entry: LedgerEntry, redemptions: dict[str, Redemption]) -> tuple[s
     if entry.kind == kinds.EXPIRE:
         return _("Points expired"), ""
     if entry.kind == kinds.TRANSFER:
+        claimed = CARD_CLAIM_REASON.fullmatch(entry.reason)
+        if claimed is not None and entry.points > 0:
+            # cards.services' claim of an anonymous card moves its points with this reason.
+            return _("Points from your card ending in %(digits)s") % {"digits": claimed.group(1)[-4:]}, ""
         if entry.points > 0:
             return _("Points received from another member"), ""
         return _("Points given to another member"), ""

@@ -13,8 +13,10 @@ from rewards import selectors as reward_selectors
 from rewards.models import Redemption, Reward
 from workflows.models import Referral, ReferralSettings
 
-COUPONS_SHOWN = 50  # newest first; older coupons are on the shop's side of the story
-REFERRALS_SHOWN = 100
+from .paging import Paged, paged
+
+COUPONS_PAGE_SIZE = 20  # my coupons, newest first, in pages (portal.paging)
+REFERRALS_PAGE_SIZE = 50
 SELECT_LIMIT = 40  # more choices than this: a number input with a step instead of a list
 
 
@@ -104,13 +106,11 @@ def coupon_status(coupon: Redemption, now: dt.datetime) -> str:
     return coupon.status
 
 
-def coupons_of(*, member: Member) -> list[Redemption]:
-    """The member's coupons, newest first, with their rewards. 1 query."""
-    return list(
-        Redemption.objects.filter(member_id=member.pk)
-        .select_related("reward")
-        .order_by("-issued_at", "-id")[:COUPONS_SHOWN]
-    )
+def coupons_of(*, member: Member, page: int) -> Paged:
+    """One page of the member's coupons, newest first, with their rewards. Queries: 2 (the
+    count and the page)."""
+    queryset = Redemption.objects.filter(member_id=member.pk).select_related("reward").order_by("-issued_at", "-id")
+    return paged(queryset, number=page, size=COUPONS_PAGE_SIZE)
 
 
 def coupon_of(*, member: Member, coupon_id: int) -> Redemption | None:
@@ -121,17 +121,17 @@ def coupon_of(*, member: Member, coupon_id: int) -> Redemption | None:
 @dataclass
 class ReferralPage:
     settings: ReferralSettings | None  # None or inactive: no offer at the moment
-    referrals: list[Referral]
+    referrals: Paged  # of Referral
 
 
-def referral_page(*, member: Member) -> ReferralPage:
-    """The program's referral offer and the member's referrals (newest first, with the friend's
-    first name). Queries: 2."""
+def referral_page(*, member: Member, page: int) -> ReferralPage:
+    """The program's referral offer and one page of the member's referrals (newest first, with
+    the friend's first name). Queries: 3."""
     settings = ReferralSettings.objects.filter(program_id=member.program_id).first()
-    referrals = list(
+    queryset = (
         Referral.objects.filter(referrer_id=member.pk)
         .select_related("friend")
         .only("status", "created_at", "referrer_points", "friend", "friend__first_name")
-        .order_by("-created_at", "-id")[:REFERRALS_SHOWN]
+        .order_by("-created_at", "-id")
     )
-    return ReferralPage(settings=settings, referrals=referrals)
+    return ReferralPage(settings=settings, referrals=paged(queryset, number=page, size=REFERRALS_PAGE_SIZE))

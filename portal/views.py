@@ -24,9 +24,11 @@ from loyalty.models import Program
 from notifications.email_render import brand_colors
 from tiers import selectors as tier_selectors
 
-from . import selectors, services
+from . import selectors, selectors_join, services
 from .access import SESSION_LANGUAGE, Visitor, portal_page, session_login, session_logout
 from .forms import JoinForm, LanguageForm, LoginForm
+from .paging import page_number
+from .wording import money, points_text
 
 
 def _nav(visitor: Visitor, current: str) -> list[dict[str, object]]:
@@ -154,6 +156,7 @@ def join(request: HttpRequest, visitor: Visitor) -> HttpResponse:
         return redirect("portal:home", program.slug)
     initial = {"language": visitor.language, "referral_code": request.GET.get("ref", "")[:16]}
     form = JoinForm(request.POST or None, initial=initial)
+    offer = _join_offer(program, (request.POST.get("referral_code") or initial["referral_code"])[:16])
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if _rate_limited(request, form="join", program_id=program.pk, email=data["email"]):
@@ -171,7 +174,7 @@ def join(request: HttpRequest, visitor: Visitor) -> HttpResponse:
             )
         except errors.DuplicateEmail:
             form.add_error("email", _("A member already has this email address."))
-            return _page(request, visitor, "portal/join.html", {"form": form, "duplicate": True})
+            return _page(request, visitor, "portal/join.html", {"form": form, "duplicate": True, **offer})
         except errors.InvalidInput as exc:
             field = exc.details.get("field")
             field = field if field in form.fields else None
@@ -181,10 +184,27 @@ def join(request: HttpRequest, visitor: Visitor) -> HttpResponse:
                 else _("Check the form.")
             )
             form.add_error(field, message)
-            return _page(request, visitor, "portal/join.html", {"form": form})
+            return _page(request, visitor, "portal/join.html", {"form": form, **offer})
         request.session[SESSION_LANGUAGE] = data["language"]
         return redirect("portal:join_sent", program.slug)
-    return _page(request, visitor, "portal/join.html", {"form": form})
+    return _page(request, visitor, "portal/join.html", {"form": form, **offer})
+
+
+def _join_offer(program: Program, referral_code: str) -> dict[str, object]:
+    """The join page's welcome bonus and, by a friend's link, the invitation, in words."""
+    offer = selectors_join.join_offer(program=program, referral_code=referral_code, now=timezone.now())
+    invite = gift = ""
+    if offer.referrer_name:
+        invite = _("%(name)s invited you to %(program)s.") % {"name": offer.referrer_name, "program": program.name}
+    if offer.friend_points:
+        invite = invite or _("A friend invited you to %(program)s.") % {"program": program.name}
+        words = {"points": points_text(program, offer.friend_points)}
+        if offer.min_order:
+            words["amount"] = money(program, offer.min_order)
+            gift = _("Join, and you get %(points)s after your first purchase of %(amount)s or more.") % words
+        else:
+            gift = _("Join, and you get %(points)s after your first purchase.") % words
+    return {"welcome": offer.welcome, "invite": invite, "gift": gift}
 
 
 @portal_page()
@@ -305,19 +325,12 @@ def _tier_context(
     return context
 
 
-def _page_number(request: HttpRequest) -> int:
-    try:
-        return max(1, min(int(request.GET.get("page", "1")), 10_000))
-    except ValueError:
-        return 1
-
-
 @portal_page(login_required=True)
 @require_http_methods(["GET"])
 def home(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """My points: balances, pending and expiring lots, tier, history."""
     assert visitor.member is not None  # login_required
     now = timezone.now()
-    data = selectors.points_page(member=visitor.member, page=_page_number(request), now=now)
+    data = selectors.points_page(member=visitor.member, page=page_number(request), now=now)
     context = {"data": data, "tier": _tier_context(visitor.program, data.tier, now)}
     return _page(request, visitor, "portal/points.html", context, current="points")

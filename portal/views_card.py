@@ -22,12 +22,13 @@ from django_ratelimit.core import is_ratelimited
 from cards import errors as card_errors
 from cards import services as card_services
 from loyalty import errors as loyalty_errors
-from loyalty.models import Program
+from loyalty.models import Member, Program
 
 from . import selectors_card, wallet
 from .access import POLICY, Visitor, portal_page
 from .forms_card import ClaimForm
 from .views import _page, _too_many
+from .wording import points_text
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def claim(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         if _claim_rate_limited(request, member_id=visitor.member.pk):
             return _too_many(request, visitor)
+        before = int(visitor.member.available)
         try:
             card_services.card_claim(
                 program=visitor.program,
@@ -102,7 +104,14 @@ def claim(request: HttpRequest, visitor: Visitor) -> HttpResponse:
         except loyalty_errors.LoyaltyError as exc:
             _claim_error(form, exc)
         else:
-            messages.success(request, _("The card is yours now. Points it collected are in your account."))
+            digits = "".join(ch for ch in form.cleaned_data["number"] if ch.isdigit())[-4:]
+            gained = int(Member.objects.values_list("available", flat=True).get(pk=visitor.member.pk)) - before
+            text = _("The card ending in %(digits)s is yours now.") % {"digits": digits}
+            if gained > 0:
+                text += " " + _("Your balance went up by %(points)s.") % {
+                    "points": points_text(visitor.program, gained)
+                }
+            messages.success(request, text)
             return redirect("portal:card", visitor.program.slug)
     return _page(request, visitor, "portal/card_claim.html", {"form": form}, current="card")
 

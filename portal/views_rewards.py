@@ -32,7 +32,10 @@ from workflows.models import Referral
 
 from . import selectors_rewards as selectors
 from .access import Visitor, portal_page
+from .paging import page_number
 from .views import _page
+from .wording import money
+from .wording import points_text as _points
 
 TOKEN = re.compile(r"[0-9a-f]{32}")
 
@@ -41,17 +44,6 @@ def _not_found(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """A 404 answered inside the portal page, so that it carries the portal's policy and look
     (an Http404 raised through `portal_page` would get Django's bare page, without the CSP)."""
     return _page(request, visitor, "portal/rewards_not_found.html", {}, status=404)
-
-
-def money(program: Program, amount: object) -> str:
-    return _("%(amount)s %(currency)s") % {
-        "amount": formats.number_format(amount, 2, force_grouping=True),
-        "currency": program.currency,
-    }
-
-
-def _points(program: Program, count: int) -> str:
-    return f"{formats.number_format(count, force_grouping=True)} {program.points_name}"
 
 
 def refusal_text(refusal: Refusal, reward: Reward) -> str:
@@ -269,8 +261,10 @@ def coupons(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """My coupons, newest first, with status and expiry."""
     assert visitor.member is not None
     now = timezone.now()
-    rows = [_coupon_row(visitor.program, c, now) for c in selectors.coupons_of(member=visitor.member)]
-    return _page(request, visitor, "portal/coupons.html", {"rows": rows}, current="coupons")
+    page = selectors.coupons_of(member=visitor.member, page=page_number(request))
+    rows = [_coupon_row(visitor.program, c, now) for c in page.items]
+    context = {"rows": rows, "paged": page, "pager_label": _("Pages of coupons")}
+    return _page(request, visitor, "portal/coupons.html", context, current="coupons")
 
 
 def qr_data_uri(text: str) -> str:
@@ -323,7 +317,7 @@ def refer(request: HttpRequest, visitor: Visitor) -> HttpResponse:
     """Refer a friend: my link and code, share text, the offer, my referrals."""
     member, program = visitor.member, visitor.program
     assert member is not None
-    data = selectors.referral_page(member=member)
+    data = selectors.referral_page(member=member, page=page_number(request))
     link = request.build_absolute_uri(
         reverse("portal:join", args=[program.slug]) + "?" + urlencode({"ref": member.referral_code})
     )
@@ -346,6 +340,7 @@ def refer(request: HttpRequest, visitor: Visitor) -> HttpResponse:
             "date": r.created_at,
             "points": r.referrer_points if r.status == Referral.Status.REWARDED else 0,
         }
-        for r in data.referrals
+        for r in data.referrals.items
     ]
+    context.update(paged=data.referrals, pager_label=_("Pages of referrals"), pager_anchor="#referrals-title")
     return _page(request, visitor, "portal/refer.html", context, current="refer")

@@ -122,11 +122,14 @@ SESAME_MAX_AGE = PORTAL_LOGIN_LINK_MINUTES * 60
 SESAME_ONE_TIME = True  # a link works once: logging in changes the user's last_login, which signs the link
 # Rate limits of the portal's forms (django-ratelimit, counted in the default cache above, so
 # shared by every web process when CACHES is Redis): per address and per client IP.
-# RATELIMIT_IP_META_KEY: where the client IP is read behind a proxy (default REMOTE_ADDR).
 PORTAL_RATE_PER_ADDRESS = env("PORTAL_RATE_PER_ADDRESS", default="5/h")
 PORTAL_RATE_PER_IP = env("PORTAL_RATE_PER_IP", default="30/h")
-if env("RATELIMIT_IP_META_KEY", default=""):
-    RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY")
+# The client IP of those limits (portal/client_ip.py): REMOTE_ADDR unless the app runs behind
+# reverse proxies, then the rightmost hop of PORTAL_CLIENT_IP_HEADER that is not one of the
+# PORTAL_TRUSTED_PROXIES (production reads both from the environment; docs/portal.md).
+RATELIMIT_IP_META_KEY = "portal.client_ip.client_ip"
+PORTAL_TRUSTED_PROXIES = 0
+PORTAL_CLIENT_IP_HEADER = "X-Forwarded-For"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -17,4 +17,9 @@ CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=14 * 24 * 3600)
 SECURE_REFERRER_POLICY = "same-origin"  # the portal's login links never leak to a logo's host
+# Behind reverse proxies (a load balancer, nginx): how many there are in front of the app, and
+# the header each appends the client's address to. The portal's rate limits then count the
+# rightmost address no proxy of ours added (portal/client_ip.py); 0 ignores the header.
+PORTAL_TRUSTED_PROXIES = env.int("PORTAL_TRUSTED_PROXIES", default=0)
+PORTAL_CLIENT_IP_HEADER = env("PORTAL_CLIENT_IP_HEADER", default="X-Forwarded-For")
 DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {})}  # noqa: F405

@@ -6,8 +6,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from .. import services
+from .. import branding, services
 from ..forms import ProgramAdminForm
 from ..models import Program
 
@@ -59,22 +60,61 @@ class ProgramAdmin(admin.ModelAdmin):
         ),
     )
 
-    @admin.display(description="as saved")
+    class Media:
+        css = {"all": ["loyalty/brand_preview.css"]}
+        js = ["loyalty/brand_preview.js"]
+
+    @admin.display(description="Preview")
     def brand_preview(self, obj: Program | None) -> str:
-        """A swatch of the saved colour, and the logo (the emails' header; docs/emails.md)."""
-        if obj is None or not obj.pk:
-            return "-"
-        logo = (
-            format_html(' <img src="{}" alt="logo" style="max-height:40px;vertical-align:middle">', obj.logo_url)
-            if obj.logo_url
-            else ""
-        )
+        """The portal's header, menu, balance and a button in the program's colour and logo,
+        with the colour's contrast and a warning when text on it is hard to read. Rendered with
+        the saved values; loyalty/brand_preview.js follows the fields as they change."""
+        program = obj if obj is not None else Program()
+        color = program.brand_color or "#1F6FEB"
+        colors = branding.brand_colors(color)
+        name = program.name or "Your program"
+        logo = program.logo_url if (program.logo_url or "").startswith("https://") else ""
+        warning = branding.button_warning(color)
+        note = branding.light_colour_note(color)
+        on_button = branding.contrast(colors["color"], colors["on_color"])
+        on_white = branding.contrast(colors["color"], branding.WHITE)
         return format_html(
-            '<span style="display:inline-block;width:48px;height:24px;border-radius:4px;vertical-align:middle;'
-            'border:1px solid #0003;background:{}"></span> {}{}',
-            obj.brand_color,
-            obj.brand_color,
-            logo,
+            '<div class="brand-preview" data-brand-preview data-color="{color}" data-name="{name}" data-logo="{logo}">'
+            '<div class="bp-page" style="--bp-brand:{color};--bp-on-brand:{on_color};--bp-link:{link};'
+            '--bp-accent:{accent}" aria-label="Preview of the portal\'s header">'
+            '<div class="bp-top"><div class="bp-row">'
+            '<span><img class="bp-logo" src="{logo}" alt="{name}"{logo_hidden}>'
+            '<span class="bp-name"{name_hidden}>{name}</span></span>'
+            '<span class="bp-quiet">Log out</span></div>'
+            '<div class="bp-nav"><span class="bp-current">My points</span><span>Rewards</span>'
+            "<span>My coupons</span><span>My card</span></div></div>"
+            '<div class="bp-card"><p class="bp-label">Available now</p>'
+            '<p class="bp-big"><span class="bp-number">1,250</span> {points}</p>'
+            '<span class="bp-button">Redeem a reward</span> <span class="bp-link">How to earn</span></div>'
+            "</div>"
+            '<p class="bp-warning" data-bp-warning role="status"{warning_hidden}>{warning}</p>'
+            '<p class="bp-note" data-bp-note{note_hidden}>{note}</p>'
+            '<p class="bp-note" data-bp-facts>Colour {color_upper}: button text {on_button}:1, '
+            "on white {on_white}:1.</p>"
+            '<p class="bp-note" data-bp-live hidden>The preview follows the colour, logo and name as you change '
+            "them; save to apply.</p>"
+            "</div>",
+            color=colors["color"],
+            color_upper=colors["color"].upper(),
+            on_color=colors["on_color"],
+            link=colors["link"],
+            accent=colors["accent"],
+            name=name,
+            logo=logo,
+            logo_hidden=mark_safe("" if logo else " hidden"),  # noqa: S308 (a constant)
+            name_hidden=mark_safe(" hidden" if logo else ""),  # noqa: S308 (a constant)
+            points=program.points_name or "points",
+            warning=warning,
+            warning_hidden=mark_safe("" if warning else " hidden"),  # noqa: S308 (a constant)
+            note=note,
+            note_hidden=mark_safe("" if note else " hidden"),  # noqa: S308 (a constant)
+            on_button=f"{int(on_button * 100) / 100:.2f}",
+            on_white=f"{int(on_white * 100) / 100:.2f}",
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Program | None = None) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from loyalty import errors
 from loyalty.lock_objects import member_for_update
 from loyalty.models import MEMBER_UNIQUE_EMAIL, DeletionRequest, Member, Program, new_referral_code
 from loyalty.signals import (
+    deletion_request_decided_in_transaction,
     member_anonymised_in_transaction,
     member_enrolled,
     member_enrolled_in_transaction,
@@ -223,13 +224,25 @@ def deletion_request_decide(
         locked = DeletionRequest.objects.select_for_update().get(pk=request.pk)
         if locked.status != DeletionRequest.Status.OPEN:
             return locked
-        if confirm:
-            member_anonymise(member=locked.member, actor=actor, now=now)
         locked.status = DeletionRequest.Status.CONFIRMED if confirm else DeletionRequest.Status.DECLINED
         locked.decided_at = now
         locked.decided_by = actor if getattr(actor, "pk", None) else None
         locked.note = note[:255]
         locked.save(update_fields=["status", "decided_at", "decided_by", "note"])
+        member = member_for_update(member_id=locked.member_id).get()
+        # The member is told (email outbox): sent before the anonymisation so that the message
+        # is addressed and written with the person's data of this moment.
+        deletion_request_decided_in_transaction.send(
+            sender=DeletionRequest,
+            program=member.program,
+            member=member,
+            request=locked,
+            confirm=confirm,
+            note=locked.note,
+            now=now,
+        )
+        if confirm:
+            member_anonymise(member=member, actor=actor, now=now)
     return locked
 
 

@@ -86,7 +86,7 @@ def test_a_member_claims_a_card_sees_it_and_reads_how_to_earn_and_the_terms(
     page.get_by_label("PIN").fill(numbers.pin_for(card.number))
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base}/card")
-    assert page.get_by_text("The card is yours now").is_visible()
+    assert page.get_by_text("is yours now").is_visible()
     assert page.get_by_text(grouped).is_visible()
     for name in ("QR code", "Barcode"):
         image = page.get_by_alt_text(f"{name} of card {grouped}")

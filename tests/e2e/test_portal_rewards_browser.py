@@ -126,3 +126,42 @@ def test_a_member_redeems_a_reward_sees_the_coupon_and_copies_the_referral_link(
     assert copied == f"{base}/join?ref={member.referral_code}"
     check_page(page, f"{viewport}-rewards-5-refer", shots, problems)
     context.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_a_member_with_many_coupons_pages_through_them(browser, live_server, shots, viewport):  # noqa: F811
+    program = ProgramFactory(name="Corner Bakery", points_name="crumbs", brand_color="#B5179E", currency="EUR")
+    reward = RewardFactory(program=program, name="Free croissant", cost_points=1, valid_days=30, position=1)
+    member = MemberFactory(program=program, first_name="Léa", email="lea@example.com")
+    ledger.points_adjust(program=program, member_id=member.pk, points=100, reason="test", source="test")
+    from rewards import services as reward_services
+
+    codes = [
+        reward_services.reward_redeem(program=program, member=member, reward=reward).redemption.code for _ in range(45)
+    ]
+    context = browser.new_context(viewport=VIEWPORTS[viewport], locale="en-GB", timezone_id="Europe/Paris")
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    base = f"{live_server.url}/p/{program.slug}"
+    portal_services.login_link_send(program=program, email=member.email)
+    page.goto(f"{live_server.url}{link_of(member)}")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/")
+    page.get_by_role("link", name="My coupons", exact=True).click()
+    page.wait_for_url(f"{base}/coupons")
+    assert page.get_by_text("You have 45 coupons, newest first.").is_visible()
+    assert page.get_by_text(codes[-1]).is_visible()
+    pager = page.get_by_role("navigation", name="Pages of coupons")
+    assert pager.get_by_text("Page 1 of 3").is_visible()
+    check_page(page, f"{viewport}-coupons-page-1", shots, problems)
+    pager.get_by_role("link", name="Next").click()
+    page.wait_for_url(f"{base}/coupons?page=2")
+    page.get_by_text("Page 2 of 3").wait_for(state="visible")
+    assert page.get_by_text(codes[-21]).is_visible()
+    check_page(page, f"{viewport}-coupons-page-2", shots, problems)
+    page.get_by_role("navigation", name="Pages of coupons").get_by_role("link", name="Previous").click()
+    page.wait_for_url(f"{base}/coupons?page=1")
+    page.get_by_text("Page 1 of 3").wait_for(state="visible")
+    context.close()

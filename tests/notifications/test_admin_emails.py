@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.core import mail
 from django.urls import reverse
 
-from notifications import email_render
+from notifications import email_kinds, email_render
 from notifications.models import EmailSettings, EmailTemplate
 from tests.loyalty.factories import MemberFactory, StaffFactory
 
@@ -265,7 +265,7 @@ def test_the_email_settings_page_switches_kinds_and_keeps_the_login_link_on(mana
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     row = EmailSettings.objects.get(program=program)
-    assert set(row.enabled_kinds) == {"welcome", "points_expiring", "login_link"}
+    assert set(row.enabled_kinds) == {"welcome", "points_expiring"} | email_kinds.ALWAYS_ON
     assert row.expiry_warning_days == 21
     assert row.reminder_frequency == "quarterly"
     # The settings page lists each kind with its description and whether it is marketing.

@@ -88,8 +88,12 @@ def test_claiming_an_anonymous_card_moves_its_points_to_the_member(logged_in, pr
     assert anonymous_card.claimed_at is not None
     assert member.available == 120
     page = logged_in.get(response["Location"])
-    assert "The card is yours now" in page.content.decode()
+    assert f"The card ending in {anonymous_card.number[-4:]} is yours now." in page.content.decode()
     assert grouped_number in page.content.decode()
+    # The history says where the points came from, not "another member".
+    history = logged_in.get(url(program, "home")).content.decode()
+    assert f"Points from your card ending in {anonymous_card.number[-4:]}" in history
+    assert "another member" not in history
 
 
 def test_claiming_an_unassigned_card_assigns_it(logged_in, program, member):

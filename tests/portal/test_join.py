@@ -102,3 +102,27 @@ def test_the_join_form_needs_the_csrf_token(program):
     response = Client(enforce_csrf_checks=True).post(f"/p/{program.slug}/join", form())
     assert response.status_code == 403
     assert not Member.objects.exists()
+
+
+def test_the_join_page_says_who_invited_the_friend_and_what_they_get(client, program):
+    from decimal import Decimal
+
+    EarningRuleFactory(program=program, name="Welcome", trigger="signup", points=Decimal(100))
+    ReferralSettingsFactory(program=program, is_active=True, friend_points=250, min_order_amount=Decimal(20))
+    referrer = MemberFactory(program=program, first_name="Léa", last_name="Secret")
+    text = client.get(f"/p/{program.slug}/join", {"ref": referrer.referral_code}).content.decode()
+    assert f"Léa invited you to {program.name}." in text
+    assert "Secret" not in text
+    assert f"250 {program.points_name} after your first purchase of 20.00 {program.currency} or more" in text
+    assert f"100 {program.points_name} when you join" in text
+    # A code of nobody, or none: no invitation, the welcome bonus still.
+    for params in ({"ref": "NOBODY12"}, {}):
+        text = client.get(f"/p/{program.slug}/join", params).content.decode()
+        assert "invited you to" not in text
+        assert f"100 {program.points_name} when you join" in text
+    # A blocked member's code invites nobody.
+    referrer.status = Member.Status.BLOCKED
+    referrer.save(update_fields=["status"])
+    assert (
+        "invited you to" not in client.get(f"/p/{program.slug}/join", {"ref": referrer.referral_code}).content.decode()
+    )

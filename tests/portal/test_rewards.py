@@ -353,3 +353,92 @@ def test_the_pages_speak_french(client, program, member, catalog):
     assert "Pour les membres Gold et au-delà." in text
     assert "Il vous manque" in text
     assert "Parrainer un ami" in text
+
+
+def _codes_on(text: str, codes: set[str]) -> list[str]:
+    return [code for code in codes if code in text]
+
+
+def test_my_coupons_come_in_pages_with_previous_and_next(client, program, member):
+    reward = RewardFactory(program=program, name="Sticker", cost_points=1, position=1)
+    made = [reward_services.reward_redeem(program=program, member=member, reward=reward).redemption for _n in range(55)]
+    codes = {c.code for c in made}
+    log_in(client, member)
+    seen: list[str] = []
+    pages = []
+    for number in (1, 2, 3):
+        response = client.get(f"/p/{program.slug}/coupons", {"page": number})
+        assert response.status_code == 200
+        text = response.content.decode()
+        pages.append(text)
+        seen += _codes_on(text, codes)
+        assert f"Page {number} of 3" in text
+        assert "You have 55 coupons" in text
+    assert sorted(seen) == sorted(codes)  # every coupon once, none twice
+    assert len(_codes_on(pages[0], codes)) == 20
+    assert len(_codes_on(pages[2], codes)) == 15
+    assert made[-1].code in pages[0]  # newest first
+    assert made[0].code in pages[2]
+    assert 'href="?page=2" rel="next"' in pages[0]
+    assert 'rel="prev"' not in pages[0]
+    assert 'href="?page=1" rel="prev"' in pages[1]
+    assert 'href="?page=3" rel="next"' in pages[1]
+    assert 'rel="next"' not in pages[2]
+    # Nonsense or out-of-range numbers are a page, never an error.
+    assert "Page 1 of 3" in client.get(f"/p/{program.slug}/coupons", {"page": "x"}).content.decode()
+    assert "Page 3 of 3" in client.get(f"/p/{program.slug}/coupons", {"page": "999"}).content.decode()
+    with CaptureQueriesContext(connection) as queries:
+        client.get(f"/p/{program.slug}/coupons", {"page": 2})
+    assert len(queries) <= MAX_STATEMENTS
+
+
+def test_a_short_list_of_coupons_has_no_pager(client, program, member, catalog):
+    reward_services.reward_redeem(program=program, member=member, reward=catalog["espresso"])
+    log_in(client, member)
+    text = client.get(f"/p/{program.slug}/coupons").content.decode()
+    assert "Page 1 of" not in text
+    assert 'rel="next"' not in text
+
+
+def test_my_referrals_come_in_pages(client, program, member):
+    ReferralSettings.objects.create(program=program, is_active=True)
+    start = timezone.now() - dt.timedelta(days=200)
+    names = []
+    for n in range(105):
+        name = f"Friend{n:03d}"
+        names.append(name)
+        friend = MemberFactory(program=program, first_name=name)
+        Referral.objects.create(
+            program=program, referrer=member, friend=friend, created_at=start + dt.timedelta(hours=n)
+        )
+    log_in(client, member)
+    seen = []
+    texts = []
+    for number in (1, 2, 3):
+        text = client.get(f"/p/{program.slug}/refer", {"page": number}).content.decode()
+        texts.append(text)
+        seen += [name for name in names if f">{name}<" in text]
+        assert f"Page {number} of 3" in text
+        assert "105 friends joined with your link" in text
+        # The link and the offer stay on every page.
+        assert f"join?ref={member.referral_code}" in text
+    assert sorted(seen) == names
+    assert ">Friend104<" in texts[0]
+    assert ">Friend000<" in texts[2]
+    assert len([n for n in names if f">{n}<" in texts[2]]) == 5
+    assert 'href="?page=2#referrals-title" rel="next"' in texts[0]
+    assert 'href="?page=2#referrals-title" rel="prev"' in texts[2]
+    with CaptureQueriesContext(connection) as queries:
+        client.get(f"/p/{program.slug}/refer", {"page": 3})
+    assert len(queries) <= MAX_STATEMENTS
+
+
+def test_the_pager_speaks_french(client, program, member):
+    reward = RewardFactory(program=program, name="Sticker", cost_points=1, position=1)
+    for _n in range(21):
+        reward_services.reward_redeem(program=program, member=member, reward=reward)
+    log_in(client, member)
+    client.post(f"/p/{program.slug}/language", {"language": "fr", "next": f"/p/{program.slug}/coupons"})
+    text = client.get(f"/p/{program.slug}/coupons", {"page": 2}).content.decode()
+    assert "Page 2 sur 2" in text
+    assert "Précédente" in text
