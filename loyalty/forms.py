@@ -51,6 +51,7 @@ class ProgramAdminForm(forms.ModelForm):
             "logo_url",
             "language",
             "terms",
+            "widget_origins",
         )
         # A native colour picker: it shows the colour and always answers #rrggbb.
         widgets = {"brand_color": forms.TextInput(attrs={"type": "color"})}

@@ -26,3 +26,12 @@ def demo_portal_line(*, program: Program) -> str:
     member = demo_member(program=program)
     who = f"; log in as {member.email} (the login link is printed by the console email backend)" if member else ""
     return f"Customer portal: {login}{who}; join at {base}{reverse('portal:join', args=[program.slug])}"
+
+
+def demo_widget_member(*, program: Program) -> Member | None:
+    """The demo member the shop widget's demo shows (one with a shop customer id)."""
+    return (
+        Member.objects.filter(program=program, status=Member.Status.ACTIVE, available__gt=0, external_id__isnull=False)
+        .order_by("id")
+        .first()
+    )
