@@ -12,8 +12,8 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.core.management import call_command
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
 
 from loyalty import services as ledger
 from loyalty.models import Program
@@ -103,7 +103,8 @@ def test_the_documented_signature_gives_the_members_panel(client, shop, customer
     assert body["rewards"]["items"][2]["text"] == "You need 50 beans more."
     assert body["referral"]["code"] == customer.referral_code
     assert body["referral"]["link"].endswith(f"/p/bean-club/join?ref={customer.referral_code}")
-    assert "250 beans" in body["referral"]["text"] and "500 beans" in body["referral"]["text"]
+    assert "250 beans" in body["referral"]["text"]
+    assert "500 beans" in body["referral"]["text"]
     assert body["portal"]["url"].endswith("/p/bean-club/")
     assert body["brand"]["color"] == "#B5179E"
     # Any origin may read it (the token is the credential; no cookies); nothing is cached.
@@ -224,12 +225,15 @@ def test_the_frame_page_and_its_strict_policy(client, shop, customer, django_ass
         response = client.get(f"/p/{shop.slug}/widget/frame", {"token": token})
     assert response.status_code == 200
     html = response.content.decode()
-    assert "300 beans" in html and "Free espresso" in html and customer.referral_code in html
+    assert "300 beans" in html
+    assert "Free espresso" in html
+    assert customer.referral_code in html
     policy = response["Content-Security-Policy"]
     assert "default-src 'none'" in policy
     assert "script-src 'none'" in policy
     assert "frame-ancestors https://shop.example.com https://www.shop.example.com" in policy
-    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert "unsafe-inline" not in policy
+    assert "unsafe-eval" not in policy
     assert "X-Frame-Options" not in response  # frame-ancestors decides
     assert response["Referrer-Policy"] == "no-referrer"
     assert "<script" not in html
@@ -263,7 +267,9 @@ def test_the_assets_are_small_and_carry_a_strict_policy(client, path, kind):
     assert "max-age=3600" in response["Cache-Control"]
     if kind == "javascript":
         text = response.content.decode()
-        assert "eval(" not in text and "innerHTML" not in text and "new Function" not in text
+        assert "eval(" not in text
+        assert "innerHTML" not in text
+        assert "new Function" not in text
 
 
 def test_widget_origins_are_validated():
@@ -276,14 +282,16 @@ def test_widget_origins_are_validated():
 def test_the_admin_rotates_and_turns_off_the_secret(client, staff, shop):
     client.force_login(staff)
     page = client.get(f"/admin/loyalty/program/{shop.pk}/change/").content.decode()
-    assert shop.widget_secret[-4:] in page and "Generate a new secret" in page
+    assert shop.widget_secret[-4:] in page
+    assert "Generate a new secret" in page
     old = shop.widget_secret
     url = f"/admin/loyalty/program/{shop.pk}/widget-secret/"
     assert client.get(url).status_code == 403
     response = client.post(url, {"widget": "rotate"})
     assert response.status_code == 302
     shop.refresh_from_db()
-    assert shop.widget_secret and shop.widget_secret != old
+    assert shop.widget_secret
+    assert shop.widget_secret != old
     client.post(url, {"widget": "off"})
     shop.refresh_from_db()
     assert shop.widget_secret == ""
@@ -296,7 +304,8 @@ def test_the_widget_token_command_prints_a_working_token_and_the_snippet(client,
     text = out.getvalue()
     token = next(line.split()[-1] for line in text.splitlines() if line.startswith("token:"))
     assert data(client, shop, token).status_code == 200
-    assert 'data-program="bean-club"' in text and "/p/widget.js" in text
+    assert 'data-program="bean-club"' in text
+    assert "/p/widget.js" in text
 
 
 def test_the_my_points_page_stays_within_ten_statements(client, shop, customer, django_assert_max_num_queries):
