@@ -57,7 +57,8 @@ def shop_page(loyalty: str, slug: str, token: str) -> str:
 <section class="product"><h1>My account</h1><p>Your orders and addresses. Sourdough ships on Tuesdays.</p></section>
 <section aria-labelledby="script-title"><h2 id="script-title">Loyalty (script)</h2>
 <div id="loyalty-widget"></div>
-<script src="{loyalty}/p/widget.js" data-program="{slug}" data-token="{token}" data-target="loyalty-widget" defer></script>
+<script src="{loyalty}/p/widget.js" data-program="{slug}" data-token="{token}"
+ data-target="loyalty-widget" defer></script>
 </section>
 <section aria-labelledby="frame-title"><h2 id="frame-title">Loyalty (iframe)</h2>
 <iframe src="{frame}" title="Corner Bakery loyalty"></iframe></section>
@@ -72,7 +73,7 @@ def shop_server():
     policy = [""]
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             found = pages.get(self.path.split("?")[0])
             if found is None:
                 self.send_error(404)
