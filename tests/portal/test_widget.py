@@ -321,3 +321,22 @@ def test_the_demo_shop_page_exists_only_with_debug(client, settings, shop, custo
     response = client.get(f"/p/{shop.slug}/widget/demo")
     assert response.status_code == 200
     assert "data-token=" in response.content.decode()
+
+
+def test_load_demo_turns_the_widget_on_and_says_how_to_try_it(client, settings, shop, customer):
+    from portal.demo import demo_widget_setup
+
+    ledger.program_widget_off(program=shop)
+    Program.objects.filter(pk=shop.pk).update(widget_origins="")
+    shop.refresh_from_db()
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+    line = demo_widget_setup(program=shop)
+    shop.refresh_from_db()
+    assert shop.widget_secret
+    assert shop.widget_origins == "http://127.0.0.1:8000"
+    assert "/p/bean-club/widget/demo" in line
+    assert "widget_token bean-club shop-customer-42" in line
+    again = shop.widget_secret
+    demo_widget_setup(program=shop)  # idempotent: the secret stays
+    shop.refresh_from_db()
+    assert shop.widget_secret == again
