@@ -3,6 +3,8 @@ and coupon policy); a program is never deleted (deactivate it), and its slug is 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -99,6 +101,28 @@ class ProgramAdmin(admin.ModelAdmin):
             )
         return redirect(reverse("admin:loyalty_program_change", args=[program.pk]))
 
+    def get_fieldsets(self, request: HttpRequest, obj: Program | None = None) -> Any:
+        """Staff who may only view the program see the secret's state, never the secret."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(
+                        "widget_secret_state" if f == "widget_secret_masked" else f for f in options["fields"]
+                    ),
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    @admin.display(description="widget secret")
+    def widget_secret_state(self, obj: Program | None) -> str:
+        return "On (a secret is set)" if obj is not None and obj.widget_secret else "Off (no secret)"
+
     @admin.display(description="widget secret")
     def widget_secret_masked(self, obj: Program | None) -> str:
         """The secret masked (shown on demand to staff who may change the program), and the
@@ -149,8 +173,8 @@ class ProgramAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Program | None = None) -> tuple[str, ...]:
         # The slug names the program in API calls and commands: fixed once created.
         if obj:
-            return ("slug", "created_at", "brand_preview", "widget_secret_masked")
-        return ("created_at", "brand_preview", "widget_secret_masked")
+            return ("slug", "created_at", "brand_preview", "widget_secret_masked", "widget_secret_state")
+        return ("created_at", "brand_preview", "widget_secret_masked", "widget_secret_state")
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Program | None = None) -> dict[str, tuple[str]]:
         return {} if obj else {"slug": ("name",)}

@@ -340,3 +340,18 @@ def test_load_demo_turns_the_widget_on_and_says_how_to_try_it(client, settings, 
     demo_widget_setup(program=shop)  # idempotent: the secret stays
     shop.refresh_from_db()
     assert shop.widget_secret == again
+
+
+def test_staff_who_may_only_view_the_program_never_see_the_secret(client, shop):
+    from django.contrib.auth.models import Permission
+
+    from tests.loyalty.factories import StaffFactory
+
+    viewer = StaffFactory(is_superuser=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_program"))
+    client.force_login(viewer)
+    page = client.get(f"/admin/loyalty/program/{shop.pk}/change/")
+    assert page.status_code == 200
+    assert "On (a secret is set)" in page.content.decode()
+    assert shop.widget_secret not in page.content.decode()
+    assert client.post(f"/admin/loyalty/program/{shop.pk}/widget-secret/", {"widget": "off"}).status_code == 403
