@@ -366,6 +366,7 @@ def main() -> None:
             "p99 ms at half",
             "errors",
             "statements (max)",
+            "ms in-process",
         ],
         [
             (
