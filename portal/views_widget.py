@@ -13,18 +13,20 @@ customer, authorised by a token the shop's backend signs (`portal.widget`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from csp.constants import NONCE, NONE, SELF
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseNotFound, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET
 
 from loyalty.models import Member, Program, widget_origin_list
 from notifications.email_render import brand_colors
@@ -64,6 +66,26 @@ def _frame_policy(program: Program) -> dict[str, list[str]]:
         "base-uri": [NONE],
         "frame-ancestors": widget_origin_list(program.widget_origins) or [NONE],
     }
+
+
+def widget_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """GET only; every answer (a 405, a 404 included) carries a policy: the view's own, else
+    JSON_POLICY."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "GET":
+            response: HttpResponse = HttpResponseNotAllowed(["GET"])
+        else:
+            try:
+                response = view(request, *args, **kwargs)
+            except Http404:
+                response = HttpResponseNotFound("Not found.", content_type="text/plain")
+        if getattr(response, "_csp_config", None) is None:
+            response._csp_config = JSON_POLICY  # type: ignore[attr-defined]
+        return response
+
+    return wrapped
 
 
 class Refused(Exception):
@@ -188,7 +210,7 @@ def _private(response: HttpResponse) -> HttpResponse:
     return response
 
 
-@require_GET
+@widget_view
 def widget_data(request: HttpRequest, slug: str) -> HttpResponse:
     """The panel as JSON. Errors: `{"error": {"code", "message"}}` with 400/401/403/404."""
     try:
@@ -206,7 +228,7 @@ def widget_data(request: HttpRequest, slug: str) -> HttpResponse:
     return _private(response)
 
 
-@require_GET
+@widget_view
 def widget_frame(request: HttpRequest, slug: str) -> HttpResponse:
     """The panel as a page for an iframe on the shop's pages. A refused token is a short page
     with the same status as the JSON answer (the program's policy still applies)."""
@@ -245,7 +267,7 @@ def _asset(name: str) -> bytes:
     return (Path(__file__).parent / "static" / "portal" / name).read_bytes()
 
 
-@require_GET
+@widget_view
 def widget_asset(request: HttpRequest, name: str) -> HttpResponse:
     """The widget's script and stylesheet, for any site to load (CORS `*`: the script fetches
     the stylesheet), cached an hour."""
@@ -259,7 +281,7 @@ def widget_asset(request: HttpRequest, name: str) -> HttpResponse:
     return response
 
 
-@require_GET
+@widget_view
 def widget_demo(request: HttpRequest, slug: str) -> HttpResponse:
     """DEBUG only: a pretend shop page with the widget of the program's demo member, both as the
     script and as the iframe, under a strict policy of its own."""
