@@ -144,8 +144,8 @@ class ProgramAdmin(admin.ModelAdmin):
             url,
         )
         return format_html(
-            '<code>{}</code> <details style="display:inline-block"><summary>Show</summary><code>{}</code>'
-            "</details><br>{}{}",
+            '<code>{}</code><details style="margin:.4em 0"><summary>Show the secret</summary>'
+            '<code style="user-select:all">{}</code></details>{}{}',
             "\u2022" * 8 + obj.widget_secret[-4:],
             obj.widget_secret,
             rotate,

@@ -184,3 +184,39 @@ def test_a_shop_page_shows_the_widget_under_a_strict_policy(browser, live_server
     assert page.frame_locator("iframe").get_by_text("1,200 crumbs").count() == 0
     assert refused, "the frame was not refused"
     context.close()
+
+
+def test_staff_turn_the_widget_on_rotate_its_secret_and_turn_it_off(browser, live_server, shots):  # noqa: F811
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("manager", "manager@example.com", "manager-pass-1")
+    program = ProgramFactory(name="Corner Bakery")
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    page.set_default_timeout(60_000)  # a busy machine: generous, never a speed assertion
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "manager")
+    page.fill("#id_password", "manager-pass-1")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
+    change = f"{live_server.url}/admin/loyalty/program/{program.pk}/change/"
+    page.goto(change)
+    page.get_by_role("button", name="Turn the widget on (generate a secret)").click()
+    page.get_by_text("has a new widget secret").wait_for(state="visible")
+    program.refresh_from_db()
+    first = program.widget_secret
+    assert first
+    assert page.get_by_text("\u2022" * 8 + first[-4:]).is_visible()
+    assert not page.get_by_text(first, exact=True).is_visible()  # masked until "Show"
+    page.get_by_text("Show the secret", exact=True).click()
+    page.get_by_text(first, exact=True).wait_for(state="visible")
+    page.locator("fieldset", has_text="Shop widget").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "admin-widget-secret.png"))
+    page.get_by_role("button", name="Generate a new secret").click()
+    page.get_by_text("has a new widget secret").wait_for(state="visible")
+    program.refresh_from_db()
+    assert program.widget_secret not in ("", first)
+    page.get_by_role("button", name="Turn the widget off").click()
+    page.get_by_text("every token is refused").wait_for(state="visible")
+    program.refresh_from_db()
+    assert program.widget_secret == ""
+    page.close()
