@@ -94,10 +94,9 @@ class Refused(Exception):
         self.code = code
 
 
-def _resolve(slug: str, token: str) -> tuple[Program, Member]:
-    """The program and the member the token names, or Refused. Queries: 1-2. The member is
+def _resolve(program: Program | None, token: str) -> tuple[Program, Member]:
+    """The program and the member the token names, or Refused. Queries: 0-1. The member is
     looked up only once the signature is good: nobody learns who is a member without the secret."""
-    program = selectors.widget_program(slug=slug)
     if program is None:
         raise Refused("program_unknown")
     try:
@@ -214,7 +213,7 @@ def _private(response: HttpResponse) -> HttpResponse:
 def widget_data(request: HttpRequest, slug: str) -> HttpResponse:
     """The panel as JSON. Errors: `{"error": {"code", "message"}}` with 400/401/403/404."""
     try:
-        program, member = _resolve(slug, request.GET.get("token", ""))
+        program, member = _resolve(selectors.widget_program(slug=slug), request.GET.get("token", ""))
     except Refused as exc:
         status, message = ERRORS[exc.code]
         response: HttpResponse = JsonResponse({"error": {"code": exc.code, "message": message}}, status=status)
@@ -238,7 +237,7 @@ def widget_frame(request: HttpRequest, slug: str) -> HttpResponse:
     member = None
     code = ""
     try:
-        program, member = _resolve(slug, request.GET.get("token", ""))
+        program, member = _resolve(program, request.GET.get("token", ""))
     except Refused as exc:
         code = exc.code
     language = _language(request, program, member)

@@ -221,7 +221,7 @@ def test_an_anonymised_member_is_nobody(client, shop, customer):
 
 def test_the_frame_page_and_its_strict_policy(client, shop, customer, django_assert_max_num_queries):
     token = widget.token_make(program=shop, customer_ref=customer.external_id)
-    with django_assert_max_num_queries(MAX_STATEMENTS + 1):  # + the program read before the token check
+    with django_assert_max_num_queries(MAX_STATEMENTS):
         response = client.get(f"/p/{shop.slug}/widget/frame", {"token": token})
     assert response.status_code == 200
     html = response.content.decode()
