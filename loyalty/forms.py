@@ -51,9 +51,13 @@ class ProgramAdminForm(forms.ModelForm):
             "logo_url",
             "language",
             "terms",
+            "widget_origins",
         )
         # A native colour picker: it shows the colour and always answers #rrggbb.
-        widgets = {"brand_color": forms.TextInput(attrs={"type": "color"})}
+        widgets = {
+            "brand_color": forms.TextInput(attrs={"type": "color"}),
+            "widget_origins": forms.Textarea(attrs={"rows": 3}),
+        }
 
     def clean_currency(self) -> str:
         currency = (self.cleaned_data.get("currency") or "").strip().upper()

@@ -11,6 +11,7 @@ DELETE. All writes go through `loyalty.services`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import zoneinfo
 from decimal import ROUND_FLOOR, Decimal
@@ -35,6 +36,26 @@ def validate_timezone(value: str) -> None:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise ValidationError(f"{value!r} is not a known time zone.") from exc
+
+
+# A shop's origin for the widget's frame: https (http only for this machine, for trying it out).
+WIDGET_ORIGIN = re.compile(
+    r"https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?|http://(localhost|127\.0\.0\.1)(:\d{1,5})?"
+)
+
+
+def widget_origin_list(value: str) -> list[str]:
+    """The origins of `Program.widget_origins` (one a line; blank lines ignored)."""
+    return [line.strip().rstrip("/").lower() for line in (value or "").splitlines() if line.strip()]
+
+
+def validate_widget_origins(value: str) -> None:
+    bad = [origin for origin in widget_origin_list(value) if not WIDGET_ORIGIN.fullmatch(origin)]
+    if bad:
+        raise ValidationError(
+            f"Not an origin: {', '.join(bad)}. Write one origin a line, scheme and host only, "
+            "e.g. https://shop.example.com (http only for localhost)."
+        )
 
 
 # The languages members are written to in (emails, the portal): English and French ship complete.
@@ -132,6 +153,23 @@ class Program(models.Model):
         db_default="",
         help_text="The program's terms and conditions, shown on the portal's terms page (plain text; "
         "empty lines separate paragraphs). Empty: no terms page.",
+    )
+    # The shop widget (docs/portal.md, "The shop widget"): the shop's backend signs its customer's
+    # id with this secret; empty = the widget is off. Set and rotated from the program's admin.
+    widget_secret = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The secret the shop signs widget tokens with. Empty: the widget is off.",
+    )
+    widget_origins = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        validators=[validate_widget_origins],
+        help_text="The shop's origins allowed to show the widget in a frame, one per line "
+        "(e.g. https://shop.example.com). Empty: the framed widget is refused everywhere.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

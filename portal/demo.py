@@ -4,11 +4,14 @@ demo member to log in as (the login link arrives by email: the console backend p
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.urls import reverse
 
 from loyalty import services as ledger
-from loyalty.models import DeletionRequest, Member, Program
+from loyalty.models import WIDGET_ORIGIN, DeletionRequest, Member, Program
+from loyalty.services import program_widget_secret_rotate
 
 
 def demo_member(*, program: Program) -> Member | None:
@@ -52,3 +55,27 @@ def demo_deletion_requests(*, program: Program, actor: object) -> str:
         note="Your order of last week is still being delivered: we can delete your data once it has arrived.",
     )
     return "Deletion requests: 1 waiting for staff, 1 declined (Loyalty > Deletion requests)"
+def demo_widget_member(*, program: Program) -> Member | None:
+    """The demo member the shop widget's demo shows (one with a shop customer id)."""
+    return (
+        Member.objects.filter(program=program, status=Member.Status.ACTIVE, available__gt=0, external_id__isnull=False)
+        .order_by("id")
+        .first()
+    )
+
+
+def demo_widget_setup(*, program: Program) -> str:
+    """Turn the demo program's shop widget on (a secret, and this site's own origin allowed to
+    frame it, for the demo shop page) unless it is set up already; say how to try it."""
+    if not program.widget_secret:
+        program_widget_secret_rotate(program=program)
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
+    if not program.widget_origins and WIDGET_ORIGIN.fullmatch(origin):
+        Program.objects.filter(pk=program.pk).update(widget_origins=origin)
+    member = demo_widget_member(program=program)
+    who = f" {member.external_id}" if member is not None and member.external_id else " <customer id>"
+    return (
+        f"Shop widget: a demo shop page at {base}{reverse('portal:widget_demo', args=[program.slug])} "
+        f"(DEBUG only); a token and the snippet: manage.py widget_token {program.slug}{who}"
+    )

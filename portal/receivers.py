@@ -21,3 +21,11 @@ def demo_portal_line(sender: Any, *, program: Program, stdout: Any = None, **kwa
     requests_line = demo.demo_deletion_requests(program=program, actor=kwargs.get("actor"))
     if requests_line and stdout is not None:
         stdout.write(requests_line)
+
+
+@receiver(demo_loaded, dispatch_uid="portal.demo_widget")
+def demo_widget(sender: Any, *, program: Program, stdout: Any = None, **kwargs: Any) -> None:
+    """`manage.py load_demo`: the demo program's shop widget on, and how to try it."""
+    line = demo.demo_widget_setup(program=program)
+    if stdout is not None:
+        stdout.write(line)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_card, views_prefs, views_rewards
+from . import views, views_card, views_prefs, views_rewards, views_widget
 
 app_name = "portal"
 
@@ -36,4 +36,10 @@ urlpatterns = [
     path("<slug:slug>/wallet/logo.png", views_card.wallet_logo, name="wallet_logo"),
     path("<slug:slug>/earn", views_card.earn, name="earn"),
     path("<slug:slug>/terms", views_card.terms, name="terms"),
+    # the shop widget
+    path("widget.js", views_widget.widget_asset, {"name": "widget.js"}, name="widget_js"),
+    path("widget.css", views_widget.widget_asset, {"name": "widget.css"}, name="widget_css"),
+    path("<slug:slug>/widget/data", views_widget.widget_data, name="widget_data"),
+    path("<slug:slug>/widget/frame", views_widget.widget_frame, name="widget_frame"),
+    path("<slug:slug>/widget/demo", views_widget.widget_demo, name="widget_demo"),
 ]

@@ -39,7 +39,7 @@ from .points import (
     points_transfer,
 )
 from .posting import BALANCE_FIELDS, Balance, PostResult, points_post
-from .programs import program_create
+from .programs import program_create, program_widget_off, program_widget_secret_rotate
 
 __all__ = [
     "BALANCE_FIELDS",
@@ -74,4 +74,6 @@ __all__ = [
     "points_reverse_order",
     "points_transfer",
     "program_create",
+    "program_widget_off",
+    "program_widget_secret_rotate",
 ]
