@@ -55,6 +55,8 @@ def demo_deletion_requests(*, program: Program, actor: object) -> str:
         note="Your order of last week is still being delivered: we can delete your data once it has arrived.",
     )
     return "Deletion requests: 1 waiting for staff, 1 declined (Loyalty > Deletion requests)"
+
+
 def demo_widget_member(*, program: Program) -> Member | None:
     """The demo member the shop widget's demo shows (one with a shop customer id)."""
     return (
