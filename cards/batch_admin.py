@@ -64,6 +64,7 @@ class CardBatchAdmin(admin.ModelAdmin):
     list_display_links = ("id", "program")
     list_filter = ("status", "program")
     list_select_related = ("program", "created_by")
+    search_fields = ("=id", "program__name")  # the card admin picks a batch by autocomplete
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50

@@ -63,7 +63,7 @@ class ReferralAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "program")
     list_select_related = ("referrer", "friend")
-    raw_id_fields = ("referrer", "friend")
+    autocomplete_fields = ("referrer", "friend")
     search_fields = (
         "=referrer__id",
         "=friend__id",

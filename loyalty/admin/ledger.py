@@ -58,7 +58,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
     list_filter = ("kind", "program")
     list_select_related = ("member", "created_by", "program")
     ordering = ("-id",)
-    raw_id_fields = ("member", "activity", "source_entry", "created_by")
+    autocomplete_fields = ("member", "activity", "source_entry", "created_by")
     created = program_time_column("created_at", "created at")
     available = program_time_column("available_at", "available at")
     expires = program_time_column("expires_at", "expires at")
@@ -92,7 +92,7 @@ class ActivityAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_filter = ("type", "channel", "program")
     list_select_related = ("member",)
     ordering = ("-id",)
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member",)
     search_fields = ("=order_id",)
     search_help_text = "An order id (exact)."
 
@@ -110,7 +110,7 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_filter = ("operation", "program")
     list_select_related = ("program", "member")
     ordering = ("-id",)
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member",)
     search_fields = ("=key",)
     search_help_text = "An idempotency key (exact)."
 
