@@ -5,9 +5,11 @@ a large table."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -286,3 +288,53 @@ def test_large_change_lists_have_no_date_hierarchy_and_join_what_they_show():
         if isinstance(model_admin, LargeTableAdmin):
             assert model_admin.date_hierarchy is None, model
             assert model_admin.show_full_result_count is False, model
+
+
+# --- scheduled jobs in words ----------------------------------------------------------------------
+
+
+@time_machine.travel(dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC), tick=False)  # winter offsets
+def test_scheduled_jobs_read_as_sentences_in_the_programs_time_zones(client):
+    from tests.loyalty.factories import ProgramFactory
+
+    ProgramFactory(name="Café Lumière", timezone="Europe/Paris")
+    ProgramFactory(name="Brooklyn Beans", timezone="America/New_York")
+    client.force_login(StaffFactory(is_superuser=True))
+    response = client.get(reverse("admin:django_celery_beat_periodictask_changelist"))
+    rows = {
+        task.name: (model_admin.when(task), model_admin.in_program_time(task))
+        for model_admin in [response.context["cl"].model_admin]
+        for task in response.context["cl"].result_list
+    }
+
+    assert rows["Run daily automations"][0] == "every day at 03:00, UTC"
+    assert "04:00 in Europe/Paris (Café Lumière)" in rows["Run daily automations"][1]
+    assert "22:00 the day before in America/New_York (Brooklyn Beans)" in rows["Run daily automations"][1]
+    assert rows["Release pending points"] == ("every 15 minutes", "-")
+    assert rows["Expire points"][0] == "every hour at 5 minutes past"
+    page = response.content.decode()
+    assert "Runs the daily automations." in page
+    assert "every day at 03:00, UTC" in page
+
+
+@pytest.mark.parametrize(
+    ("cron", "words"),
+    [
+        (("0", "3", "*", "*", "*"), "every day at 03:00, Europe/Paris"),
+        (("30", "8,20", "*", "*", "*"), "every day at 08:30 and 20:30, Europe/Paris"),
+        (("0", "9", "*", "*", "1"), "every Monday at 09:00, Europe/Paris"),
+        (("0", "9", "*", "*", "1,3"), "every Monday and Wednesday at 09:00, Europe/Paris"),
+        (("15", "6", "1", "*", "*"), "on day 1 of every month at 06:15, Europe/Paris"),
+        (("*/10", "*", "*", "*", "*"), "every 10 minutes"),
+    ],
+)
+def test_crontabs_in_words(cron, words):
+    from django_celery_beat.models import CrontabSchedule
+
+    from loyalty.admin.schedules import crontab_in_words
+
+    minute, hour, dom, moy, dow = cron
+    schedule = CrontabSchedule(
+        minute=minute, hour=hour, day_of_month=dom, month_of_year=moy, day_of_week=dow, timezone="Europe/Paris"
+    )
+    assert crontab_in_words(schedule) == words
