@@ -54,11 +54,8 @@ class CardBatchAdmin(admin.ModelAdmin):
         "id",
         "program",
         "quantity",
-        "created",
         "progress",
         "status",
-        "sheet_status",
-        "created_by",
         "created_at",
     )
     list_display_links = ("id", "program")

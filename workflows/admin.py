@@ -28,7 +28,6 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
         "starts",
         "ends",
         "priority",
-        "stackable",
         "is_active",
     )
     starts = program_time_column("starts_at", "starts")

@@ -15,7 +15,7 @@ uses indexes only (ids, trigram indexes on emails and names, card numbers).
 """
 
 from . import api_keys, deletion_requests, jobs, ledger, members, programs, schedules  # noqa: F401  (registers the admins)
-from .base import CappedCountPaginator, LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline
+from .base import CappedCountPaginator, LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, truncated_column
 from .members import MEMBER_PAGE_LINKS, MEMBER_SEARCHES, member_search
 from .postings import can_adjust_points, can_transfer_points
 from .timezones import ProgramTimeZoneAdmin, program_time_column
@@ -32,4 +32,5 @@ __all__ = [
     "can_transfer_points",
     "member_search",
     "program_time_column",
+    "truncated_column",
 ]

@@ -18,6 +18,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 from ..models import Program
 
@@ -89,12 +90,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def without_single_program(list_display: Any) -> tuple:
+    """A change list's columns without "program" when the installation runs one program: the
+    column would repeat one name on every row and push the table past a 1440 px screen."""
+    if "program" not in list_display or len(_program_ids()[:2]) > 1:
+        return tuple(list_display)
+    return tuple(column for column in list_display if column != "program")
+
+
 class LargeTableAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50
     # Sorting by anything but the primary key sorts the whole table.
     sortable_by = ("id",)
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return without_single_program(super().get_list_display(request))
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -112,3 +124,17 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def truncated_column(field_name: str, description: str, length: int = 40) -> Any:
+    """A change-list column showing the start of a long text (reasons, references, URLs), the
+    whole text in its tooltip: tables fit a 1440 px screen."""
+
+    @admin.display(description=description)
+    def column(model_admin: Any, obj: Any) -> str:
+        text = str(getattr(obj, field_name) or "")
+        if len(text) <= length:
+            return text or model_admin.get_empty_value_display()
+        return format_html('<span title="{}">{}…</span>', text, text[: length - 1].rstrip())
+
+    return column
