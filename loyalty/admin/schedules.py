@@ -23,14 +23,14 @@ from ..models import Program
 JOBS: dict[str, tuple[str, bool]] = {
     "loyalty.expire_points": ("Expires points at midnight in each program's time zone.", True),
     "loyalty.release_pending_points": ("Makes pending points available when their wait is over.", False),
-    "rewards.expire_coupons": ("Expires unused coupons past their end date.", True),
-    "tiers.evaluate_tiers": ("Moves members up or down the tiers.", True),
+    "rewards.expire_coupons": ("Expires unused coupons past their end date.", False),
+    "tiers.evaluate_tiers": ("Moves members up or down the tiers.", False),
     "workflows.award_birthdays": ("Gives the birthday bonuses of the day.", True),
     "workflows.run_workflows": ("Runs the daily automations.", True),
     "notifications.send_expiry_warnings": ("Emails members whose points expire soon.", True),
     "notifications.send_point_reminders": ("Emails the periodic points statements.", True),
     "notifications.send_tier_at_risk_warnings": ("Emails members who may lose their tier.", True),
-    "notifications.deliver_outbox": ("Sends the queued emails.", False),
+    "notifications.deliver_outbox": ("Sends the queued webhook events and retries the emails due.", False),
     "notifications.collect_expired_points": ("Collects expired points for the emails.", False),
     "dashboard.rollup_stats": ("Computes the dashboard's daily figures.", True),
 }
