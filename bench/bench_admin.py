@@ -52,7 +52,7 @@ INSERT INTO loyalty_member (id, program_id, external_id, email, first_name, last
     referred_by_id, status, enrollment_channel, email_consent, user_id, enrolled_at,
     available, pending, lifetime_earned, redeemed, expired)
 SELECT i, %(p)s, 'cust-' || i,
-       lower(f.name || '.' || l.name || (i %% 997) || '@' || (%(domains)s::text[])[1 + i %% 8]),
+       lower(f.name || '.' || l.name || i || '@' || (%(domains)s::text[])[1 + i %% 8]),
        f.name, l.name, NULL, 'B' || i, NULL,
        CASE WHEN i %% 1000 = 0 THEN 'blocked' ELSE 'active' END, 'import', false, NULL,
        now() - interval '400 days', 0, 0, 0, 0, 0
