@@ -447,6 +447,10 @@ class LedgerEntry(models.Model):
             models.Index(fields=["activity"], name="entry_activity", condition=Q(activity__isnull=False)),
             # Cancelling a redemption / finding what a debit gave back.
             models.Index(fields=["source_entry"], name="entry_source", condition=Q(source_entry__isnull=False)),
+            # The admin's "by kind" filter on every kind but the earns (most rows, found at once
+            # walking the primary key): newest first, and the capped count, without a table scan
+            # for a kind that is rare or has no row (docs/performance.md, "Staff change lists").
+            models.Index(fields=["kind", "-id"], name="entry_kind_recent", condition=~Q(kind="earn")),
         ]
 
     def __str__(self) -> str:

@@ -338,3 +338,15 @@ def test_crontabs_in_words(cron, words):
         minute=minute, hour=hour, day_of_month=dom, month_of_year=moy, day_of_week=dow, timezone="Europe/Paris"
     )
     assert crontab_in_words(schedule) == words
+
+
+def test_the_ledger_filter_on_a_rare_kind_is_served_by_an_index(db):
+    from loyalty.models import LedgerEntry
+
+    queryset = LedgerEntry.objects.filter(kind="reversal").order_by("-id")[:50]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = on")
+        plan = queryset.explain()
+
+    assert "entry_kind_recent" in plan, plan

@@ -1,13 +1,18 @@
-"""The admin's member search by part of an email or a name (docs/back-office.md, "Finding your
-way"): pg_trgm and a trigram GIN index per searched column, on the expression Django's
-`icontains` compares (`UPPER(col::text)`). Built concurrently (no lock on members' writes while a
-large table is indexed), so the migration is not atomic. The SQL is written out: Django 5.2
-wraps an `OpClass` expression in parentheses that PostgreSQL refuses."""
+"""Indexes of the staff change lists (docs/back-office.md, "Finding your way"; docs/performance.md,
+"Staff change lists"):
+
+- the member search by part of an email or a name: pg_trgm and a trigram GIN index per searched
+  column, on the expression Django's `icontains` compares (`UPPER(col::text)`); the SQL is
+  written out because Django 5.2 wraps an `OpClass` expression in parentheses PostgreSQL refuses;
+- the ledger's "by kind" filter: (kind, id DESC) for every kind but the earns.
+
+Built concurrently (no lock on the tables' writes while a large table is indexed), so the
+migration is not atomic."""
 
 import django.contrib.postgres.indexes
 import django.db.models.functions.text
-from django.contrib.postgres.operations import TrigramExtension
-from django.db import migrations
+from django.contrib.postgres.operations import AddIndexConcurrently, TrigramExtension
+from django.db import migrations, models
 
 COLUMNS = ("email", "first_name", "last_name")
 
@@ -44,4 +49,8 @@ class Migration(migrations.Migration):
             )
             for column in COLUMNS
         ],
+        AddIndexConcurrently(
+            model_name="ledgerentry",
+            index=models.Index(fields=["kind", "-id"], name="entry_kind_recent", condition=~models.Q(("kind", "earn"))),
+        ),
     ]
