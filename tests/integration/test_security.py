@@ -170,3 +170,27 @@ def test_production_sends_hsts_for_a_year_with_subdomains_by_default():
     assert result.stdout.split()[-4:-2] == ["3600", "False"], result.stderr
     # Turning subdomains off is a choice the deploy check then accepts.
     assert run_manage("check", "--deploy", "--fail-level", "WARNING", env=shorter).returncode == 0
+
+
+def test_no_staff_template_has_an_inline_handler_or_a_script_without_the_nonce():
+    """The staff pages' policy refuses inline event handlers and inline scripts without the
+    request's nonce: use data-confirm / data-confirm-click / data-disable-on-submit /
+    data-submit-form (admin/loyalty/behaviours.js) and <script nonce="{{ request.csp_nonce }}">."""
+    import re
+    from pathlib import Path
+
+    base = Path(settings.BASE_DIR)
+    templates = [
+        *base.glob("templates/admin/**/*.html"),
+        *base.glob("*/templates/admin/**/*.html"),
+        *base.glob("*/templates/dashboard/**/*.html"),
+    ]
+    offenders = []
+    for path in templates:
+        text = path.read_text()
+        if re.search(r"\son[a-z]+\s*=", text):
+            offenders.append(f"{path.relative_to(base)}: inline event handler")
+        for tag in re.findall(r"<script\b[^>]*>", text):
+            if "src=" not in tag and "nonce=" not in tag:
+                offenders.append(f"{path.relative_to(base)}: {tag}")
+    assert offenders == []
