@@ -45,6 +45,20 @@ def test_the_staff_login_locks_out_after_repeated_failures(client, staff_user, s
     assert "_auth_user_id" not in client.session
 
 
+def test_a_lockout_ends_after_the_cool_off(client, staff_user, settings):
+    import datetime as dt
+
+    import time_machine
+    from django.utils import timezone
+
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.AXES_COOLOFF_TIME = 1.0  # hours (AXES_COOLOFF_HOURS)
+    log_in(client, staff_user.username, "wrong")
+    assert log_in(client, staff_user.username, "wrong").status_code == 429
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=61)):
+        assert log_in(client, staff_user.username, PASSWORD).status_code == 302
+
+
 def test_a_successful_login_resets_the_failures(client, staff_user, settings):
     settings.AXES_FAILURE_LIMIT = 3
     log_in(client, staff_user.username, "wrong")
