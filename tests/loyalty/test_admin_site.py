@@ -350,3 +350,17 @@ def test_the_ledger_filter_on_a_rare_kind_is_served_by_an_index(db):
         plan = queryset.explain()
 
     assert "entry_kind_recent" in plan, plan
+
+
+def test_a_scheduled_jobs_page_says_its_crontab_in_words_without_an_inline_script(client):
+    from django_celery_beat.models import PeriodicTask
+
+    client.force_login(StaffFactory(is_superuser=True))
+    task = PeriodicTask.objects.get(name="Run daily automations")
+    page = client.get(reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])).content.decode()
+
+    assert "every day at 03:00, UTC" in page
+    assert "admin/loyalty/crontab_in_words.js" in page
+    assert 'id="readable-crontabs"' in page
+    assert "<script>" not in page
+    assert 'id="periodic-task-overrides"' not in page  # the library's inline script
