@@ -85,3 +85,4 @@ def test_the_redoc_page_is_served(client):
     response = client.get("/api/redoc/")
     assert response.status_code == 200
     assert "cdn." not in response.content.decode()
+    assert "fonts.googleapis.com" not in response.content.decode()
