@@ -22,7 +22,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.widgets import ForeignKeyRawIdWidget
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -31,7 +31,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from loyalty.admin import LargeTableAdmin
+from loyalty.admin import MEMBER_SEARCHES, LargeTableAdmin
 from loyalty.errors import LoyaltyError
 from loyalty.models import Member, Program
 from loyalty.selectors import member_ledger
@@ -50,15 +50,16 @@ def _when(moment: Any) -> str:
 class CardAssignForm(forms.Form):
     member = forms.ModelChoiceField(
         queryset=Member.objects.none(),
-        help_text="The member (id) who gets this card. Use the magnifier to find them.",
+        help_text="The member who gets this card: type part of their name, email or external id.",
     )
 
     def __init__(self, *args: Any, card: Card, admin_site: admin.AdminSite, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["member"]
-        # Members of the card's program only; the raw-id widget never renders a million options.
-        field.queryset = Member.objects.filter(program_id=card.program_id)
-        field.widget = ForeignKeyRawIdWidget(Card._meta.get_field("member").remote_field, admin_site)
+        # Members of the card's program only; the autocomplete widget never renders a million
+        # options (it asks the member admin's search as the user types).
+        field.widget = AutocompleteSelect(Card._meta.get_field("member"), admin_site)
+        field.queryset = Member.objects.filter(program_id=card.program_id)  # also gives the widget its choices
         field.error_messages["invalid_choice"] = "No member with this id in the card's program."
 
 
@@ -87,7 +88,7 @@ class CardAdmin(LargeTableAdmin):
     show_facets = admin.ShowFacets.NEVER  # facets count every filter value over the whole table
     search_fields = ("number",)  # shows the search box; get_search_results does the look-up
     search_help_text = "A card number or its first digits, or a member's exact email."
-    raw_id_fields = ("member", "batch")
+    autocomplete_fields = ("program", "member", "batch")
     actions = ("block", "unblock", "replace")
     fieldsets = (
         (None, {"fields": ("number", "program", "kind", "status", "batch")}),
@@ -452,6 +453,23 @@ class CardAdmin(LargeTableAdmin):
             else:
                 self.message_user(request, f"Card {card.number} is {card.get_status_display().lower()}.")
         return HttpResponseRedirect(self._change_url(card))
+
+
+# The member search finds members by card number (loyalty's member admin cannot import cards).
+MEMBER_SEARCH_CARD_PREFIX = 6  # digits at least: a shorter prefix is shared by too many cards
+MEMBER_SEARCH_CARD_LIMIT = 100
+
+
+def _members_by_card_number(term: str) -> list[int] | None:
+    """Members whose card number is `term` or starts with it (the number's unique index)."""
+    digits = numbers.normalize(term)
+    if not digits.isdigit() or len(digits) < MEMBER_SEARCH_CARD_PREFIX:
+        return None
+    cards = Card.objects.filter(number__startswith=digits, member__isnull=False).order_by("number")
+    return list(cards.values_list("member_id", flat=True)[:MEMBER_SEARCH_CARD_LIMIT])
+
+
+MEMBER_SEARCHES.append(_members_by_card_number)
 
 
 # Registered on import: CardBatch admin (bulk creation pages), member CSV import and export pages.

@@ -54,16 +54,14 @@ class CardBatchAdmin(admin.ModelAdmin):
         "id",
         "program",
         "quantity",
-        "created",
         "progress",
         "status",
-        "sheet_status",
-        "created_by",
         "created_at",
     )
     list_display_links = ("id", "program")
     list_filter = ("status", "program")
     list_select_related = ("program", "created_by")
+    search_fields = ("=id", "program__name")  # the card admin picks a batch by autocomplete
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50

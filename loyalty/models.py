@@ -18,17 +18,20 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import ExtractDay, ExtractMonth, Lower
+from django.db.models.functions import ExtractDay, ExtractMonth, Lower, Upper
 from rest_framework_api_key.models import AbstractAPIKey
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 # The unique index on (program, lower(email)) of non-empty emails; services tell its violation
 # from the others' by this name.
 MEMBER_UNIQUE_EMAIL = "member_unique_email"
+# The member columns the admin searches by part (trigram indexes, `Member.Meta.indexes`).
+MEMBER_TRIGRAM_COLUMNS = ("email", "first_name", "last_name")
 
 
 def validate_timezone(value: str) -> None:
@@ -297,6 +300,13 @@ class Member(models.Model):
         indexes = [
             # Admin and API look-ups by email within a program.
             models.Index(fields=["program", "email"], name="member_program_email"),
+            # The admin's member search: part of an email or a name, case-insensitive. Django's
+            # `icontains` is `UPPER(col::text) LIKE UPPER('%term%')`, which these trigram
+            # indexes (pg_trgm) on the same expression answer (docs/back-office.md).
+            *[
+                GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=f"member_{column}_trgm")
+                for column in MEMBER_TRIGRAM_COLUMNS
+            ],
             # The admin's "blocked" filter: few rows among millions.
             models.Index(fields=["id"], name="member_blocked", condition=Q(status="blocked")),
             # award_birthdays: the members whose birthday is a given day of the year.
@@ -475,6 +485,10 @@ class LedgerEntry(models.Model):
             models.Index(fields=["activity"], name="entry_activity", condition=Q(activity__isnull=False)),
             # Cancelling a redemption / finding what a debit gave back.
             models.Index(fields=["source_entry"], name="entry_source", condition=Q(source_entry__isnull=False)),
+            # The admin's "by kind" filter on every kind but the earns (most rows, found at once
+            # walking the primary key): newest first, and the capped count, without a table scan
+            # for a kind that is rare or has no row (docs/performance.md, "Staff change lists").
+            models.Index(fields=["kind", "-id"], name="entry_kind_recent", condition=~Q(kind="earn")),
         ]
 
     def __str__(self) -> str:

@@ -30,6 +30,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "program")
     list_select_related = ("program",)
     search_fields = ("url", "description")
+    autocomplete_fields = ("program",)
     actions = ["send_test_events", "rotate_secrets"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

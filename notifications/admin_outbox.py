@@ -35,7 +35,7 @@ def _outbox_of(member_id: int | str) -> str:
 
 @admin.register(EmailMessage)
 class EmailMessageAdmin(ReadOnlyAdmin, LargeTableAdmin):
-    list_display = ("id", "created_at", "kind", "member_link", "to_email", "status", "attempts", "program", "sent_at")
+    list_display = ("id", "created_at", "kind", "member_link", "to_email", "status", "program")
     # Status and kind filter on their choices, program on a handful of rows, dates on the
     # (program, -created_at) index: none reads the table to build its choices.
     list_filter = ("status", "kind", "program", ("created_at", admin.DateFieldListFilter))

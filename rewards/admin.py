@@ -49,6 +49,7 @@ class RewardAdmin(ProgramTimeZoneAdmin):
     list_editable = ("is_active",)
     list_select_related = ("program", "min_tier")
     search_fields = ("name", "sku")
+    autocomplete_fields = ("program", "min_tier")
     readonly_fields = ("coupons_issued", "stock_taken")
     starts = program_time_column("starts_at", "starts")
     ends = program_time_column("ends_at", "ends")
@@ -122,7 +123,7 @@ class RedemptionAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
     list_select_related = ("reward", "member", "program")
     issued = program_time_column("issued_at", "issued at")
     expires = program_time_column("expires_at", "expires at")
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member", "reward")
     search_fields = ("code", "order_id")
     actions = ["cancel_coupons"]
 

@@ -51,6 +51,7 @@ class TierAdmin(admin.ModelAdmin):
     list_select_related = ("program",)
     ordering = ("program", "position")
     search_fields = ("name",)
+    autocomplete_fields = ("program",)
 
 
 class SetTierForm(forms.Form):
@@ -68,7 +69,7 @@ class SetTierForm(forms.Form):
 class MemberTierAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("member", "tier", "since", "retain_until", "manual_until")
     list_select_related = ("member", "tier")
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member", "tier")
     actions = ["set_tier_manually"]
 
     def get_urls(self) -> list[Any]:
@@ -140,4 +141,4 @@ class TierChangeAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "member", "kind", "from_tier", "to_tier", "metric_value", "at", "actor", "reason")
     list_filter = ("kind",)
     list_select_related = ("member", "from_tier", "to_tier", "actor")
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member",)

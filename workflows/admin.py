@@ -28,7 +28,6 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
         "starts",
         "ends",
         "priority",
-        "stackable",
         "is_active",
     )
     starts = program_time_column("starts_at", "starts")
@@ -37,6 +36,7 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
     list_editable = ("is_active",)
     list_select_related = ("program",)
     search_fields = ("name", "trigger")
+    autocomplete_fields = ("program",)
     fieldsets = (
         (None, {"fields": ("program", "name", "trigger", "is_active")}),
         ("Points", {"fields": ("kind", "points", "multiplier")}),
@@ -143,7 +143,7 @@ class RuleAwardAdmin(ReadOnlyAdmin):
 
     list_display = ("rule", "member", "activity", "points", "occurred_at")
     list_select_related = ("rule", "member", "activity")
-    raw_id_fields = ("rule", "member", "activity")
+    autocomplete_fields = ("rule", "member", "activity")
     list_filter = ("rule__program",)
     show_full_result_count = False
 

@@ -129,6 +129,7 @@ class AutomationAdmin(admin.ModelAdmin):
     list_editable = ("is_active",)
     list_select_related = ("program",)
     search_fields = ("name",)
+    autocomplete_fields = ("program", "set_tier")
     fieldsets = (
         (None, {"fields": ("program", "name", "is_active", "ready_made")}),
         ("Trigger", {"fields": ("trigger", "activity_type")}),
@@ -228,7 +229,7 @@ class AutomationRunAdmin(ReadOnlyAdmin):
     list_filter = ("automation",)
     search_fields = ("=member__id",)
     search_help_text = "Member id"
-    raw_id_fields = ("automation", "member")
+    autocomplete_fields = ("automation", "member")
     show_full_result_count = False
     # Newest first by primary key: a backward scan of the pk index stops after a page, where
     # ordering by fired_at would sort every run of the automation.

@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from loyalty.admin import ReadOnlyAdmin
+from loyalty.admin import ReadOnlyAdmin, truncated_column
 
 from .models import Referral, ReferralSettings
 
@@ -54,16 +54,15 @@ class ReferralAdmin(ReadOnlyAdmin):
         "referrer",
         "friend",
         "status",
-        "reason",
+        "short_reason",
         "created_at",
-        "qualified_at",
-        "order_id",
         "referrer_points",
         "friend_points",
     )
+    short_reason = truncated_column("reason", "reason", 30)
     list_filter = ("status", "program")
     list_select_related = ("referrer", "friend")
-    raw_id_fields = ("referrer", "friend")
+    autocomplete_fields = ("referrer", "friend")
     search_fields = (
         "=referrer__id",
         "=friend__id",

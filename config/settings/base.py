@@ -19,7 +19,9 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key" if DEBUG e
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with the project's site as the default one (the installation's name, the
+    # navigation grouped by task, the dashboard as first page): config/admin_site.py.
+    "config.admin_site.LoyaltyAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -33,6 +35,7 @@ INSTALLED_APPS = [
     "anymail",
     "django_htmx",
     "import_export",
+    "axes",  # staff login lock-out after repeated failures (AXES_* below)
     "loyalty",
     "cards",
     "tiers",
@@ -56,6 +59,10 @@ MIDDLEWARE = [
     # Sets the Content-Security-Policy of the views that carry one (the customer portal,
     # portal/views.py) and gives them a nonce; there is no site-wide policy (docs/portal.md).
     "csp.middleware.CSPMiddleware",
+    # The admin's and the API docs' policy (config/security.py), handed to the middleware above.
+    "config.security.StaffPagesCSPMiddleware",
+    # Refuses logins from a locked-out username and address (django-axes); last, as its docs say.
+    "axes.middleware.AxesMiddleware",
 ]
 X_FRAME_OPTIONS = "DENY"
 
@@ -114,6 +121,9 @@ CACHES["default"].setdefault("KEY_PREFIX", env("CACHE_KEY_PREFIX", default="loya
 # Staff log in with a password; customers of the portal with an emailed one-time link
 # (django-sesame, docs/portal.md). The portal's backend accepts only the login users of members.
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out staff login before any password is checked (django-axes;
+    # config/security.py).
+    "config.security.StaffLoginLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
     "portal.backends.MemberLinkBackend",
 ]
@@ -130,6 +140,22 @@ PORTAL_RATE_PER_IP = env("PORTAL_RATE_PER_IP", default="30/h")
 RATELIMIT_IP_META_KEY = "portal.client_ip.client_ip"
 PORTAL_TRUSTED_PROXIES = 0
 PORTAL_CLIENT_IP_HEADER = "X-Forwarded-For"
+
+# Staff login lock-out (django-axes, docs/back-office.md): after AXES_FAILURE_LIMIT failed
+# logins for one username from one address, that pair is refused (HTTP 429) for
+# AXES_COOLOFF_HOURS (0: until `manage.py axes_reset` or the admin's "Access attempts" page,
+# Technical group). The attempts are stored in the database, so every web process shares them.
+# A successful login resets the count. Behind a proxy, AXES_IPWARE_PROXY_COUNT (the number of
+# proxies in front of Django) makes the client address the one the proxy saw.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0) or None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+if env("AXES_IPWARE_PROXY_COUNT", default=""):
+    AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT")
+
+# The installation's name: the admin's header, page titles and login page (config/admin_site.py).
+LOYALTY_SITE_NAME = env("LOYALTY_SITE_NAME", default="Loyalty back-office")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

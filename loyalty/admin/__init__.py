@@ -6,20 +6,23 @@ ledger models read-only; every write that touches points goes through `loyalty.s
 - `ledger` (entries, allocations, activities, idempotency records) and `jobs`, read-only;
 - `api_keys`: program API keys, shown once on creation;
 - `deletion_requests`: members' requests to erase their data, confirmed or declined by staff;
-- `timezones`: dates shown and typed in the program's time zone.
+- `timezones`: dates shown and typed in the program's time zone;
+- `schedules`: the beat's scheduled jobs in words and in the programs' time zones.
 
-Scale (docs/architecture.md): change lists never count a whole table, sort only by the primary
-key, and the member search turns an email or id into an exact, indexed look-up.
+Scale (docs/architecture.md, docs/back-office.md): change lists never count a whole table (an
+unfiltered list shows PostgreSQL's estimate), sort only by the primary key, and the member search
+uses indexes only (ids, trigram indexes on emails and names, card numbers).
 """
 
-from . import api_keys, deletion_requests, jobs, ledger, members, programs  # noqa: F401  (registers the admins)
-from .base import CappedCountPaginator, LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline
-from .members import MEMBER_PAGE_LINKS
+from . import api_keys, deletion_requests, jobs, ledger, members, programs, schedules  # noqa: F401  (registers the admins)
+from .base import CappedCountPaginator, LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, truncated_column
+from .members import MEMBER_PAGE_LINKS, MEMBER_SEARCHES, member_search
 from .postings import can_adjust_points, can_transfer_points
 from .timezones import ProgramTimeZoneAdmin, program_time_column
 
 __all__ = [
     "MEMBER_PAGE_LINKS",
+    "MEMBER_SEARCHES",
     "CappedCountPaginator",
     "LargeTableAdmin",
     "ProgramTimeZoneAdmin",
@@ -27,5 +30,7 @@ __all__ = [
     "ReadOnlyInline",
     "can_adjust_points",
     "can_transfer_points",
+    "member_search",
     "program_time_column",
+    "truncated_column",
 ]

@@ -44,6 +44,7 @@ class ProgramAPIKeyAdmin(APIKeyModelAdmin):
     list_filter = ("revoked", "program", "created")
     list_select_related = ("program",)
     search_fields = ("name", "prefix")
+    autocomplete_fields = ("program",)
     actions = ["revoke_keys"]
     _changeable = ("name", "scopes", "expiry_date", "revoked")
 

@@ -29,7 +29,7 @@ class DeletionRequestAdmin(LargeTableAdmin):
     list_filter = ("status", "program")
     list_select_related = ("member", "program", "decided_by")
     ordering = ("-id",)
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member",)
     readonly_fields = ("program", "member", "status", "requested_at", "via", "decided_at", "decided_by", "note")
     actions = ("confirm", "decline")
 

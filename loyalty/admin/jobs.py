@@ -10,6 +10,6 @@ from .base import LargeTableAdmin, ReadOnlyAdmin
 
 @admin.register(LedgerJobRun)
 class LedgerJobRunAdmin(ReadOnlyAdmin, LargeTableAdmin):
-    list_display = ("id", "job", "as_of", "started_at", "finished_at", "lots", "points", "members")
+    list_display = ("id", "job", "as_of", "finished_at", "lots", "points", "members")
     list_filter = ("job",)
     ordering = ("-id",)

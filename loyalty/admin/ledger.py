@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from ..models import Activity, Allocation, IdempotencyRecord, LedgerEntry
-from .base import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, _as_int_id, _program_ids
+from .base import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, _as_int_id, _program_ids, truncated_column
 from .timezones import ProgramTimeZoneAdmin, program_time_column
 
 
@@ -49,19 +49,19 @@ class LedgerEntryAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
         "kind",
         "points",
         "remaining",
-        "available",
         "expires",
-        "reason",
-        "reference",
-        "created_by",
+        "short_reason",
+        "short_reference",
     )
     list_filter = ("kind", "program")
     list_select_related = ("member", "created_by", "program")
     ordering = ("-id",)
-    raw_id_fields = ("member", "activity", "source_entry", "created_by")
+    autocomplete_fields = ("member", "activity", "source_entry", "created_by")
     created = program_time_column("created_at", "created at")
     available = program_time_column("available_at", "available at")
     expires = program_time_column("expires_at", "expires at")
+    short_reason = truncated_column("reason", "reason", 30)
+    short_reference = truncated_column("reference", "reference", 20)
     search_fields = ("=member__id",)
     search_help_text = "A member id (exact). Open a member to see their ledger."
     inlines = (ConsumedLotsInline, ConsumingDebitsInline)
@@ -92,7 +92,7 @@ class ActivityAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_filter = ("type", "channel", "program")
     list_select_related = ("member",)
     ordering = ("-id",)
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member",)
     search_fields = ("=order_id",)
     search_help_text = "An order id (exact)."
 
@@ -110,7 +110,7 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin, LargeTableAdmin):
     list_filter = ("operation", "program")
     list_select_related = ("program", "member")
     ordering = ("-id",)
-    raw_id_fields = ("member",)
+    autocomplete_fields = ("member",)
     search_fields = ("=key",)
     search_help_text = "An idempotency key (exact)."
 

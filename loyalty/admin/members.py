@@ -1,10 +1,12 @@
-"""The members' admin: an exact, indexed search (email, id, external id), the profile edited
+"""The members' admin: an indexed search (`member_search`: id, external id, part of an email
+or a name through trigram indexes, card numbers through the cards' search), the profile edited
 through `services.member_update`, enrolment through the service, block/unblock actions, and a
 change page with the latest ledger entries, links to the posting pages (`postings`) and the
 links higher apps add (`MEMBER_PAGE_LINKS`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -25,6 +27,15 @@ from .timezones import ProgramTimeZoneAdmin
 
 RECENT_ENTRIES = 25
 
+# Searches that higher apps add to the member search: each takes the search term and returns the
+# ids of the members it finds (a short list, from an index), or None. E.g. cards adds "members
+# whose card number starts with these digits".
+MEMBER_SEARCHES: list[Callable[[str], list[int] | None]] = []
+
+# The shortest part of a name or email searched anywhere in the text (a trigram index needs 3
+# characters); shorter terms match the beginning of a first or last name.
+MIN_CONTAINS = 3
+
 # Links that higher apps add to a member's admin page (loyalty imports none of them): each is
 # (label, URL name taking the member's id, permission or ""). E.g. rewards adds "Redeem a reward".
 MEMBER_PAGE_LINKS: list[tuple[str, str, str]] = []
@@ -38,9 +49,11 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
     list_filter = ("status", "program", "enrollment_channel")
     list_select_related = ("program",)
     ordering = ("-id",)
-    search_fields = ("=external_id", "^first_name", "^last_name")
-    search_help_text = "An exact email, member id or external id (fast), or the beginning of a first or last name."
-    raw_id_fields = ("referred_by", "user")
+    search_fields = ("=external_id", "email", "first_name", "last_name")  # get_search_results: member_search
+    search_help_text = (
+        "Part of a name or an email, a member id (#123), an external id, or a card number (or its first digits)."
+    )
+    autocomplete_fields = ("program", "referred_by", "user")
     actions = ("block", "unblock")
 
     # Columns an admin save may write (never the balances: those belong to the ledger).
@@ -111,19 +124,16 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
         return False
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        """Exact, indexed look-ups for what identifies one member; name prefixes otherwise."""
+        """Indexed look-ups only (`member_search`): ids, part of an email or a name, a card number."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        if " " not in term and "@" in term:
-            return queryset.filter(program_id__in=_program_ids(), email=term.lower()), False
-        if " " not in term and any(c.isdigit() for c in term):
-            match = Q(program_id__in=_program_ids(), external_id=term)
-            member_id = _as_int_id(term.removeprefix("#"))
-            if member_id is not None:
-                match |= Q(pk=member_id)
-            return queryset.filter(match), False
-        return super().get_search_results(request, queryset, term)
+        return queryset.filter(member_search(term)), False
+
+    def autocomplete_label(self, obj: Member) -> str:
+        """What a member looks like in an autocomplete list (config/admin_site.py)."""
+        email = f" <{obj.email}>" if obj.email and obj.email != str(obj) else ""
+        return f"{obj}{email} · #{obj.pk}"
 
     def save_model(self, request: HttpRequest, obj: Member, form: MemberAdminForm, change: bool) -> None:
         if change:
@@ -239,6 +249,46 @@ class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
     @admin.action(description="Unblock selected members", permissions=["change"])
     def unblock(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._set_status(request, queryset, Member.Status.ACTIVE, "Unblocked")
+
+
+def member_search(term: str) -> Q:
+    """The members a staff search term finds, as one condition every part of which an index
+    serves (docs/back-office.md, "Finding your way"):
+
+    - `#123`: the member id 123;
+    - one word of digits: that member id, that external id, or a card number starting with it;
+    - any other word: an external id, or part of the email, the first or the last name
+      (`icontains`, served by the trigram indexes of migration 0016); several words must each
+      match (e.g. "marie dup").
+    """
+    term = term.strip()
+    if term.startswith("#") and _as_int_id(term[1:]) is not None:
+        return Q(pk=_as_int_id(term[1:]))
+    compact = "".join(term.split()).replace("-", "")
+    words = [compact] if compact.isdigit() else term.split()  # a card number typed in groups
+    if len(words) == 1:
+        term = words[0]
+        match = Q(program_id__in=_program_ids(), external_id=term)
+        member_id = _as_int_id(term)
+        if member_id is not None:
+            match |= Q(pk=member_id)
+        for search in MEMBER_SEARCHES:
+            found = search(term)
+            if found:
+                match |= Q(pk__in=found)
+        if member_id is not None:
+            return match
+        return match | _text_match(term)
+    match = Q()
+    for word in words:
+        match &= _text_match(word)
+    return match
+
+
+def _text_match(word: str) -> Q:
+    if len(word) >= MIN_CONTAINS:
+        return Q(email__icontains=word) | Q(first_name__icontains=word) | Q(last_name__icontains=word)
+    return Q(first_name__istartswith=word) | Q(last_name__istartswith=word)
 
 
 def _when(moment: Any) -> str:

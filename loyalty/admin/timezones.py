@@ -21,9 +21,10 @@ from django.contrib import admin
 from django.db import models
 from django.forms import Field
 from django.http import HttpRequest, HttpResponse
-from django.utils import formats, timezone
+from django.utils import timezone
 
 from ..models import Program
+from .base import without_single_program
 
 _ZONE = "_program_time_zone"  # the zone of the page being built, set on the request
 
@@ -73,6 +74,9 @@ class ProgramTimeZoneAdmin(admin.ModelAdmin):
                 response.render()
         return response
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return without_single_program(super().get_list_display(request))
+
     def formfield_for_dbfield(self, db_field: models.Field, request: HttpRequest, **kwargs: Any) -> Field | None:
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if field is not None and isinstance(db_field, models.DateTimeField) and not db_field.auto_now_add:
@@ -92,6 +96,7 @@ def program_time_column(field_name: str, description: str) -> Callable[[Any, Any
         if value is None:
             return model_admin.get_empty_value_display()
         local = value.astimezone(obj.program.tz)
-        return f"{formats.localize(local)} {local.tzname()}"
+        # Compact, so that a list with three dates fits a 1440 px screen: 2026-07-01 09:00 CEST.
+        return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
     return column

@@ -58,7 +58,7 @@ def browser_page(live_server, monkeypatch, tmp_path):
         page.fill("#id_username", "manager")
         page.fill("#id_password", "manager-pass-1")
         page.click("input[type=submit]")
-        page.wait_for_selector("#user-tools")  # logged in
+        page.wait_for_url(f"{live_server.url}/admin/dashboard/")  # logged in: the first page is the dashboard
         page.screenshots = tmp_path  # where a failing test leaves its pictures
         yield page
         browser.close()

@@ -96,9 +96,9 @@ def test_the_campaign_list_shows_each_rule_in_its_own_program_zone(admin_client_
     page = admin_client_.get(reverse("admin:workflows_earningrule_changelist"))
     cl = page.context["cl"]
     shown = {rule.name: cl.model_admin.starts(rule) for rule in cl.result_list}
-    assert shown["Paris"].endswith("9 a.m. CEST")
-    assert shown["Tokyo"].endswith("4 p.m. JST")
-    assert "July 1, 2026, 9 a.m. CEST" in page.content.decode()
+    assert shown["Paris"] == "2026-07-01 09:00 CEST"
+    assert shown["Tokyo"] == "2026-07-01 16:00 JST"
+    assert "2026-07-01 09:00 CEST" in page.content.decode()
 
 
 def test_a_new_object_with_several_programs_says_which_zone_applies(admin_client_, paris, tokyo):
@@ -135,7 +135,7 @@ def test_a_reward_window_is_typed_and_shown_in_the_program_zone(admin_client_, p
     page = admin_client_.get(reverse("admin:rewards_reward_change", args=[reward.pk]))
     assert split(page, "starts_at") == ("2027-01-01", "00:00:00")
     listing = admin_client_.get(reverse("admin:rewards_reward_changelist")).content.decode()
-    assert "Jan. 1, 2027, midnight JST" in listing
+    assert "2027-01-01 00:00 JST" in listing
 
 
 def test_a_form_error_shows_the_typed_time_again_in_the_program_zone(admin_client_, paris):
@@ -156,12 +156,12 @@ def test_coupon_dates_are_shown_in_the_program_zone(admin_client_, paris):
     coupon = reward_services.reward_redeem(program=paris, member=member, reward=reward, now=now).redemption
     assert coupon.expires_at == dt.datetime(2026, 3, 6, 23, 0, tzinfo=UTC)  # midnight in Paris
     listing = admin_client_.get(reverse("admin:rewards_redemption_changelist")).content.decode()
-    assert "March 4, 2026, noon CET" in listing
-    assert "March 7, 2026, midnight CET" in listing
+    assert "2026-03-04 12:00 CET" in listing
+    assert "2026-03-07 00:00 CET" in listing
     detail = admin_client_.get(reverse("admin:rewards_redemption_change", args=[coupon.pk])).content.decode()
     assert "March 7, 2026, midnight" in detail
     entries = admin_client_.get(reverse("admin:loyalty_ledgerentry_changelist")).content.decode()
-    assert "March 5, 2027, midnight CET" in entries  # the points' expiry: 365 days, end of the local day
+    assert "2027-03-05 00:00 CET" in entries  # the points' expiry: 365 days, end of the local day
 
 
 def test_the_manual_tier_end_is_typed_in_the_program_zone(admin_client_, paris):

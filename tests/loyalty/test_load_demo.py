@@ -6,11 +6,17 @@ import re
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from loyalty.models import Activity, Allocation, LedgerEntry, LedgerJobRun, Member, Program
 from loyalty.selectors import ledger_problems
 
 LOGIN_LINE = re.compile(r"^Staff login: http://127\.0\.0\.1:8000/admin/  user: demo  password: (\S+)$")
+
+
+def login_request():
+    """The staff login's request: the lock-out backend (django-axes) needs one."""
+    return RequestFactory().post("/admin/login/")
 
 
 def load_demo(**options) -> str:
@@ -57,7 +63,7 @@ def test_load_demo_prints_one_login_line_that_logs_in(demo_output):
 
     assert len(lines) == 1
     password = LOGIN_LINE.match(lines[0]).group(1)
-    user = authenticate(username="demo", password=password)
+    user = authenticate(login_request(), username="demo", password=password)
     assert user is not None
     assert user.is_staff
     assert user.is_superuser
@@ -96,7 +102,7 @@ def test_load_demo_twice_changes_no_history_and_resets_the_password(demo_output)
     assert len(login_lines(second)) == 1
     second_password = LOGIN_LINE.match(login_lines(second)[0]).group(1)
     assert second_password != first_password
-    assert authenticate(username="demo", password=second_password) is not None
+    assert authenticate(login_request(), username="demo", password=second_password) is not None
     assert get_user_model().objects.filter(username="demo").count() == 1
     assert list(ledger_problems()) == []
 
