@@ -580,3 +580,23 @@ class ProgramAPIKey(AbstractAPIKey):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class StaffProgram(models.Model):
+    """A member of staff limited to a program (docs/back-office.md, "Roles and programs").
+
+    A staff user with no row sees every program (a merchant with one brand never sets
+    anything); with rows, only those programs, in every admin list, page, autocomplete and
+    report (`loyalty.staff_scope.programs_for`). Superusers always see every program.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_programs")
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="staff")
+
+    class Meta:
+        verbose_name = "program this user works on"
+        verbose_name_plural = "programs this user works on (none: every program)"
+        constraints = [models.UniqueConstraint(fields=["user", "program"], name="staff_program_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.program}"

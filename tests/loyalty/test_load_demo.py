@@ -61,7 +61,7 @@ def test_load_demo_prints_one_login_line_that_logs_in(demo_output):
     assert user is not None
     assert user.is_staff
     assert user.is_superuser
-    assert user.groups.filter(name="owner").exists()
+    assert user.groups.filter(name="Owner").exists()
 
 
 def test_load_demo_posts_a_realistic_history(demo_output):

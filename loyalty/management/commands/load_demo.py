@@ -507,7 +507,7 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = user.is_active = True
         user.set_password(password)
         user.save()
-        owner, _ = Group.objects.get_or_create(name="owner")
+        owner, _ = Group.objects.get_or_create(name="Owner")
         user.groups.add(owner)
         return user, password
 
