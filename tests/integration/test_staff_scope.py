@@ -143,9 +143,9 @@ def test_every_program_admin_shows_a_brand_only_its_own_rows(client, brands):
             problems.append(f"{name}: the other program's change page answered {status}")
         if (status := client.get(url(model, "change", min(own))).status_code) not in (200, 302):
             problems.append(f"{name}: an own change page answered {status}")
-        if model_admin.has_delete_permission(response.wsgi_request):
-            if (status := client.get(url(model, "delete", other_pk)).status_code) != 404:
-                problems.append(f"{name}: the other program's delete page answered {status}")
+        deletable = model_admin.has_delete_permission(response.wsgi_request)
+        if deletable and (status := client.get(url(model, "delete", other_pk)).status_code) != 404:
+            problems.append(f"{name}: the other program's delete page answered {status}")
         if (status := client.get(url(model, "history", other_pk)).status_code) != 404:
             problems.append(f"{name}: the other program's history page answered {status}")
         field = source_field(model)
@@ -180,7 +180,8 @@ def test_every_admin_of_a_model_with_a_program_is_scoped():
     forgotten, wrong = [], []
     for model, model_admin in admin.site._registry.items():
         if model is Program:
-            assert isinstance(model_admin, ProgramScopedAdmin) and model_admin.program_path == "pk"
+            assert isinstance(model_admin, ProgramScopedAdmin)
+            assert model_admin.program_path == "pk"
             continue
         if not reaches_program(model):
             continue
@@ -266,7 +267,8 @@ def test_custom_pages_offer_only_the_users_programs(client, brands):
     # A program typed in by hand is refused, and nothing is made.
     batches = CardBatch.objects.count()
     response = client.post(reverse("admin:cards_cardbatch_add"), {"program": theirs.pk, "quantity": 3})
-    assert response.status_code == 200 and "program" in response.context["form"].errors
+    assert response.status_code == 200
+    assert "program" in response.context["form"].errors
     assert CardBatch.objects.count() == batches
     response = client.get(reverse("admin:workflows_earningrule_preview"), {"program": theirs.pk, "member": "1"})
     assert "program" in response.context["form"].errors
@@ -322,7 +324,8 @@ def test_programs_for_superusers_unassigned_and_limited_staff(db, django_assert_
     assert ids == [two.pk]
     with CaptureQueriesContext(connection) as queries:
         list(members)
-    assert len(queries) == 1 and "staffprogram" not in queries[0]["sql"]  # a list of ids, no subquery
+    assert len(queries) == 1
+    assert "staffprogram" not in queries[0]["sql"]
     assert list(staff_scope.programs_for(limited)) == [two]
 
 

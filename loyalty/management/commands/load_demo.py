@@ -520,8 +520,9 @@ class Command(BaseCommand):
             with connection.cursor() as cursor:
                 cursor.execute("SET synchronous_commit TO DEFAULT")
             self.stdout.write(
-                f"Created {program.name!r} (slug {program.slug}): {stats.members} members, {stats.purchases} purchases, "
-                f"{stats.refunds} refunds, {stats.redemptions} redemptions ({stats.restores} cancelled), "
+                f"Created {program.name!r} (slug {program.slug}): {stats.members} members, "
+                f"{stats.purchases} purchases, {stats.refunds} refunds, "
+                f"{stats.redemptions} redemptions ({stats.restores} cancelled), "
                 f"{stats.adjustments} adjustments, {stats.transfers} transfers, {stats.blocked} blocked members, "
                 f"{stats.job_runs} job runs in {time.monotonic() - started:.1f} s."
             )
