@@ -3,8 +3,9 @@ inline; none: every program) and the list shows each user's role and programs
 (docs/back-office.md, "Roles and programs"). Roles are the groups "Owner", "Manager" and
 "Support" (migration 0016); `manage.py staff_role` does the same from a shell.
 
-Only a user who sees every program edits these rows: a user limited to brand A who could
-remove a colleague's rows would give them every brand."""
+Only a user who sees every program adds or changes staff accounts and groups: a user limited to
+brand A who could remove a colleague's rows, create a user (with no rows: every program) or
+widen a group would reach every brand. They may still read them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Prefetch
 from django.http import HttpRequest
 
@@ -45,7 +47,24 @@ class StaffProgramInline(admin.TabularInline):
         return request.user.has_perm("auth.view_user")
 
 
-class StaffUserAdmin(UserAdmin):
+class UnlimitedStaffOnly(admin.ModelAdmin):
+    """Read-only for a user limited to some programs (accounts and roles span every program)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not staff_scope.is_limited(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not staff_scope.is_limited(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not staff_scope.is_limited(request.user) and super().has_delete_permission(request, obj)
+
+
+class StaffGroupAdmin(UnlimitedStaffOnly, GroupAdmin):
+    pass
+
+
+class StaffUserAdmin(UnlimitedStaffOnly, UserAdmin):
     inlines = (*UserAdmin.inlines, StaffProgramInline)
     list_display = ("username", "email", "first_name", "last_name", "is_staff", "role", "programs")
     list_filter = ("is_staff", "is_superuser", "is_active", "groups")
@@ -72,6 +91,7 @@ class StaffUserAdmin(UserAdmin):
         return ", ".join(names) if names and not obj.is_superuser else "All programs"
 
 
-if admin.site.is_registered(User):
-    admin.site.unregister(User)
-admin.site.register(User, StaffUserAdmin)
+for model, model_admin in ((User, StaffUserAdmin), (Group, StaffGroupAdmin)):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+    admin.site.register(model, model_admin)

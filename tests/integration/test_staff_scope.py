@@ -304,6 +304,10 @@ def test_a_limited_user_cannot_widen_their_programs(client, brands):
     page = client.get(reverse("admin:auth_user_change", args=[owner.pk]))
     assert page.status_code == 200
     assert 'name="staff_programs-0-program"' not in page.content.decode()  # shown, not editable
+    assert client.get(reverse("admin:auth_user_add")).status_code == 403
+    assert client.post(reverse("admin:auth_user_change", args=[owner.pk]), {"is_superuser": "on"}).status_code == 403
+    group = Group.objects.get(name="Owner")
+    assert client.post(reverse("admin:auth_group_change", args=[group.pk]), {"name": "x"}).status_code == 403
 
 
 # --- programs_for ------------------------------------------------------------------------------
