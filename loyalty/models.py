@@ -138,6 +138,9 @@ class Program(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # The dashboard and the reports (issue 13) read every figure of a program: their own
+        # permission, held by the Owner and Manager roles (docs/back-office.md).
+        permissions = [("view_reports", "Can see the dashboard and the reports")]
         constraints = [
             models.CheckConstraint(condition=Q(earn_rate__gte=0), name="program_earn_rate_non_negative"),
             models.CheckConstraint(

@@ -1,6 +1,7 @@
 """Staff roles and staff limited to programs (issue 13, docs/back-office.md "Roles and programs").
 
 - `StaffProgram`: the programs a member of staff works on (none: every program).
+- `loyalty.view_reports` (on Program): the dashboard and the reports.
 - The three groups get their final names and permissions: "Owner", "Manager", "Support"
   (the lowercase groups of migration 0004 are renamed, so their users keep their role).
 
@@ -8,7 +9,8 @@
     written by the services only).
   * Manager: program settings, earning rules and automations, rewards, tiers, card batches and
     imports, members, manual adjustments and transfers (the per-program limit is enforced where
-    adjustments are posted), emails (settings, templates, outbox), views of the rest.
+    adjustments are posted), emails (settings, templates, outbox), the dashboard and reports
+    (`loyalty.view_reports`), views of the rest.
   * Support: look-up of members, cards, coupons, tiers and the ledger; card actions (assign,
     block, replace); coupons (cancel, redeem at the counter); resending an email; small
     adjustments (the permission; the limit is enforced where they are posted); no settings.
@@ -49,6 +51,7 @@ ROLES = {
     "Manager": [
         *LOOK_UP,
         *_crud("loyalty", "program", "view", "change"),
+        "loyalty.view_reports",  # the dashboard and the reports
         "loyalty.add_member",
         "loyalty.transfer_points",
         *[f"loyalty.view_{m}" for m in ("idempotencyrecord", "ledgerjobrun", "programapikey")],
@@ -146,6 +149,13 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterModelOptions(
+            name="program",
+            options={
+                "ordering": ["name"],
+                "permissions": [("view_reports", "Can see the dashboard and the reports")],
+            },
+        ),
         migrations.CreateModel(
             name="StaffProgram",
             fields=[

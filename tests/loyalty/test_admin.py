@@ -476,10 +476,10 @@ def test_staff_groups_exist_with_their_permissions(db):
     }
 
     assert {"change_program", "change_member", "view_ledgerentry", "change_periodictask"} <= perms["Owner"]
-    assert {"change_program", "change_member", "view_ledgerentry"} <= perms["Manager"]
+    assert {"change_program", "change_member", "view_ledgerentry", "view_reports"} <= perms["Manager"]
     assert "add_program" not in perms["Manager"]
     assert {"view_member", "change_member", "adjust_points"} <= perms["Support"]
-    assert not {"view_program", "change_program", "transfer_points"} & perms["Support"]
+    assert not {"view_program", "change_program", "transfer_points", "view_reports"} & perms["Support"]
     assert not any(p.startswith(("add_ledger", "change_ledger", "delete_ledger")) for ps in perms.values() for p in ps)
 
 
