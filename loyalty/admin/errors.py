@@ -5,8 +5,6 @@ saying why in a manager's words: a page of a program the user does not work on a
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -29,35 +27,29 @@ def _who(request: HttpRequest) -> dict[str, str]:
     return {"username": user.get_username(), "role": role, "programs": programs}
 
 
-def _page(request: HttpRequest, status: int, **context: Any) -> HttpResponse:
-    response = TemplateResponse(
-        request,
-        "admin/loyalty/staff_error.html",
-        {**admin.site.each_context(request), **_who(request), **context},
-        status=status,
-    )
-    return response.render()
+PAGES = {
+    404: (
+        "Not found",
+        "This page does not exist, or it belongs to a program you do not work on.",
+        "If you need to see it, ask an owner to add the program to your account.",
+    ),
+    403: (
+        "Not allowed",
+        "Your role does not include this page.",
+        "If you need it, ask an owner to change your role.",
+    ),
+}
+
+
+def _page(request: HttpRequest, status: int) -> HttpResponse:
+    title, reason, advice = PAGES[status]
+    context = {**admin.site.each_context(request), **_who(request), "title": title, "reason": reason, "advice": advice}
+    return TemplateResponse(request, "admin/loyalty/staff_error.html", context, status=status).render()
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if not _is_staff_page(request):
-        return defaults.page_not_found(request, exception)
-    return _page(
-        request,
-        404,
-        title="Not found",
-        reason="This page does not exist, or it belongs to a program you do not work on.",
-        advice="If you need to see it, ask an owner to add the program to your account.",
-    )
+    return _page(request, 404) if _is_staff_page(request) else defaults.page_not_found(request, exception)
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if not _is_staff_page(request):
-        return defaults.permission_denied(request, exception)
-    return _page(
-        request,
-        403,
-        title="Not allowed",
-        reason="Your role does not include this page.",
-        advice="If you need it, ask an owner to change your role.",
-    )
+    return _page(request, 403) if _is_staff_page(request) else defaults.permission_denied(request, exception)
