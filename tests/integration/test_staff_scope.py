@@ -120,7 +120,7 @@ def source_field(target):
 def test_every_program_admin_shows_a_brand_only_its_own_rows(client, brands):
     mine, theirs = brands
     client.force_login(limited_user(mine))
-    problems = []
+    problems, autocompletes = [], 0
     for model, model_admin in scoped_admins():
         name, path = model.__name__, model_admin.program_path
         own, other = ids_of(model, path, mine), ids_of(model, path, theirs)
@@ -159,10 +159,12 @@ def test_every_program_admin_shows_a_brand_only_its_own_rows(client, brands):
                     "term": "",
                 },
             )
+            autocompletes += 1
             found = {int(r["id"]) for r in answer.json()["results"]} if answer.status_code == 200 else set()
             if answer.status_code != 200 or found & other or not found:
                 problems.append(f"{name}: autocomplete answered {answer.status_code} with {sorted(found)[:5]}")
     assert problems == []
+    assert autocompletes >= 10  # members, programs, cards, tiers, rewards, rules... (no silent skip)
 
 
 def test_every_admin_of_a_model_with_a_program_is_scoped():
