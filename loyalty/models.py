@@ -594,7 +594,8 @@ class StaffProgram(models.Model):
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_programs")
-    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="staff")
+    # PROTECT: a row removed with its program would leave the user with no row, i.e. every program.
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="staff")
 
     class Meta:
         verbose_name = "program this user works on"

@@ -96,6 +96,14 @@ class ProgramScopedAdmin(admin.ModelAdmin):
                 raise Http404("No such object in your programs.")
         return obj
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """A new object of a user limited to one program starts in that program."""
+        initial = super().get_changeform_initial_data(request)
+        ids = staff_scope.program_ids_for(request.user)
+        if self.program_path == "program" and ids is not None and len(ids) == 1:
+            initial.setdefault("program", ids[0])
+        return initial
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form_class = super().get_form(request, obj, change, **kwargs)
         if not staff_scope.is_limited(request.user):

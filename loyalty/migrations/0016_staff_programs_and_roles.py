@@ -163,7 +163,7 @@ class Migration(migrations.Migration):
                 (
                     "program",
                     models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="staff", to="loyalty.program"
+                        on_delete=django.db.models.deletion.PROTECT, related_name="staff", to="loyalty.program"
                     ),
                 ),
                 (

@@ -107,3 +107,23 @@ def test_support_is_refused_the_program_settings(browser, live_server, brands, t
     page.get_by_text("Your role does not include this page.").wait_for(state="visible")
     page.get_by_text("Support; every program").wait_for(state="visible")
     page.screenshot(path=str(tmp_path / "support-settings-refused.png"), full_page=True)
+
+
+def test_an_owner_sets_a_users_role_and_programs(browser, live_server, brands, tmp_path):
+    bar, _roasters, _outsider = brands
+    manager = staff("bar.manager", "Manager", bar)
+    staff("boss", "Owner")
+    page = logged_in(browser, live_server, "boss")
+
+    page.goto(f"{live_server.url}/admin/auth/user/")
+    row = page.locator("tr", has_text="bar.manager")
+    row.get_by_text("Demo Espresso Bar").wait_for(state="visible")
+    page.locator("tr", has_text="boss").get_by_text("All programs").wait_for(state="visible")
+    page.screenshot(path=str(tmp_path / "users.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/admin/auth/user/{manager.pk}/change/")
+    inline = page.locator("#staff_programs-group")
+    inline.get_by_text("Programs this user works on").wait_for(state="visible")
+    assert inline.locator("select").first.input_value() == str(bar.pk)
+    inline.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "user-programs.png"), full_page=False)
