@@ -113,6 +113,12 @@ def create_roles(apps, schema_editor):
     for old, new in OLD_NAMES.items():
         if not Group.objects.filter(name=new).exists():
             Group.objects.filter(name=old).update(name=new)
+    grant_roles(Group, Permission)
+
+
+def grant_roles(Group, Permission):
+    """Create the groups and give them their permissions (the tests call it too, after a
+    transactional test emptied the tables)."""
     for name, codes in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
         if codes is None:
