@@ -31,7 +31,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from loyalty.admin import MEMBER_SEARCHES, LargeTableAdmin
+from loyalty.admin import MEMBER_SEARCHES, LargeTableAdmin, ProgramScopedAdmin
 from loyalty.errors import LoyaltyError
 from loyalty.models import Member, Program
 from loyalty.selectors import member_ledger
@@ -80,7 +80,7 @@ class CardReplaceForm(forms.Form):
 
 
 @admin.register(Card)
-class CardAdmin(LargeTableAdmin):
+class CardAdmin(ProgramScopedAdmin, LargeTableAdmin):
     list_display = ("number", "program", "member", "status", "kind", "batch", "created_at")
     list_filter = ("status", "kind", "program", "batch")
     list_select_related = ("program", "member", "batch")

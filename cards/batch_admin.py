@@ -27,7 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from loyalty.admin import CappedCountPaginator
+from loyalty.admin import CappedCountPaginator, ProgramScopedAdmin, scope_form
 from loyalty.errors import LoyaltyError
 from loyalty.forms import IdempotentForm
 from loyalty.models import Program
@@ -49,7 +49,7 @@ class CardBatchCreateForm(IdempotentForm):
 
 
 @admin.register(CardBatch)
-class CardBatchAdmin(admin.ModelAdmin):
+class CardBatchAdmin(ProgramScopedAdmin):
     list_display = (
         "id",
         "program",
@@ -110,7 +110,7 @@ class CardBatchAdmin(admin.ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None) -> Any:
         self._require_add(request)
         if request.method == "POST":
-            form = CardBatchCreateForm(request.POST)
+            form = scope_form(CardBatchCreateForm(request.POST), request.user)
             if form.is_valid():
                 try:
                     batch = batches.batch_create(
@@ -129,7 +129,7 @@ class CardBatchAdmin(admin.ModelAdmin):
                     self.message_user(request, f"{batch} created.", messages.SUCCESS)
                     return HttpResponseRedirect(self._batch_url(batch))
         else:
-            form = CardBatchCreateForm(initial={"program": request.GET.get("program")})
+            form = scope_form(CardBatchCreateForm(initial={"program": request.GET.get("program")}), request.user)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

@@ -37,9 +37,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from loyalty.admin import CappedCountPaginator
+from loyalty.admin import CappedCountPaginator, ProgramScopedAdmin, scope_form
 from loyalty.errors import LoyaltyError
 from loyalty.models import Program
+from loyalty.staff_scope import programs_for
 
 from . import importing
 from .models import MemberImport
@@ -82,7 +83,7 @@ class MemberImportUploadForm(forms.Form):
 
 
 @admin.register(MemberImport)
-class MemberImportAdmin(admin.ModelAdmin):
+class MemberImportAdmin(ProgramScopedAdmin):
     list_display = (
         "id",
         "created_at",
@@ -155,7 +156,7 @@ class MemberImportAdmin(admin.ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None) -> Any:
         self._require(request)
         if request.method == "POST":
-            form = MemberImportUploadForm(request.POST, request.FILES)
+            form = scope_form(MemberImportUploadForm(request.POST, request.FILES), request.user)
             if form.is_valid():
                 upload = form.cleaned_data["file"]
                 member_import = importing.member_import_dry_run(
@@ -168,7 +169,7 @@ class MemberImportAdmin(admin.ModelAdmin):
                 self.log_addition(request, member_import, f"Dry run of {member_import.file_name}")
                 return HttpResponseRedirect(self._preview_url(member_import))
         else:
-            form = MemberImportUploadForm(initial={"program": request.GET.get("program")})
+            form = scope_form(MemberImportUploadForm(initial={"program": request.GET.get("program")}), request.user)
         context = self._context(
             request, title="Import members from a CSV file", form=form, media=self.media + form.media
         )
@@ -243,7 +244,7 @@ class MemberImportAdmin(admin.ModelAdmin):
 
     def export_view(self, request: HttpRequest) -> HttpResponse:
         self._require(request)
-        programs = Program.objects.order_by("name")
+        programs = programs_for(request.user).order_by("name")
         context = self._context(
             request,
             title="Export members to CSV",
@@ -256,7 +257,7 @@ class MemberImportAdmin(admin.ModelAdmin):
     def export_download_view(self, request: HttpRequest, program_id: int) -> HttpResponse:
         """Streams the CSV: rows are read in keyset pages while the client downloads."""
         self._require(request)
-        program = get_object_or_404(Program, pk=program_id)
+        program = get_object_or_404(programs_for(request.user), pk=program_id)
         include_anonymous = request.GET.get("anonymous") == "1"
         self.log_change(
             request, program, "Exported members to CSV" + (" (anonymous members included)" if include_anonymous else "")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -20,6 +21,8 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling
+
+from loyalty import staff_scope
 
 from . import batches, numbers
 from .models import Card, CardBatch
@@ -33,10 +36,12 @@ PROGRESS_TEMPLATE = "admin/cards/cardbatch/_progress.html"
 # One card's images
 
 
-def _existing_number(number: str) -> str:
-    """The normalized number of an existing card, else 404 (a malformed one without a query)."""
+def _existing_number(request: HttpRequest, number: str) -> str:
+    """The normalized number of an existing card of the user's programs, else 404 (a malformed
+    one without a query)."""
     normalized = numbers.normalize(number)
-    if not numbers.is_well_formed(normalized) or not Card.objects.filter(number=normalized).exists():
+    cards = staff_scope.scope(Card.objects.filter(number=normalized), "program", request.user)
+    if not numbers.is_well_formed(normalized) or not cards.exists():
         raise Http404("No such card.")
     return normalized
 
@@ -53,7 +58,7 @@ def _svg(body: str) -> HttpResponse:
 @cache_control(private=True, max_age=3600)
 def card_qr_view(request: HttpRequest, number: str) -> HttpResponse:
     """The card's QR code (SVG). Queries: 1."""
-    return _svg(card_qr_svg(_existing_number(number)))
+    return _svg(card_qr_svg(_existing_number(request, number)))
 
 
 @require_GET
@@ -62,11 +67,16 @@ def card_qr_view(request: HttpRequest, number: str) -> HttpResponse:
 @cache_control(private=True, max_age=3600)
 def card_barcode_view(request: HttpRequest, number: str) -> HttpResponse:
     """The card's Code128 barcode (SVG). Queries: 1."""
-    return _svg(card_barcode_svg(_existing_number(number)))
+    return _svg(card_barcode_svg(_existing_number(request, number)))
 
 
 # --------------------------------------------------------------------------------------------
 # A batch's progress and downloads (mounted in the admin; the admin checks staff login)
+
+
+def _batches(request: HttpRequest) -> QuerySet[CardBatch]:
+    """The batches of the user's programs (another program's batch: 404)."""
+    return staff_scope.scope(CardBatch.objects.all(), "program", request.user)
 
 
 def batch_progress_context(batch: CardBatch) -> dict[str, object]:
@@ -87,7 +97,7 @@ def batch_progress_view(request: HttpRequest, batch_id: int) -> HttpResponse:
     """The progress bar fragment polled by htmx every second. Once nothing is pending any
     more it answers 286 (htmx stops polling) and asks the page to reload, so the buttons of
     the final state appear. Queries: 1-2."""
-    batch = get_object_or_404(CardBatch.objects.select_related("program"), pk=batch_id)
+    batch = get_object_or_404(_batches(request).select_related("program"), pk=batch_id)
     context = batch_progress_context(batch)
     html = render_to_string(PROGRESS_TEMPLATE, context, request=request)
     if context["polling"]:
@@ -116,7 +126,7 @@ def _csv_lines(batch: CardBatch) -> Iterator[str]:
 def batch_csv_view(request: HttpRequest, batch_id: int) -> HttpResponse:
     """The printer's CSV (number, PIN, batch, program) of a done batch, streamed: rows are
     read with a server-side cursor while they are sent. 404 unless the batch is done."""
-    batch = get_object_or_404(CardBatch.objects.select_related("program"), pk=batch_id)
+    batch = get_object_or_404(_batches(request).select_related("program"), pk=batch_id)
     if batch.status != CardBatch.Status.DONE:
         raise Http404("The batch is not complete.")
     response = StreamingHttpResponse(_csv_lines(batch), content_type="text/csv; charset=utf-8")
@@ -129,7 +139,7 @@ def batch_csv_view(request: HttpRequest, batch_id: int) -> HttpResponse:
 @permission_required(BATCH_PERMISSION, raise_exception=True)
 def batch_sheet_view(request: HttpRequest, batch_id: int) -> HttpResponse:
     """The stored PDF sheet of the batch; 404 until it is ready."""
-    batch = get_object_or_404(CardBatch, pk=batch_id)
+    batch = get_object_or_404(_batches(request), pk=batch_id)
     if batch.sheet_status != CardBatch.SheetStatus.READY or not batch.sheet:
         raise Http404("The PDF sheet is not ready.")
     try:

@@ -8,7 +8,8 @@ only on failure), `createcachetable` (a no-op unless CACHE_URL names a database 
 `load_demo` (its emails go to files, not to the console; it hands the staff login over in a
 file). Then the three long-running processes start, each in its own session with its output in
 a log file under .data/logs (`LOYALTY_LOG_DIR` moves it): web.log, worker.log, beat.log. Once
-the web server answers, this prints where each log goes and, last, the staff login.
+the web server answers, this prints where each log goes and, last, the staff logins (a
+superuser and one user per role).
 
 Stopping: SIGTERM to each process (runserver and beat stop; the worker finishes its running
 tasks), then, after a grace period or at a second Ctrl-C, SIGQUIT (the worker's cold shutdown:
@@ -345,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  URL:      {web_url}admin/")
             print(f"  Username: {login['username']}")
             print(f"  Password: {login['password']}")
+            if login.get("roles"):  # one login per role (docs/back-office.md, "Roles and programs")
+                print("  Roles (same URL, user / password):")
+                for role in login["roles"]:
+                    print(f"    {role['role']:<30} {role['username']} / {role['password']}")
         sys.stdout.flush()
         watch(services)
     except Stop:

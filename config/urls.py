@@ -53,3 +53,5 @@ urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
 # Unknown paths and crashes under /api/ answer with the API's JSON error envelope.
 handler404 = "loyalty.api.errors.page_not_found"
 handler500 = "loyalty.api.errors.server_error"
+# A staff page refused: the admin's own 403 (loyalty/admin/errors.py); Django's page elsewhere.
+handler403 = "loyalty.admin.errors.permission_denied"

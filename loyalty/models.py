@@ -179,6 +179,9 @@ class Program(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # The dashboard and the reports (issue 13) read every figure of a program: their own
+        # permission, held by the Owner and Manager roles (docs/back-office.md).
+        permissions = [("view_reports", "Can see the dashboard and the reports")]
         constraints = [
             models.CheckConstraint(condition=Q(earn_rate__gte=0), name="program_earn_rate_non_negative"),
             models.CheckConstraint(
@@ -632,3 +635,24 @@ class ProgramAPIKey(AbstractAPIKey):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class StaffProgram(models.Model):
+    """A member of staff limited to a program (docs/back-office.md, "Roles and programs").
+
+    A staff user with no row sees every program (a merchant with one brand never sets
+    anything); with rows, only those programs, in every admin list, page, autocomplete and
+    report (`loyalty.staff_scope.programs_for`). Superusers always see every program.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_programs")
+    # PROTECT: a row removed with its program would leave the user with no row, i.e. every program.
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="staff")
+
+    class Meta:
+        verbose_name = "program this user works on"
+        verbose_name_plural = "programs this user works on (none: every program)"
+        constraints = [models.UniqueConstraint(fields=["user", "program"], name="staff_program_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.program}"

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from loyalty.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline
+from loyalty.admin import LargeTableAdmin, ProgramScopedAdmin, ReadOnlyAdmin, ReadOnlyInline
 
 from . import services
 from .forms import WebhookEndpointForm
@@ -23,7 +23,7 @@ from .models import TEST_EVENT, DeliveryAttempt, EventType, WebhookDelivery, Web
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(ProgramScopedAdmin):
     form = WebhookEndpointForm
     change_form_template = "admin/notifications/webhookendpoint/change_form.html"
     list_display = ("__str__", "url", "program", "event_list", "is_active", "created_at", "log_link")
@@ -98,7 +98,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self.message_user(request, f"Test event {delivery.message_id} to {delivery.endpoint.url} {text}.", level)
 
     def send_test_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        endpoint = get_object_or_404(WebhookEndpoint.objects.select_related("program"), pk=pk)
+        endpoint = get_object_or_404(self.get_queryset(request).select_related("program"), pk=pk)
         if request.method != "POST" or not self.has_change_permission(request, endpoint):
             raise PermissionDenied
         delivery = self._send_test(endpoint)
@@ -106,7 +106,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:notifications_webhookdelivery_change", args=[delivery.pk]))
 
     def rotate_secret_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        endpoint = get_object_or_404(WebhookEndpoint, pk=pk)
+        endpoint = get_object_or_404(self.get_queryset(request), pk=pk)
         if request.method != "POST" or not self.has_change_permission(request, endpoint):
             raise PermissionDenied
         services.endpoint_rotate_secret(endpoint=endpoint)
@@ -149,8 +149,10 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin, LargeTableAdmin):
+class WebhookDeliveryAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     """The delivery log: read-only; "Retry now" queues failed deliveries again."""
+
+    program_path = "endpoint__program"
 
     list_display = (
         "message_id",

@@ -29,7 +29,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from loyalty.admin import ProgramScopedAdmin
 from loyalty.models import Member, Program
+from loyalty.staff_scope import programs_for
 
 from . import email_context, email_kinds, email_render, email_samples, emails
 from .models import EmailSettings, EmailTemplate
@@ -81,7 +83,7 @@ class EmailSettingsForm(forms.ModelForm):
 
 
 @admin.register(EmailSettings)
-class EmailSettingsAdmin(admin.ModelAdmin):
+class EmailSettingsAdmin(ProgramScopedAdmin):
     form = EmailSettingsForm
     list_display = ("program", "sender", "reminder_frequency", "expiry_warning_days", "kinds_on", "emails_link")
     list_select_related = ("program",)
@@ -221,7 +223,7 @@ def _variables(kind: str) -> list[dict[str, Any]]:
     return rows
 
 
-class EmailTemplateAdmin(admin.ModelAdmin):
+class EmailTemplateAdmin(ProgramScopedAdmin):
     """The list of customised templates; adding and changing happen in the editor."""
 
     list_display = ("program", "kind", "language", "customised_parts", "updated_at", "updated_by", "edit_link")
@@ -266,13 +268,13 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        row = EmailTemplate.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        row = self.get_object(request, object_id) if object_id.isdigit() else None
         if row is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         return HttpResponseRedirect(self._editor_url(row.program_id, row.kind, row.language))
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        programs = Program.objects.order_by("name").values("pk", "name")[:200]
+        programs = programs_for(request.user).order_by("name").values("pk", "name")[:200]
         return super().changelist_view(request, {**(extra_context or {}), "programs": programs})
 
     # -- pages ---------------------------------------------------------------------------
@@ -287,7 +289,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
     def overview_view(self, request: HttpRequest, program_id: int) -> HttpResponse:
         self._require(request, change=False)
-        program = get_object_or_404(Program, pk=program_id)
+        program = get_object_or_404(programs_for(request.user), pk=program_id)
         settings_row = EmailSettings.objects.filter(program=program).first()
         enabled = settings_row or EmailSettings(program=program)
         customised: dict[tuple[str, str], EmailTemplate] = {
@@ -329,14 +331,14 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         )
         return TemplateResponse(request, "admin/notifications/emailtemplate/overview.html", context)
 
-    def _target(self, program_id: int, kind: str, language: str) -> Program:
+    def _target(self, request: HttpRequest, program_id: int, kind: str, language: str) -> Program:
         if kind not in email_kinds.KINDS or language not in email_render.LANGUAGE_CODES:
             raise Http404("No such email.")
-        return get_object_or_404(Program, pk=program_id)
+        return get_object_or_404(programs_for(request.user), pk=program_id)
 
     def editor_view(self, request: HttpRequest, program_id: int, kind: str, language: str) -> HttpResponse:
         self._require(request, change=True)
-        program = self._target(program_id, kind, language)
+        program = self._target(request, program_id, kind, language)
         default = email_render.default_parts(kind, language)
         row = EmailTemplate.objects.filter(program=program, kind=kind, language=language).first()
         url = self._editor_url(program.pk, kind, language)
@@ -409,7 +411,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         self._require(request, change=True)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        program = self._target(program_id, kind, language)
+        program = self._target(request, program_id, kind, language)
         form = TemplateEditorForm(request.POST, kind=kind)
         form.is_valid()
         preview = self._preview(program, kind, language, form, email_render.default_parts(kind, language))

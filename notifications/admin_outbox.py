@@ -11,13 +11,14 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from loyalty.admin import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline
+from loyalty import staff_scope
+from loyalty.admin import LargeTableAdmin, ProgramScopedAdmin, ReadOnlyAdmin, ReadOnlyInline
 from loyalty.admin.base import _as_int_id, _program_ids
 from loyalty.admin.members import MEMBER_PAGE_LINKS, MemberAdmin
 from loyalty.models import Member
@@ -34,7 +35,7 @@ def _outbox_of(member_id: int | str) -> str:
 
 
 @admin.register(EmailMessage)
-class EmailMessageAdmin(ReadOnlyAdmin, LargeTableAdmin):
+class EmailMessageAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "created_at", "kind", "member_link", "to_email", "status", "program")
     # Status and kind filter on their choices, program on a handful of rows, dates on the
     # (program, -created_at) index: none reads the table to build its choices.
@@ -152,6 +153,15 @@ class EmailSuppressionAdmin(admin.ModelAdmin):
     fields = ("email", "reason", "detail", "created_at")
     ordering = ("-id",)
     show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmailSuppression]:
+        """The list is the installation's (an address is suppressed for every program); a user
+        limited to some programs sees the addresses of their programs' members only."""
+        queryset = super().get_queryset(request)
+        ids = staff_scope.program_ids_for(request.user)
+        if ids is None:
+            return queryset
+        return queryset.filter(Exists(Member.objects.filter(program_id__in=ids, email=OuterRef("email"))))
 
     def get_readonly_fields(self, request: HttpRequest, obj: EmailSuppression | None = None) -> tuple[str, ...]:
         return self.fields if obj is not None else ("created_at",)

@@ -15,9 +15,11 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from loyalty import staff_scope
 from loyalty.admin import (
     MEMBER_PAGE_LINKS,
     LargeTableAdmin,
+    ProgramScopedAdmin,
     ProgramTimeZoneAdmin,
     ReadOnlyAdmin,
     program_time_column,
@@ -31,7 +33,7 @@ from .models import Redemption, Reward, RewardSettings
 
 
 @admin.register(Reward)
-class RewardAdmin(ProgramTimeZoneAdmin):
+class RewardAdmin(ProgramScopedAdmin, ProgramTimeZoneAdmin):
     list_display = (
         "name",
         "program",
@@ -98,7 +100,7 @@ class RewardAdmin(ProgramTimeZoneAdmin):
 
 
 @admin.register(RewardSettings)
-class RewardSettingsAdmin(admin.ModelAdmin):
+class RewardSettingsAdmin(ProgramScopedAdmin):
     list_display = ("program", "refund_expired_coupons")
 
 
@@ -117,7 +119,7 @@ class RedeemForm(IdempotentForm):
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
+class RedemptionAdmin(ProgramScopedAdmin, ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
     list_display = ("code", "reward", "member", "status", "points", "value", "issued", "expires", "order_id")
     list_filter = ("status", "kind")
     list_select_related = ("reward", "member", "program")
@@ -176,7 +178,8 @@ class RedemptionAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
         API; a double submit issues one coupon."""
         if not request.user.has_perm("rewards.redeem_for_member"):
             raise PermissionDenied
-        member = get_object_or_404(Member.objects.select_related("program"), pk=member_id)
+        members = staff_scope.scope(Member.objects.select_related("program"), "program", request.user)
+        member = get_object_or_404(members, pk=member_id)
         form = RedeemForm(request.POST or None, member=member)
         if request.method == "POST" and form.is_valid():
             try:

@@ -16,7 +16,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from loyalty.admin import LargeTableAdmin, ReadOnlyAdmin
+from loyalty import staff_scope
+from loyalty.admin import LargeTableAdmin, ProgramScopedAdmin, ReadOnlyAdmin
 from loyalty.errors import LoyaltyError
 from loyalty.models import Member
 
@@ -44,7 +45,7 @@ class TierForm(forms.ModelForm):
 
 
 @admin.register(Tier)
-class TierAdmin(admin.ModelAdmin):
+class TierAdmin(ProgramScopedAdmin):
     form = TierForm
     list_display = ("name", "program", "position", "threshold", "multiplier", "retention_days", "is_active")
     list_filter = ("program", "is_active")
@@ -66,7 +67,8 @@ class SetTierForm(forms.Form):
 
 
 @admin.register(MemberTier)
-class MemberTierAdmin(ReadOnlyAdmin, LargeTableAdmin):
+class MemberTierAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
+    program_path = "member__program"
     list_display = ("member", "tier", "since", "retain_until", "manual_until")
     list_select_related = ("member", "tier")
     autocomplete_fields = ("member", "tier")
@@ -100,7 +102,8 @@ class MemberTierAdmin(ReadOnlyAdmin, LargeTableAdmin):
         """The end date is typed and shown in the member's program time zone."""
         if not request.user.has_perm("tiers.set_tier_manually"):
             raise PermissionDenied
-        member = get_object_or_404(Member.objects.select_related("program"), pk=member_id)
+        members = staff_scope.scope(Member.objects.select_related("program"), "program", request.user)
+        member = get_object_or_404(members, pk=member_id)
         with timezone.override(member.program.tz):
             response = self._set_tier_page(request, member)
             if isinstance(response, TemplateResponse):
@@ -137,7 +140,8 @@ class MemberTierAdmin(ReadOnlyAdmin, LargeTableAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(ReadOnlyAdmin, LargeTableAdmin):
+class TierChangeAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
+    program_path = "member__program"
     list_display = ("id", "member", "kind", "from_tier", "to_tier", "metric_value", "at", "actor", "reason")
     list_filter = ("kind",)
     list_select_related = ("member", "from_tier", "to_tier", "actor")

@@ -6,8 +6,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from loyalty.admin import ProgramTimeZoneAdmin, ReadOnlyAdmin, program_time_column
-from loyalty.models import Program
+from loyalty.admin import ProgramScopedAdmin, ProgramTimeZoneAdmin, ReadOnlyAdmin, program_time_column, scope_form
+from loyalty.staff_scope import programs_for
 
 from . import builtins, selectors
 from .customer_text import rule_customer_text
@@ -16,7 +16,7 @@ from .models import EarningRule, RuleAward
 
 
 @admin.register(EarningRule)
-class EarningRuleAdmin(ProgramTimeZoneAdmin):
+class EarningRuleAdmin(ProgramScopedAdmin, ProgramTimeZoneAdmin):
     form = EarningRuleForm
     list_display = (
         "name",
@@ -99,7 +99,7 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
         if request.method != "POST" or not self.has_add_permission(request):
             raise PermissionDenied
         created = 0
-        for program in Program.objects.order_by("id"):
+        for program in programs_for(request.user).order_by("id"):
             created += sum(1 for _, new in builtins.builtin_rules_install(program=program) if new)
         self.message_user(
             request,
@@ -114,7 +114,7 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
         """ "What would this order earn this member?": the rules' answer, posting nothing."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = ActivityPreviewForm(request.GET or None)
+        form = scope_form(ActivityPreviewForm(request.GET or None), request.user)
         preview = None
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
@@ -138,13 +138,14 @@ class EarningRuleAdmin(ProgramTimeZoneAdmin):
 
 
 @admin.register(RuleAward)
-class RuleAwardAdmin(ReadOnlyAdmin):
+class RuleAwardAdmin(ProgramScopedAdmin, ReadOnlyAdmin):
     """What each rule gave: read-only (written by `services.activity_report`)."""
 
     list_display = ("rule", "member", "activity", "points", "occurred_at")
     list_select_related = ("rule", "member", "activity")
     autocomplete_fields = ("rule", "member", "activity")
     list_filter = ("rule__program",)
+    program_path = "rule__program"
     show_full_result_count = False
 
 

@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from loyalty.admin import ReadOnlyAdmin
+from loyalty.admin import ProgramScopedAdmin, ReadOnlyAdmin, scope_form
 from loyalty.models import Program
 from rewards.models import Reward
 from tiers.models import Tier
@@ -122,7 +122,7 @@ class InstallReadyMadeForm(forms.Form):
 
 
 @admin.register(Automation)
-class AutomationAdmin(admin.ModelAdmin):
+class AutomationAdmin(ProgramScopedAdmin):
     form = AutomationForm
     list_display = ("name", "program", "trigger", "activity_type", "period", "is_active", "ready_made")
     list_filter = ("program", "is_active", "trigger", "period")
@@ -197,7 +197,7 @@ class AutomationAdmin(admin.ModelAdmin):
         """Install the ready-made automations (inactive) of the chosen program."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = InstallReadyMadeForm(request.POST or None)
+        form = scope_form(InstallReadyMadeForm(request.POST or None), request.user)
         if request.method == "POST" and form.is_valid():
             program = form.cleaned_data["program"]
             installed = automations.automations_install_ready_made(program=program)
@@ -221,7 +221,8 @@ class AutomationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AutomationRun)
-class AutomationRunAdmin(ReadOnlyAdmin):
+class AutomationRunAdmin(ProgramScopedAdmin, ReadOnlyAdmin):
+    program_path = "automation__program"
     """What each automation did for whom: read-only (written by `workflows.automations`)."""
 
     list_display = ("automation", "member_id", "member", "period_key", "points", "fired_at")

@@ -13,13 +13,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from loyalty.admin import ReadOnlyAdmin, truncated_column
+from loyalty.admin import ProgramScopedAdmin, ReadOnlyAdmin, truncated_column
 
 from .models import Referral, ReferralSettings
 
 
 @admin.register(ReferralSettings)
-class ReferralSettingsAdmin(admin.ModelAdmin):
+class ReferralSettingsAdmin(ProgramScopedAdmin):
     list_display = (
         "program",
         "is_active",
@@ -46,7 +46,7 @@ class ReferralSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(Referral)
-class ReferralAdmin(ReadOnlyAdmin):
+class ReferralAdmin(ProgramScopedAdmin, ReadOnlyAdmin):
     """Read-only: what the fraud guards decided and what each referral paid."""
 
     list_display = (

@@ -18,6 +18,7 @@ from rest_framework_api_key.models import APIKey
 
 from .. import services
 from ..models import ProgramAPIKey, default_api_key_scopes
+from .scope import ProgramScopedAdmin
 
 if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
@@ -38,7 +39,7 @@ class ProgramAPIKeyForm(forms.ModelForm):
 
 
 @admin.register(ProgramAPIKey)
-class ProgramAPIKeyAdmin(APIKeyModelAdmin):
+class ProgramAPIKeyAdmin(ProgramScopedAdmin, APIKeyModelAdmin):
     form = ProgramAPIKeyForm
     list_display = ("prefix", "name", "program", "scope_list", "created", "expiry_date", "_has_expired", "revoked")
     list_filter = ("revoked", "program", "created")

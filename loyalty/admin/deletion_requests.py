@@ -21,10 +21,11 @@ from django.urls import reverse
 from .. import services
 from ..models import DeletionRequest
 from .base import LargeTableAdmin
+from .scope import ProgramScopedAdmin
 
 
 @admin.register(DeletionRequest)
-class DeletionRequestAdmin(LargeTableAdmin):
+class DeletionRequestAdmin(ProgramScopedAdmin, LargeTableAdmin):
     list_display = ("id", "member", "program", "status", "requested_at", "decided_at", "decided_by")
     list_filter = ("status", "program")
     list_select_related = ("member", "program", "decided_by")

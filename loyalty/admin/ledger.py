@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from ..models import Activity, Allocation, IdempotencyRecord, LedgerEntry
 from .base import LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, _as_int_id, _program_ids, truncated_column
+from .scope import ProgramScopedAdmin
 from .timezones import ProgramTimeZoneAdmin, program_time_column
 
 
@@ -41,7 +42,7 @@ class ConsumingDebitsInline(_AllocationInline):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
+class LedgerEntryAdmin(ProgramScopedAdmin, ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
     list_display = (
         "id",
         "created",
@@ -87,7 +88,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin, ProgramTimeZoneAdmin, LargeTableAdmin):
 
 
 @admin.register(Activity)
-class ActivityAdmin(ReadOnlyAdmin, LargeTableAdmin):
+class ActivityAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "occurred_at", "member", "type", "order_id", "amount", "currency", "channel")
     list_filter = ("type", "channel", "program")
     list_select_related = ("member",)
@@ -105,7 +106,7 @@ class ActivityAdmin(ReadOnlyAdmin, LargeTableAdmin):
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(ReadOnlyAdmin, LargeTableAdmin):
+class IdempotencyRecordAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "created_at", "program", "operation", "key", "member", "response_status")
     list_filter = ("operation", "program")
     list_select_related = ("program", "member")

@@ -23,6 +23,7 @@ from ..models import Member
 from ..selectors import member_ledger
 from .base import LargeTableAdmin, _as_int_id, _program_ids
 from .postings import MemberPostingPages, can_adjust_points, can_transfer_points
+from .scope import ProgramScopedAdmin
 from .timezones import ProgramTimeZoneAdmin
 
 RECENT_ENTRIES = 25
@@ -42,7 +43,7 @@ MEMBER_PAGE_LINKS: list[tuple[str, str, str]] = []
 
 
 @admin.register(Member)
-class MemberAdmin(MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
+class MemberAdmin(ProgramScopedAdmin, MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
     form = MemberAdminForm
     list_display = ("id", "name", "email", "external_id", "program", "status", "available", "pending")
     list_display_links = ("id", "name")

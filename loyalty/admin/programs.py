@@ -13,13 +13,15 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .. import branding, services
+from .. import branding, services, staff_scope
 from ..forms import ProgramAdminForm
 from ..models import Program
+from .scope import ProgramScopedAdmin
 
 
 @admin.register(Program)
-class ProgramAdmin(admin.ModelAdmin):
+class ProgramAdmin(ProgramScopedAdmin):
+    program_path = "pk"
     form = ProgramAdminForm
     list_display = (
         "name",
@@ -218,6 +220,10 @@ class ProgramAdmin(admin.ModelAdmin):
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Program | None = None) -> dict[str, tuple[str]]:
         return {} if obj else {"slug": ("name",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A user limited to some programs would not see the program they add.
+        return not staff_scope.is_limited(request.user) and super().has_add_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Program | None = None) -> bool:
         # A program's members and ledger are protected; deactivate it instead.

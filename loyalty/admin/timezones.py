@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from ..models import Program
+from ..staff_scope import programs_for
 from .base import without_single_program
 
 _ZONE = "_program_time_zone"  # the zone of the page being built, set on the request
@@ -52,7 +53,7 @@ class ProgramTimeZoneAdmin(admin.ModelAdmin):
         if program_id is None:
             program_id = request.POST.get("program") or request.GET.get("program")
         if program_id is None:
-            only = list(Program.objects.order_by().values_list("id", flat=True)[:2])
+            only = list(programs_for(request.user).order_by().values_list("id", flat=True)[:2])
             program_id = only[0] if len(only) == 1 else None
         return _program_zone(program_id)
 

@@ -161,6 +161,10 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """`handler404`: the JSON envelope under /api/ (unknown path), Django's page elsewhere."""
     if _is_api_path(request):
         return JsonResponse(error_body("not_found", "No such endpoint.", {"path": request.path}), status=404)
+    if request.path.startswith("/admin/"):  # a staff page: the admin's own 404 (loyalty/admin/errors.py)
+        from loyalty.admin import errors as admin_errors
+
+        return admin_errors.page_not_found(request, exception)
     return django_defaults.page_not_found(request, exception)
 
 

@@ -43,13 +43,17 @@ def test_load_demo_adds_the_demo_cards_once_and_keeps_the_ledger_consistent():
     before = counts()
     second = load_demo()
 
-    # One line per run; the second run finds the batch and changes nothing.
-    assert len(first) == 1, first
+    # One line per demo brand and run (Demo Coffee Roasters first, then Demo Espresso Bar); the
+    # second run finds the batches and changes nothing.
+    assert len(first) == 2, first
     match = FIRST_LINE.match(first[0])
     assert match, first[0]
-    batch = CardBatch.objects.get(note=DEMO_NOTE)
+    batch = CardBatch.objects.get(note=DEMO_NOTE, program__slug="demo")
+    bar_batch = CardBatch.objects.get(note=DEMO_NOTE, program__slug="demo-bar")
     assert int(match.group(1)) == batch.pk
-    assert second == [f"Cards: demo batch #{batch.pk} of 500 cards exists (done): left as it is."]
+    assert second == [
+        f"Cards: demo batch #{pk} of 500 cards exists (done): left as it is." for pk in (batch.pk, bar_batch.pk)
+    ]
     assert counts() == before
     assert list(ledger_problems()) == []
     call_command("verify_ledger", stdout=io.StringIO())  # raises CommandError on a mismatch
@@ -81,7 +85,7 @@ def test_load_demo_adds_the_demo_cards_once_and_keeps_the_ledger_consistent():
     orders = Activity.objects.filter(program=program, order_id__startswith="demo-card-")
     assert sorted(orders.values_list("order_id", flat=True)) == [f"demo-card-{n}" for n in range(1, 6)]
     assert all(a.member.enrollment_channel == "card" for a in orders)
-    earned = LedgerEntry.objects.filter(reference__startswith="demo-card-", kind="earn")
+    earned = LedgerEntry.objects.filter(program=program, reference__startswith="demo-card-", kind="earn")
     assert earned.count() == 5
     assert sum(m.pending + m.available for m in anonymous) == sum(e.points for e in earned) > 0
     assert sorted(anonymous.exclude(email="").values_list("email", flat=True)) == [

@@ -516,13 +516,13 @@ def test_export_reads_members_in_keyset_pages(program):
 
 def manager():
     user = StaffFactory()
-    user.groups.add(Group.objects.get(name="manager"))
+    user.groups.add(Group.objects.get(name="Manager"))
     return user
 
 
 def support():
     user = StaffFactory()
-    user.groups.add(Group.objects.get(name="support"))
+    user.groups.add(Group.objects.get(name="Support"))
     return user
 
 

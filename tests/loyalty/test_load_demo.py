@@ -67,7 +67,7 @@ def test_load_demo_prints_one_login_line_that_logs_in(demo_output):
     assert user is not None
     assert user.is_staff
     assert user.is_superuser
-    assert user.groups.filter(name="owner").exists()
+    assert user.groups.filter(name="Owner").exists()
 
 
 def test_load_demo_posts_a_realistic_history(demo_output):
@@ -115,3 +115,24 @@ def test_load_demo_at_full_size(db):
     assert members.exclude(external_id__startswith="demo-friend-").count() == 300
     assert len(login_lines(output)) == 1
     assert list(ledger_problems()) == []
+
+
+def test_load_demo_prints_one_login_per_role_and_makes_a_second_brand(demo_output):
+    line = next(line for line in demo_output.splitlines() if line.startswith("Role logins (same URL): "))
+    logins = re.findall(r"(\S+) / (\S+) \(([^)]*)\)", line.removeprefix("Role logins (same URL): "))
+
+    assert [(user, role) for user, _password, role in logins] == [
+        ("demo-owner", "Owner"),
+        ("demo-manager", "Manager"),
+        ("demo-support", "Support"),
+        ("demo-bar-manager", "Manager, Demo Espresso Bar only"),
+    ]
+    for username, password, role in logins:
+        user = authenticate(username=username, password=password)
+        assert user is not None
+        assert user.is_staff
+        assert not user.is_superuser
+        assert user.groups.filter(name=role.split(",")[0]).exists()
+    bar = Program.objects.get(slug="demo-bar")
+    assert bar.name == "Demo Espresso Bar"
+    assert Member.objects.filter(program=bar).count() >= 5

@@ -244,4 +244,6 @@ def test_load_demo_shows_the_built_ins_and_referrals_in_each_state(db):
     call_command("load_demo", members=40, stdout=out)
     assert "referral offer on, friends rewarded, pending, rejected" in out.getvalue()
     assert set(Referral.objects.values_list("status", flat=True)) == {"rewarded", "pending", "rejected"}
-    assert EarningRule.objects.filter(builtin="birthday", is_active=True).count() == 1
+    # One per demo brand (Demo Coffee Roasters, Demo Espresso Bar).
+    assert EarningRule.objects.filter(builtin="birthday", is_active=True, program__slug="demo").count() == 1
+    assert EarningRule.objects.filter(builtin="birthday", is_active=True).count() == 2

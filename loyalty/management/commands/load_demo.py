@@ -1,4 +1,4 @@
-"""`manage.py load_demo`: a demo program with members and 14 months of history, plus a staff login.
+"""`manage.py load_demo`: two demo brands with members and 14 months of history, plus staff logins.
 
 The history is posted in chronological order through `loyalty.services`, each call with
 `now=` set to the moment it happens, so the result is exactly what the live system would
@@ -6,10 +6,15 @@ hold: purchases earn pending points that are released 14 days later, refunds tak
 back (leaving a debt when they were spent), rewards are redeemed, staff adjust and transfer,
 and the release and expiry jobs run at every month end. `verify_ledger` passes afterwards.
 
-Idempotent: when the demo program exists its members and history are left as they are (the
+The second brand, "Demo Espresso Bar" (a fifth of the members), shows a merchant with several
+brands: the `demo-bar-manager` login sees only that brand
+(docs/back-office.md, "Roles and programs").
+
+Idempotent: when a demo program exists its members and history are left as they are (the
 ledger is append-only, so a second pass would only duplicate history); every run resets the
-`demo` staff user's password and prints the login line (or, with `--login-file`, writes the
-login to that file for `make run` (config/devrun.py) to print last, after its own lines).
+staff users' passwords and prints the login lines (or, with `--login-file`, writes the logins
+to that file for `make run` (config/devrun.py) to print last, after its own lines): `demo`
+(a superuser) and one user per role (`ROLE_USERS`).
 """
 
 from __future__ import annotations
@@ -34,12 +39,20 @@ from django.db import connection
 from django.utils import timezone
 
 from loyalty import errors, services
-from loyalty.models import Activity, Member, Program
+from loyalty.models import Activity, Member, Program, StaffProgram
 from loyalty.signals import demo_loaded
 
 DEMO_SLUG = "demo"
 LOGIN_URL = "http://127.0.0.1:8000/admin/"
 DEMO_USER = "demo"
+BAR_SLUG = "demo-bar"
+# The role logins: (username, group, slugs of the programs the user is limited to; () = every one).
+ROLE_USERS = (
+    ("demo-owner", "Owner", ()),
+    ("demo-manager", "Manager", ()),
+    ("demo-support", "Support", ()),
+    ("demo-bar-manager", "Manager", (BAR_SLUG,)),
+)
 
 FIRST_NAMES = (
     "Léa",
@@ -443,8 +456,9 @@ class DemoHistory:
 
 class Command(BaseCommand):
     help = (
-        "Create the demo program 'Demo Coffee Roasters' with members and 14 months of history "
-        "(skipped when it exists), and (re)set the password of the staff login 'demo'."
+        "Create the demo programs 'Demo Coffee Roasters' and 'Demo Espresso Bar' with members and 14 months "
+        "of history (each skipped when it exists), and (re)set the passwords of the staff logins "
+        "('demo' and one per role)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -456,9 +470,42 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        started = time.monotonic()
         user, password = self.staff_user()
-        program = Program.objects.filter(slug=DEMO_SLUG).first()
+        coffee = self.brand(
+            options,
+            actor=user,
+            members=options["members"],
+            seed=options["seed"],
+            name="Demo Coffee Roasters",
+            slug=DEMO_SLUG,
+            points_name="beans",
+            currency="EUR",
+            timezone="Europe/Paris",
+        )
+        bar = self.brand(
+            options,
+            actor=user,
+            members=max(3, options["members"] // 5),
+            seed=options["seed"] + 1,
+            name="Demo Espresso Bar",
+            slug=BAR_SLUG,
+            points_name="beans",
+            currency="EUR",
+            timezone="Europe/Paris",
+        )
+        roles = self.role_users([coffee, bar])
+        if options.get("login_file"):
+            login = {"username": DEMO_USER, "password": password, "roles": roles}
+            _write_private(options["login_file"], json.dumps(login))
+        else:
+            self.stdout.write(f"Staff login: {LOGIN_URL}  user: {DEMO_USER}  password: {password}")
+            self.stdout.write(f"Role logins (same URL): {role_logins_line(roles)}")
+
+    def brand(self, options: dict[str, Any], *, actor: Any, members: int, seed: int, **fields: Any) -> Program:
+        """The demo program `fields["slug"]` with its history (created once), then the higher
+        apps' part of the demo (each idempotent)."""
+        started = time.monotonic()
+        program = Program.objects.filter(slug=fields["slug"]).first()
         if program is not None:
             self.stdout.write(f"Demo program {program.name!r} exists: members and history left as they are.")
         else:
@@ -467,34 +514,46 @@ class Command(BaseCommand):
             with connection.cursor() as cursor:
                 cursor.execute("SET synchronous_commit TO off")
             program = services.program_create(
-                name="Demo Coffee Roasters",
-                slug=DEMO_SLUG,
-                points_name="beans",
-                currency="EUR",
-                earn_rate=Decimal("1"),
-                min_redemption=100,
-                expiry_days=365,
-                pending_days=14,
-                timezone="Europe/Paris",
+                earn_rate=Decimal("1"), min_redemption=100, expiry_days=365, pending_days=14, **fields
             )
-            stats = DemoHistory(
-                program=program, actor=user, members=options["members"], now=timezone.now(), seed=options["seed"]
-            ).run()
+            stats = DemoHistory(program=program, actor=actor, members=members, now=timezone.now(), seed=seed).run()
             with connection.cursor() as cursor:
                 cursor.execute("SET synchronous_commit TO DEFAULT")
             self.stdout.write(
-                f"Created {program.name!r} (slug {DEMO_SLUG}): {stats.members} members, {stats.purchases} purchases, "
-                f"{stats.refunds} refunds, {stats.redemptions} redemptions ({stats.restores} cancelled), "
+                f"Created {program.name!r} (slug {program.slug}): {stats.members} members, "
+                f"{stats.purchases} purchases, {stats.refunds} refunds, "
+                f"{stats.redemptions} redemptions ({stats.restores} cancelled), "
                 f"{stats.adjustments} adjustments, {stats.transfers} transfers, {stats.blocked} blocked members, "
                 f"{stats.job_runs} job runs in {time.monotonic() - started:.1f} s."
             )
         # Higher apps (cards, tiers, rewards...) add their part of the demo; each receiver is
         # idempotent (it checks what it made before), like this command.
-        demo_loaded.send(sender=Program, program=program, actor=user, now=timezone.now(), stdout=self.stdout)
-        if options.get("login_file"):
-            _write_private(options["login_file"], json.dumps({"username": DEMO_USER, "password": password}))
-        else:
-            self.stdout.write(f"Staff login: {LOGIN_URL}  user: {DEMO_USER}  password: {password}")
+        demo_loaded.send(sender=Program, program=program, actor=actor, now=timezone.now(), stdout=self.stdout)
+        return program
+
+    def role_users(self, programs: list[Program]) -> list[dict[str, str]]:
+        """Create or update one staff user per role (`ROLE_USERS`) with a fresh random password."""
+        User = get_user_model()
+        by_slug = {program.slug: program for program in programs}
+        logins = []
+        for username, group_name, slugs in ROLE_USERS:
+            password = secrets.token_urlsafe(9)
+            user = User.objects.filter(username=username).first() or User(username=username)
+            user.email = user.email or f"{username}@example.com"
+            user.first_name = user.first_name or group_name
+            user.last_name = user.last_name or "Demo"
+            user.is_staff = user.is_active = True
+            user.is_superuser = False
+            user.set_password(password)
+            user.save()
+            user.groups.set([Group.objects.get_or_create(name=group_name)[0]])
+            limited = [by_slug[slug] for slug in slugs]
+            StaffProgram.objects.filter(user=user).exclude(program__in=limited).delete()
+            for program in limited:
+                StaffProgram.objects.get_or_create(user=user, program=program)
+            role = group_name + (f", {', '.join(p.name for p in limited)} only" if limited else "")
+            logins.append({"username": username, "password": password, "role": role})
+        return logins
 
     def staff_user(self) -> tuple[Any, str]:
         """Create or update the `demo` superuser with a fresh random password, in the owner group."""
@@ -507,9 +566,14 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = user.is_active = True
         user.set_password(password)
         user.save()
-        owner, _ = Group.objects.get_or_create(name="owner")
+        owner, _ = Group.objects.get_or_create(name="Owner")
         user.groups.add(owner)
         return user, password
+
+
+def role_logins_line(roles: list[dict[str, str]]) -> str:
+    """The role logins on one line: "demo-owner / <password> (Owner) · ..."."""
+    return " · ".join(f"{r['username']} / {r['password']} ({r['role']})" for r in roles)
 
 
 def _write_private(path: str, text: str) -> None:
