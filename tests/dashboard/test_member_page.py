@@ -54,7 +54,7 @@ def audit_actions(member):
 
 
 def test_the_page_tells_the_members_whole_story(owner_client, story):
-    member, card, coupon, friend = story
+    member, card, coupon, _friend = story
 
     response = owner_client.get(page_url(member))
 
@@ -351,7 +351,8 @@ def test_replacing_a_card(owner_client, story):
 
     assert response.status_code == 302
     card.refresh_from_db()
-    assert card.status == "blocked" and card.replaced_by.member == member
+    assert card.status == "blocked"
+    assert card.replaced_by.member == member
     action = StaffAction.objects.get(action="card_replace")
     assert action.details == {"old_card": card.number, "new_card": card.replaced_by.number}
 
@@ -438,7 +439,8 @@ def test_refunding_an_order_takes_its_points_back(owner_client, story):
     member.refresh_from_db()
     assert member.available == before - 600  # 120 EUR earned 1,200; refunds of 80 of 120 take 800 in all
     action = StaffAction.objects.get(action="refund")
-    assert action.details["order_id"] == "ORD-1001" and action.reason == "Returned the grinder"
+    assert action.details["order_id"] == "ORD-1001"
+    assert action.reason == "Returned the grinder"
 
 
 def test_refunding_more_than_the_order_is_a_form_error(owner_client, story):
@@ -476,7 +478,8 @@ def test_the_ledger_pages_by_keyset_and_filters_by_kind(owner_client, owner, mem
 
     first = owner_client.get(url)
     entries = first.context["ledger"].entries
-    assert len(entries) == 25 and entries[0].reason == "Fix"
+    assert len(entries) == 25
+    assert entries[0].reason == "Fix"
     second = owner_client.get(url, {"before": first.context["ledger"].next_before})
     assert len(second.context["ledger"].entries) == 6
     assert second.context["ledger"].next_before is None
