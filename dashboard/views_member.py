@@ -128,7 +128,6 @@ def _render(
     context = {
         **admin.site.each_context(request),
         "title": str(member),
-        "subtitle": f"{program} · member #{member.pk}",
         "member": member,
         "program": program,
         "balances": page.balances(member=member, now=now),
