@@ -67,7 +67,7 @@ def test_the_page_tells_the_members_whole_story(owner_client, story):
         "expire within 30 days",  # balances
         "ORD-1001",  # orders with their points and refunds
         "+1200",
-        "−20.00",
+        "\u221220.00",  # minus sign
         coupon.code,  # coupons
         "Your Free coffee coupon",  # emails with their status
         "Delivered",
