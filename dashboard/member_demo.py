@@ -91,6 +91,7 @@ def member_story_load(*, program: Program, actor: Any, now: dt.datetime) -> str:
         email="theo.durand@example.com",
         first_name="Théo",
         last_name="Durand",
+        birthday=dt.date(1994, 11, 3),
         channel=Member.Channel.ONLINE,
         referred_by=member,
         now=now - dt.timedelta(days=15),
