@@ -208,8 +208,63 @@ def notes(*, member: Member, limit: int = RECENT) -> list[MemberNote]:
     return list(MemberNote.objects.filter(member=member).select_related("author").order_by("-id")[:limit])
 
 
-def audit(*, member: Member, limit: int = 30) -> list[StaffAction]:
-    return list(StaffAction.objects.filter(member=member).select_related("actor").order_by("-id")[:limit])
+@dataclass
+class AuditRow:
+    action: StaffAction
+    summary: str
+
+
+def audit(*, member: Member, limit: int = 30) -> list[AuditRow]:
+    """The member's latest staff actions, each with its facts in words."""
+    rows = StaffAction.objects.filter(member=member).select_related("actor").order_by("-id")[:limit]
+    return [AuditRow(action=row, summary=describe(row, member.program.points_name)) for row in rows]
+
+
+def _signed(value: Any) -> str:
+    return f"{int(value):+d}" if isinstance(value, int) else str(value)
+
+
+def describe(action: StaffAction, points_name: str) -> str:
+    """A staff action's `details` as a sentence a manager reads (the raw facts otherwise)."""
+    d: dict[str, Any] = action.details or {}
+    kind = action.action
+    A = StaffAction.Action
+    try:
+        if kind == A.ADJUST:
+            confirmed = " (confirmed)" if d.get("confirmed") else ""
+            return f"{_signed(d['points'])} {points_name}{confirmed}; balance after: {d['available_after']}"
+        if kind == A.ADJUST_REQUESTED:
+            return f"{_signed(d['points'])} {points_name} asked (request {d['request']}). {d.get('why', '')}".strip()
+        if kind == A.ADJUST_APPROVED:
+            return (
+                f"{_signed(d['points'])} {points_name} posted (request {d['request']} of {d['requested_by']}); "
+                f"balance after: {d['available_after']}"
+            )
+        if kind == A.ADJUST_REJECTED:
+            return f"{_signed(d['points'])} {points_name} not posted (request {d['request']}: “{d['asked_reason']}”)"
+        if kind == A.TRANSFER:
+            way = "to" if d["points"] < 0 else "from"
+            return f"{_signed(d['points'])} {points_name} {way} member #{d['other_member']}"
+        if kind == A.CARD_REPLACE:
+            return f"card {d['old_card']} replaced by {d['new_card']}"
+        if kind == A.REDEEM:
+            return f"{d['reward']}: coupon {d['coupon']}" + (f" ({d['points']} {points_name})" if "points" in d else "")
+        if kind == A.COUPON_USE:
+            return f"coupon {d['coupon']} on order {d['order_id']}"
+        if kind == A.COUPON_CANCEL:
+            return f"coupon {d['coupon']}"
+        if kind == A.EMAIL_RESEND:
+            return f"{len(d['messages'])} email(s) queued again"
+        if kind == A.REFUND:
+            taken = f", {-int(d['points'])} {points_name} taken back" if d.get("points") else ""
+            return f"order {d['order_id']}: {d['amount']} refunded{taken}"
+        if kind == A.NOTE:
+            return f"“{d.get('text', '')}”"
+        if kind in (A.BLOCK, A.UNBLOCK):
+            return ""
+    except (KeyError, TypeError, ValueError):
+        pass
+    return " · ".join(f"{key}: {value}" for key, value in d.items())
 
 
 def adjustment_requests(*, member: Member, limit: int = 10) -> list[AdjustmentRequest]:

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from cards.models import Card
+from loyalty import services
 from loyalty.models import LedgerEntry, Member, MemberNote, StaffAction
 from notifications.models import EmailMessage
 from rewards.models import Redemption
@@ -471,8 +472,6 @@ def test_refunding_another_members_order_is_refused(owner_client, story, other_m
 def test_the_ledger_pages_by_keyset_and_filters_by_kind(owner_client, owner, member):
     for i in range(30):
         earn(member, 10 + i, reason=f"Visit {i}")
-    from loyalty import services
-
     services.points_adjust(program=member.program, member_id=member.pk, points=-5, reason="Fix", actor=owner)
     url = reverse("dashboard:member_ledger", args=[member.pk])
 
@@ -492,8 +491,6 @@ def test_the_ledger_pages_by_keyset_and_filters_by_kind(owner_client, owner, mem
 def test_the_audit_is_append_only(owner, member):
     from django.db import DatabaseError, transaction
 
-    from loyalty import services
-
     action = services.staff_action_record(actor=owner, action="note", program=member.program, member=member)
     with pytest.raises(DatabaseError), transaction.atomic():
         StaffAction.objects.filter(pk=action.pk).update(reason="changed")
@@ -502,7 +499,7 @@ def test_the_audit_is_append_only(owner, member):
 
 
 def test_money_like_actions_need_a_reason_in_the_audit(owner, member):
-    from loyalty import errors, services
+    from loyalty import errors
 
     with pytest.raises(errors.ReasonRequired):
         services.staff_action_record(actor=owner, action="adjust", program=member.program, member=member)
@@ -518,3 +515,29 @@ def test_the_page_reads_a_few_queries_whatever_the_history(owner_client, story, 
 
 def test_amounts_are_decimal(story):
     assert isinstance(story[0].activities.first().amount, Decimal)
+
+
+def test_the_audit_reads_as_sentences(owner_client, owner, story):
+    member, card, _coupon, friend = story
+    owner_client.post(action_url(member, "card_replace", card.pk))
+    token = form_token(owner_client.get(page_url(member)).content.decode())
+    owner_client.post(
+        action_url(member, "transfer"),
+        {"to_member": friend.pk, "points": "100", "reason": "Household", "idempotency_key": token},
+    )
+
+    html = owner_client.get(page_url(member)).content.decode()
+
+    card.refresh_from_db()
+    assert f"card {card.number} replaced by {card.replaced_by.number}" in html
+    assert f"-100 points to member #{friend.pk}" in html
+
+
+@pytest.mark.parametrize("model", ["staffaction", "adjustmentrequest", "membernote"])
+def test_the_admin_lists_of_the_audit_render(owner_client, story, model):
+    member = story[0]
+    services.staff_action_record(actor=StaffFactory(), action="note", program=member.program, member=member)
+
+    response = owner_client.get(reverse(f"admin:loyalty_{model}_changelist"), follow=True)
+
+    assert response.status_code == 200
