@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -76,6 +76,8 @@ def _page_url(member: Member, anchor: str = "") -> str:
 
 
 def _member(request: HttpRequest, member_id: int) -> Member:
+    if member_id >= 2**63:  # not a member id (a bigint): the look-up would fail, not miss
+        raise Http404
     return get_object_or_404(page.scoped_members(request.user).select_related("program"), pk=member_id)
 
 
@@ -369,6 +371,8 @@ def unblock(request: HttpRequest, member: Member) -> HttpResponse:
 
 @member_action("replace_card")
 def replace_card(request: HttpRequest, member: Member, card_id: int) -> HttpResponse:
+    if card_id >= 2**63:
+        raise Http404
     card = get_object_or_404(Card.objects.select_related("program"), pk=card_id, member=member)
     try:
         with transaction.atomic():
@@ -449,7 +453,10 @@ def redeem(request: HttpRequest, member: Member) -> HttpResponse:
 
 
 def _coupon(member: Member, form: Form) -> Redemption:
-    return get_object_or_404(Redemption, pk=form.cleaned_data["coupon"], member=member)
+    coupon_id = form.cleaned_data["coupon"]
+    if not 0 < coupon_id < 2**63:
+        raise Http404
+    return get_object_or_404(Redemption, pk=coupon_id, member=member)
 
 
 @member_action("coupon_use")
@@ -599,6 +606,8 @@ def _decision_back(request: HttpRequest, adjustment: AdjustmentRequest | None) -
 def _decide(request: HttpRequest, request_id: int, decide: Callable[..., Any], verb: str) -> HttpResponse:
     if not request.user.has_perm("loyalty.approve_adjustment"):
         raise PermissionDenied
+    if request_id >= 2**63:
+        raise Http404
     found = get_object_or_404(
         AdjustmentRequest.objects.select_related("member"), pk=request_id, program__in=programs_for(request.user)
     )
@@ -636,7 +645,9 @@ def adjustment_reject(request: HttpRequest, request_id: int) -> HttpResponse:
     form = RejectForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Request {request_id}: a rejection needs a reason.")
-        found = AdjustmentRequest.objects.filter(pk=request_id, program__in=programs_for(request.user)).first()
+        found = AdjustmentRequest.objects.filter(
+            pk=min(request_id, 2**63 - 1), program__in=programs_for(request.user)
+        ).first()
         return _decision_back(request, found)
     return _decide(
         request,

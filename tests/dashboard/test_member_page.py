@@ -541,3 +541,24 @@ def test_the_admin_lists_of_the_audit_render(owner_client, story, model):
     response = owner_client.get(reverse(f"admin:loyalty_{model}_changelist"), follow=True)
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/dashboard/members/99999999999999999999999/",
+        "/admin/dashboard/members/99999999999999999999999/ledger/",
+    ],
+)
+def test_an_id_past_bigint_is_not_found(owner_client, url):
+    assert owner_client.get(url).status_code == 404
+
+
+def test_bad_ids_in_posts_are_not_found_or_form_errors(owner_client, member):
+    huge = "99999999999999999999999"
+    assert owner_client.post(f"/admin/dashboard/members/{member.pk}/cards/{huge}/replace/").status_code == 404
+    assert owner_client.post(action_url(member, "coupon_cancel"), {"coupon": huge}).status_code in (400, 404)
+    assert owner_client.post(action_url(member, "coupon_cancel"), {"coupon": "abc"}).status_code == 400
+    assert owner_client.post(f"/admin/dashboard/adjustments/{huge}/approve/").status_code == 404
+    search = owner_client.get(reverse("dashboard:member_search"), {"q": "ab", "for": huge})
+    assert search.status_code == 404
