@@ -9,3 +9,26 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.home, name="home"),
 ]
+
+# The member page and its actions (docs/back-office.md, "A member's page").
+from dashboard import views_member  # noqa: E402
+
+urlpatterns += [
+    path("members/search/", views_member.member_search, name="member_search"),
+    path("members/<int:member_id>/", views_member.member_page, name="member"),
+    path("members/<int:member_id>/ledger/", views_member.member_ledger, name="member_ledger"),
+    path("members/<int:member_id>/adjust/", views_member.adjust, name="member_adjust"),
+    path("members/<int:member_id>/transfer/", views_member.transfer, name="member_transfer"),
+    path("members/<int:member_id>/block/", views_member.block, name="member_block"),
+    path("members/<int:member_id>/unblock/", views_member.unblock, name="member_unblock"),
+    path("members/<int:member_id>/cards/<int:card_id>/replace/", views_member.replace_card, name="member_card_replace"),
+    path("members/<int:member_id>/redeem/", views_member.redeem, name="member_redeem"),
+    path("members/<int:member_id>/coupons/use/", views_member.coupon_use, name="member_coupon_use"),
+    path("members/<int:member_id>/coupons/cancel/", views_member.coupon_cancel, name="member_coupon_cancel"),
+    path("members/<int:member_id>/emails/resend/", views_member.resend, name="member_resend"),
+    path("members/<int:member_id>/refund/", views_member.refund, name="member_refund"),
+    path("members/<int:member_id>/notes/", views_member.note, name="member_note"),
+    path("adjustments/", views_member.adjustment_requests, name="adjustment_requests"),
+    path("adjustments/<int:request_id>/approve/", views_member.adjustment_approve, name="adjustment_approve"),
+    path("adjustments/<int:request_id>/reject/", views_member.adjustment_reject, name="adjustment_reject"),
+]

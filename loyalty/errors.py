@@ -79,3 +79,19 @@ class ReasonRequired(InvalidInput):
 
 class BelowMinimumRedemption(LoyaltyError):
     code = "below_minimum_redemption"
+
+
+class NotAllowed(LoyaltyError):
+    """The staff user may not do this (a permission, a role's limit, four eyes)."""
+
+    code = "not_allowed"
+
+
+class SelfApproval(NotAllowed):
+    """An adjustment request is decided by another staff user than its requester."""
+
+    code = "self_approval"
+
+
+class AlreadyDecided(Conflict):
+    code = "already_decided"

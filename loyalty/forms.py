@@ -46,6 +46,10 @@ class ProgramAdminForm(forms.ModelForm):
             "expiry_days",
             "tier_metric",
             "tier_window_days",
+            "adjustment_confirm_above",
+            "adjustment_approval_above",
+            "manager_adjustment_limit",
+            "support_adjustment_limit",
             "timezone",
             "brand_color",
             "logo_url",
@@ -125,6 +129,9 @@ class PointsAdjustForm(IdempotentForm):
     reason = forms.CharField(
         max_length=255, help_text="Required; shown in the member's history.", widget=forms.TextInput(attrs={"size": 60})
     )
+    # Set by the confirmation step (docs/back-office.md): the points the user confirmed. A
+    # confirmation counts only for these very points.
+    confirm_points = forms.IntegerField(required=False, widget=forms.HiddenInput)
     notify_member = forms.BooleanField(
         required=False,
         label="Tell the member",
@@ -146,6 +153,12 @@ class PointsAdjustForm(IdempotentForm):
         if not reason:
             raise forms.ValidationError("An adjustment needs a reason.")
         return reason
+
+    @property
+    def confirmed(self) -> bool:
+        """The user confirmed these points on the confirmation step."""
+        data = self.cleaned_data
+        return data.get("confirm_points") is not None and data.get("confirm_points") == data.get("points")
 
 
 class PointsTransferForm(IdempotentForm):

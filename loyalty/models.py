@@ -174,6 +174,32 @@ class Program(models.Model):
         help_text="The shop's origins allowed to show the widget in a frame, one per line "
         "(e.g. https://shop.example.com). Empty: the framed widget is refused everywhere.",
     )
+    # Guardrails on staff adjustments (docs/back-office.md, "A member's page"). Points are
+    # compared by size: -10,000 and +10,000 meet the same checks.
+    adjustment_confirm_above = models.PositiveIntegerField(
+        default=1_000,
+        db_default=1_000,
+        help_text="An adjustment of more than this many points (either sign), or one that leaves the member "
+        "owing points, asks the staff user to confirm it, with the new balance and the debt it would leave.",
+    )
+    adjustment_approval_above = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=10_000,
+        db_default=10_000,
+        help_text="An adjustment of more than this many points waits for a second staff member's approval. "
+        "Empty: never.",
+    )
+    manager_adjustment_limit = models.PositiveIntegerField(
+        default=10_000,
+        db_default=10_000,
+        help_text="The most a Manager may adjust in one go; more waits for another staff member's approval.",
+    )
+    support_adjustment_limit = models.PositiveIntegerField(
+        default=500,
+        db_default=500,
+        help_text="The most a Support user may adjust in one go; more waits for another staff member's approval.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -324,6 +350,7 @@ class Member(models.Model):
         permissions = [
             ("adjust_points", "Can adjust a member's points by hand"),
             ("transfer_points", "Can transfer points between members"),
+            ("refund_order", "Can refund a member's order from the back-office"),
         ]
 
     def __str__(self) -> str:
@@ -656,3 +683,119 @@ class StaffProgram(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.program}"
+
+
+class StaffAction(models.Model):
+    """One thing a member of staff did to a member or a program (the back-office's audit
+    trail): who, what, on which member, when, why, and the facts (`details`). Append-only: a
+    database trigger refuses UPDATE and DELETE (migration 0019). Written by
+    `loyalty.services.audit.staff_action_record`, in the transaction of the action."""
+
+    class Action(models.TextChoices):
+        ADJUST = "adjust", "Adjusted points"
+        ADJUST_REQUESTED = "adjust_requested", "Asked for an adjustment's approval"
+        ADJUST_APPROVED = "adjust_approved", "Approved an adjustment"
+        ADJUST_REJECTED = "adjust_rejected", "Rejected an adjustment"
+        TRANSFER = "transfer", "Transferred points"
+        BLOCK = "block", "Blocked the member"
+        UNBLOCK = "unblock", "Unblocked the member"
+        CARD_REPLACE = "card_replace", "Replaced a card"
+        REDEEM = "redeem", "Redeemed a reward"
+        COUPON_USE = "coupon_use", "Marked a coupon used"
+        COUPON_CANCEL = "coupon_cancel", "Cancelled a coupon"
+        EMAIL_RESEND = "email_resend", "Sent an email again"
+        REFUND = "refund", "Refunded an order"
+        NOTE = "note", "Added a note"
+
+    # Actions that move points or money: they need a reason.
+    REASON_REQUIRED = frozenset({"adjust", "adjust_requested", "adjust_rejected", "transfer", "block", "refund"})
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member = models.ForeignKey(
+        Member, null=True, blank=True, on_delete=models.PROTECT, related_name="staff_actions", db_index=False
+    )
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=255, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "staff action"
+        indexes = [
+            # A member's audit trail on their page, newest first.
+            models.Index(fields=["member", "-id"], name="staff_action_member", condition=Q(member__isnull=False)),
+            # The admin's list, per program, newest first.
+            models.Index(fields=["program", "-id"], name="staff_action_program"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.actor} ({self.at:%Y-%m-%d %H:%M})"
+
+
+class AdjustmentRequest(models.Model):
+    """An adjustment above the program's approval threshold, or above its requester's limit:
+    it waits until another staff user with `loyalty.approve_adjustment` approves it (then it
+    is posted, once) or rejects it (with a reason). Never decided by its requester."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved and posted"
+        REJECTED = "rejected", "Rejected"
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="adjustment_requests")
+    points = models.BigIntegerField()
+    reason = models.CharField(max_length=255)
+    notify_member = models.BooleanField(default=False)
+    why = models.CharField(max_length=255, blank=True, help_text="Why it needs an approval.")
+    key = models.CharField(max_length=255, help_text="The requesting form's idempotency key (sent twice: one request).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.CharField(max_length=255, blank=True)
+    entry = models.ForeignKey(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+
+    class Meta:
+        permissions = [("approve_adjustment", "Can approve or reject another staff member's adjustment")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(points=0), name="adjustment_request_points_non_zero"),
+            models.UniqueConstraint(fields=["program", "key"], name="adjustment_request_unique_key"),
+            # Four eyes: whoever decides is not whoever asked.
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
+                name="adjustment_request_not_self_decided",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="pending") | Q(decided_by__isnull=False, decided_at__isnull=False),
+                name="adjustment_request_decided_has_decider",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["program", "id"], name="adjustment_request_pending", condition=Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Adjustment of {self.points:+d} for {self.member} ({self.get_status_display().lower()})"
+
+
+class MemberNote(models.Model):
+    """A note staff keep about a member (shown on the member's page; adding one is audited)."""
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="notes", db_index=False)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField(max_length=2000)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["member", "-id"], name="member_note_recent")]
+
+    def __str__(self) -> str:
+        return f"Note {self.pk} on member {self.member_id}"

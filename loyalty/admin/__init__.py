@@ -7,6 +7,7 @@ ledger models read-only; every write that touches points goes through `loyalty.s
 - `api_keys`: program API keys, shown once on creation;
 - `deletion_requests`: members' requests to erase their data, confirmed or declined by staff;
 - `timezones`: dates shown and typed in the program's time zone;
+- `audit`: the staff audit trail, adjustment requests and members' notes, read-only.
 - `schedules`: the beat's scheduled jobs in words and in the programs' time zones.
 - `scope`: staff limited to programs (`ProgramScopedAdmin`); `staff`: the roles and programs on
   the users' admin pages.
@@ -16,7 +17,7 @@ unfiltered list shows PostgreSQL's estimate), sort only by the primary key, and 
 uses indexes only (ids, trigram indexes on emails and names, card numbers).
 """
 
-from . import api_keys, deletion_requests, jobs, ledger, members, programs, schedules, staff  # noqa: F401  (registers the admins)
+from . import api_keys, audit, deletion_requests, jobs, ledger, members, programs, schedules, staff  # noqa: F401  (registers the admins)
 from .base import CappedCountPaginator, LargeTableAdmin, ReadOnlyAdmin, ReadOnlyInline, truncated_column
 from .members import MEMBER_PAGE_LINKS, MEMBER_SEARCHES, member_search
 from .postings import can_adjust_points, can_transfer_points

@@ -21,6 +21,7 @@ from .. import services
 from ..forms import MemberAdminForm
 from ..models import Member
 from ..selectors import member_ledger
+from .audit import MEMBER_PAGE_URL, member_page_link
 from .base import LargeTableAdmin, _as_int_id, _program_ids
 from .postings import MemberPostingPages, can_adjust_points, can_transfer_points
 from .scope import ProgramScopedAdmin
@@ -46,7 +47,7 @@ MEMBER_PAGE_LINKS: list[tuple[str, str, str]] = []
 class MemberAdmin(ProgramScopedAdmin, MemberPostingPages, ProgramTimeZoneAdmin, LargeTableAdmin):
     form = MemberAdminForm
     list_display = ("id", "name", "email", "external_id", "program", "status", "available", "pending")
-    list_display_links = ("id", "name")
+    list_display_links = ("id",)
     list_filter = ("status", "program", "enrollment_channel")
     list_select_related = ("program",)
     ordering = ("-id",)
@@ -97,9 +98,10 @@ class MemberAdmin(ProgramScopedAdmin, MemberPostingPages, ProgramTimeZoneAdmin, 
         ("Recent history", {"fields": ("recent_entries",)}),
     )
 
-    @admin.display(description="name")
+    @admin.display(description="name (member page)")
     def name(self, obj: Member) -> str:
-        return f"{obj.first_name} {obj.last_name}".strip() or "—"
+        """The member's whole story: the dashboard's member page (reversed by name)."""
+        return member_page_link(obj.pk, f"{obj.first_name} {obj.last_name}".strip() or "—")
 
     def get_fieldsets(self, request: HttpRequest, obj: Member | None = None) -> Any:
         return self.change_fieldsets if obj else self.add_fieldsets
@@ -224,6 +226,7 @@ class MemberAdmin(ProgramScopedAdmin, MemberPostingPages, ProgramTimeZoneAdmin, 
             **(extra_context or {}),
             "can_adjust_points": can_adjust_points(request.user),
             "can_transfer_points": can_transfer_points(request.user),
+            "member_page_url": reverse(MEMBER_PAGE_URL, args=[unquote(object_id)]),
             "ledger_url": f"{reverse('admin:loyalty_ledgerentry_changelist')}?member__id__exact={unquote(object_id)}",
             "member_links": [
                 (label, reverse(url_name, args=[unquote(object_id)]))
@@ -259,7 +262,7 @@ def member_search(term: str) -> Q:
     - `#123`: the member id 123;
     - one word of digits: that member id, that external id, or a card number starting with it;
     - any other word: an external id, or part of the email, the first or the last name
-      (`icontains`, served by the trigram indexes of migration 0016); several words must each
+      (`icontains`, served by the trigram indexes of migration 0017); several words must each
       match (e.g. "marie dup").
     """
     term = term.strip()

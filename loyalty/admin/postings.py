@@ -81,44 +81,32 @@ class MemberPostingPages:
             return member
         if not can_adjust_points(request.user):
             raise PermissionDenied
-        program = member.program
+        confirm = None
         if request.method == "POST":
             form = PointsAdjustForm(request.POST)
             if form.is_valid():
                 points, reason = form.cleaned_data["points"], form.cleaned_data["reason"]
                 try:
-                    result = services.points_adjust(
-                        program=program,
-                        member_id=member.pk,
+                    outcome = services.staff_adjust(
+                        actor=request.user,
+                        member=member,
                         points=points,
                         reason=reason,
-                        actor=request.user,
                         idempotency_key=form.service_key("adjust"),
+                        confirmed=form.confirmed,
                         notify_member=form.cleaned_data["notify_member"],
                     )
                 except errors.LoyaltyError as exc:
                     _add_domain_error(form, exc)
                 else:
-                    if result.replayed:
-                        self.message_user(
-                            request,
-                            "This adjustment was already posted (the form was sent twice); nothing was posted again.",
-                            messages.WARNING,
-                        )
+                    if outcome.status == "confirm":
+                        confirm = outcome.check
                     else:
-                        self.log_change(request, member, f"Adjusted points by {points:+d}: {reason}")
-                        self.message_user(
-                            request,
-                            (
-                                f"Posted {points:+d} {program.points_name} to {member}. New balance: "
-                                f"{result.balance.available} available, {result.balance.pending} pending."
-                            ),
-                            messages.SUCCESS,
-                        )
-                    return HttpResponseRedirect(self._change_url(member))
+                        self._adjust_done(request, member, outcome)
+                        return HttpResponseRedirect(self._change_url(member))
         else:
             form = PointsAdjustForm()
-        return self._render_posting_page(
+        response = self._render_posting_page(
             request,
             member,
             form,
@@ -126,6 +114,39 @@ class MemberPostingPages:
             submit_label="Post adjustment",
             intro="A credit becomes a lot that expires like points earned today; a debit takes available "
             "points first, then pending ones, and may leave a debt that later credits pay.",
+        )
+        response.context_data["confirm"] = confirm
+        return response
+
+    def _adjust_done(self, request: HttpRequest, member: Member, outcome: services.StaffAdjustOutcome) -> None:
+        program = member.program
+        if outcome.status == "requested":
+            req = outcome.request
+            assert req is not None
+            self.message_user(
+                request,
+                f"{req.points:+d} {program.points_name} for {member} wait for another staff member's approval "
+                f"(request {req.pk}). {outcome.check.approval_reason if not outcome.replayed else ''}".strip(),
+                messages.WARNING,
+            )
+            return
+        result = outcome.result
+        assert result is not None
+        if result.replayed:
+            self.message_user(
+                request,
+                "This adjustment was already posted (the form was sent twice); nothing was posted again.",
+                messages.WARNING,
+            )
+            return
+        self.log_change(request, member, f"Adjusted points by {outcome.check.points:+d}")
+        self.message_user(
+            request,
+            (
+                f"Posted {outcome.check.points:+d} {program.points_name} to {member}. New balance: "
+                f"{result.balance.available} available, {result.balance.pending} pending."
+            ),
+            messages.SUCCESS,
         )
 
     def transfer_points_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

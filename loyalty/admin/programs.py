@@ -49,6 +49,19 @@ class ProgramAdmin(ProgramScopedAdmin):
             },
         ),
         ("Tiers", {"fields": ("tier_metric", "tier_window_days")}),
+        (
+            "Staff adjustments",
+            {
+                "fields": (
+                    "adjustment_confirm_above",
+                    "adjustment_approval_above",
+                    "manager_adjustment_limit",
+                    "support_adjustment_limit",
+                ),
+                "description": "Guardrails on adjusting a member's points by hand (docs/back-office.md). "
+                "Owners have no limit.",
+            },
+        ),
         ("Locale", {"fields": ("timezone",)}),
         (
             "Branding",

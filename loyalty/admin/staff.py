@@ -1,7 +1,7 @@
 """Staff accounts: the user's admin page gains "Programs this user works on" (`StaffProgram`, an
 inline; none: every program) and the list shows each user's role and programs
 (docs/back-office.md, "Roles and programs"). Roles are the groups "Owner", "Manager" and
-"Support" (migration 0016); `manage.py staff_role` does the same from a shell.
+"Support" (migration 0018); `manage.py staff_role` does the same from a shell.
 
 Only a user who sees every program adds or changes staff accounts and groups: a user limited to
 brand A who could remove a colleague's rows, create a user (with no rows: every program) or

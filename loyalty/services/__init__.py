@@ -8,13 +8,25 @@
 - `members`, `activities`, `programs`: enrolment and profiles, stored activities, programs;
 - `idempotency`: the one store of idempotency keys;
 - `api_keys`: creating, changing and revoking API keys;
-- `checks`: input checks that raise before anything is written.
+- `checks`: input checks that raise before anything is written;
+- `audit`: the staff audit trail (`StaffAction` rows);
+- `adjustments`: staff adjustments with their guardrails (confirmation, approval, role limits).
 
 Callers import from `loyalty.services`; the names below are its public surface.
 """
 
 from .activities import activity_record
+from .adjustments import (
+    AdjustmentCheck,
+    StaffAdjustOutcome,
+    adjustment_check,
+    adjustment_limit,
+    adjustment_request_approve,
+    adjustment_request_reject,
+    staff_adjust,
+)
 from .api_keys import api_key_create, api_key_revoke, api_key_update
+from .audit import member_audit, staff_action_record
 from .idempotency import idempotency_key_claim, idempotency_key_namespaced, idempotency_key_settle
 from .jobs import JobResult, points_expire, points_release
 from .members import (
@@ -44,11 +56,17 @@ from .programs import program_create, program_widget_off, program_widget_secret_
 __all__ = [
     "BALANCE_FIELDS",
     "MEMBER_PROFILE_FIELDS",
+    "AdjustmentCheck",
     "Balance",
     "EarnAward",
     "JobResult",
     "PostResult",
+    "StaffAdjustOutcome",
     "activity_record",
+    "adjustment_check",
+    "adjustment_limit",
+    "adjustment_request_approve",
+    "adjustment_request_reject",
     "api_key_create",
     "api_key_revoke",
     "api_key_update",
@@ -58,6 +76,7 @@ __all__ = [
     "idempotency_key_namespaced",
     "idempotency_key_settle",
     "member_anonymise",
+    "member_audit",
     "member_email_taken",
     "member_enrol",
     "member_set_status",
@@ -76,4 +95,6 @@ __all__ = [
     "program_create",
     "program_widget_off",
     "program_widget_secret_rotate",
+    "staff_action_record",
+    "staff_adjust",
 ]

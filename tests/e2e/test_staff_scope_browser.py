@@ -64,7 +64,7 @@ def logged_in(browser, live_server, username: str):
 
 @pytest.fixture
 def brands(transactional_db):
-    # A transactional test empties the tables after it: the roles of migration 0016 come back.
+    # A transactional test empties the tables after it: the roles of migration 0018 come back.
     roles = importlib.import_module("loyalty.migrations.0018_staff_programs_and_roles")
     roles.grant_roles(Group, Permission)
 
