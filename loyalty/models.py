@@ -133,13 +133,54 @@ class Program(models.Model):
         help_text="The program's terms and conditions, shown on the portal's terms page (plain text; "
         "empty lines separate paragraphs). Empty: no terms page.",
     )
+    # Finance: what the outstanding points are worth and the IFRS 15 inputs (docs/liability.md).
+    point_value = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal("0"),
+        db_default=Decimal("0"),  # raw SQL inserts (bulk loads, benches) get it too
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="What one point is worth in the program's currency (what a member gets for it), "
+        "e.g. 0.01. The liability report values outstanding points at this.",
+    )
+    point_standalone_price = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="IFRS 15: stand-alone selling price of one point before the expected-redemption "
+        "adjustment, if it differs from the point value. Empty: the point value.",
+    )
+    expected_redemption_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="IFRS 15: share of points expected to be redeemed, from 0 to 1 (e.g. 0.97). "
+        "Empty: 1 minus the breakage observed on settled earn months (1 until a month is settled).",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("view_financial_reports", "Can view the liability, breakage and deferred-revenue reports"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(earn_rate__gte=0), name="program_earn_rate_non_negative"),
+            models.CheckConstraint(condition=Q(point_value__gte=0), name="program_point_value_non_negative"),
+            models.CheckConstraint(
+                condition=Q(point_standalone_price__isnull=True) | Q(point_standalone_price__gte=0),
+                name="program_point_ssp_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(expected_redemption_rate__isnull=True)
+                | (Q(expected_redemption_rate__gte=0) & Q(expected_redemption_rate__lte=1)),
+                name="program_redemption_rate_0_1",
+            ),
             models.CheckConstraint(
                 condition=Q(expiry_days__isnull=True) | Q(expiry_days__gt=0), name="program_expiry_days_positive"
             ),
