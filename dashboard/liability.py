@@ -135,7 +135,8 @@ def rollforward(programs: Sequence[Program], start: dt.date, end: dt.date) -> di
     opening: dict[int, int] = defaultdict(int)
     moves: dict[tuple[int, dt.date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     kind_to_key = {kind: key for key, kind, _ in MOVEMENTS}
-    for program_id, month, kind, points in _rows(ROLLFORWARD_SQL, params):
+    for program_id, month, kind, total in _rows(ROLLFORWARD_SQL, params):
+        points = int(total)
         if month is None:
             opening[program_id] += points
             continue

@@ -476,6 +476,9 @@ class Command(BaseCommand):
                 expiry_days=365,
                 pending_days=14,
                 timezone="Europe/Paris",
+                # Finance (docs/liability.md): 100 beans buy 1.00 EUR off; 85% expected to be redeemed.
+                point_value=Decimal("0.01"),
+                expected_redemption_rate=Decimal("0.85"),
             )
             stats = DemoHistory(
                 program=program, actor=user, members=options["members"], now=timezone.now(), seed=options["seed"]
