@@ -191,16 +191,30 @@ WITH p AS (
     SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(at)s::timestamptz[]) AS at,
            unnest(%(b30)s::timestamptz[]) AS b30, unnest(%(b90)s::timestamptz[]) AS b90
 ),
+taken AS (  -- per lot, the points debits took from it before the moment
+    SELECT a.lot_id AS id, SUM(a.points) AS points
+    FROM loyalty_allocation a
+    JOIN loyalty_ledgerentry l ON l.id = a.lot_id
+    JOIN p ON p.id = l.program_id
+    WHERE a.created_at < p.at
+    GROUP BY 1
+),
+paid AS (  -- per debit, the points of it that lots covered before the moment
+    SELECT a.debit_id AS id, SUM(a.points) AS points
+    FROM loyalty_allocation a
+    JOIN loyalty_ledgerentry d ON d.id = a.debit_id
+    JOIN p ON p.id = d.program_id
+    WHERE a.created_at < p.at
+    GROUP BY 1
+),
 open AS (
     SELECT e.program_id, e.points, e.expires_at, e.available_at, p.at, p.b30, p.b90,
-           CASE WHEN e.points > 0
-                THEN e.points - COALESCE((SELECT SUM(a.points) FROM loyalty_allocation a
-                                          WHERE a.lot_id = e.id AND a.created_at < p.at), 0)
-                ELSE e.points + COALESCE((SELECT SUM(a.points) FROM loyalty_allocation a
-                                          WHERE a.debit_id = e.id AND a.created_at < p.at), 0)
-           END AS rest
+           CASE WHEN e.points > 0 THEN e.points - COALESCE(taken.points, 0)
+                ELSE e.points + COALESCE(paid.points, 0) END AS rest
     FROM loyalty_ledgerentry e
     JOIN p ON p.id = e.program_id
+    LEFT JOIN taken ON taken.id = e.id
+    LEFT JOIN paid ON paid.id = e.id
     WHERE e.created_at < p.at
 )
 SELECT program_id,
