@@ -431,7 +431,7 @@ class BreakageRow:
     expired: int = 0
     other: int = 0  # refunds, transfers, negative adjustments, debts paid
     outstanding: int = 0
-    settled: bool = True  # every lot of the month is past its expiry date
+    settled: bool = True  # every lot of the month past its expiry date, nothing left outstanding
 
     @property
     def breakage(self) -> Decimal | None:
@@ -458,8 +458,9 @@ def breakage_rows(programs: Sequence[Program], *, now: dt.datetime) -> dict[int,
     params = {"ids": ids, "tzs": tzs, "now": now}
     rows: dict[tuple[int, dt.date], BreakageRow] = {}
     for program_id, month, earned, outstanding, settled in _rows(BREAKAGE_LOTS_SQL, params):
+        # Settled: every lot past its expiry date and taken by the expiry job (nothing left).
         rows[(program_id, month)] = BreakageRow(
-            month=month, earned=int(earned), outstanding=int(outstanding), settled=bool(settled)
+            month=month, earned=int(earned), outstanding=int(outstanding), settled=bool(settled) and not outstanding
         )
     for program_id, month, kind, points in _rows(BREAKAGE_USES_SQL, params):
         row = rows[(program_id, month)]

@@ -28,7 +28,7 @@ from reportlab.platypus import Table as PdfTable
 
 from dashboard import liability
 
-POINTS, MONEY, RATE, TEXT, DATE = "points", "money", "rate", "text", "date"
+POINTS, MONEY, PRICE, RATE, TEXT, DATE = "points", "money", "price", "rate", "text", "date"
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
     total_rows: int = 0  # the last N rows are totals (shown in bold)
     note: str = ""
+    strong: set[int] = field(default_factory=set)  # other rows shown in bold (subtotals)
 
     def display_rows(self, currency: str) -> list[list[str]]:
         return [
@@ -51,8 +52,8 @@ class Table:
         ]
 
     @property
-    def first_total(self) -> int:
-        return len(self.rows) - self.total_rows
+    def bold(self) -> set[int]:
+        return self.strong | set(range(len(self.rows) - self.total_rows, len(self.rows)))
 
 
 @dataclass
@@ -73,11 +74,20 @@ def fmt(value: Any, kind: str, currency: str = "") -> str:
         return (
             f"{number_format(Decimal(value).quantize(liability.CENT), decimal_pos=2, force_grouping=True)} {currency}"
         )
+    if kind == PRICE:  # the value of one point: as many decimals as it has, at least 2 (0.005 EUR)
+        places = max(2, -Decimal(value).normalize().as_tuple().exponent)
+        return f"{number_format(Decimal(value), decimal_pos=places, force_grouping=True)} {currency}"
     if kind == RATE:
         return f"{number_format(Decimal(value) * 100, decimal_pos=1, force_grouping=True)} %"
     if kind == DATE:
         return value.isoformat() if isinstance(value, dt.date) else str(value)
     return str(value)
+
+
+def month_label(first: dt.date, last: dt.date) -> str:
+    """2026-03 for a whole month, 2026-03-01..2026-03-10 for part of one."""
+    whole = first.day == 1 and (last + dt.timedelta(days=1)).day == 1
+    return f"{first:%Y-%m}" if whole else f"{first.isoformat()}..{last.isoformat()}"
 
 
 def money(amount: Decimal, currency: str) -> str:
@@ -94,41 +104,40 @@ def liability_sections(report: liability.LiabilityReport) -> list[Section]:
             title=f"Outstanding points on {report.end:%Y-%m-%d}, by expiry",
             columns=[
                 Column("Program", TEXT),
-                Column("Value of a point", MONEY),
-                *(
-                    c
-                    for key, label in liability.AGING_BUCKETS
-                    for c in (Column(label), Column(f"{label}: value", MONEY))
-                ),
-                Column("Held (total)"),
-                Column("Value of points held", MONEY),
-                Column("Of which pending"),
-                Column("Owed by members (debts)"),
+                Column("Expiry", TEXT),
+                Column("Points"),
+                Column("Value", MONEY),
+                Column("Share of points held", RATE),
             ],
-            note="Value = points x the program's value of one point. Points past their expiry date that the "
-            "hourly expiry job has not taken yet count as expiring within 30 days. Debts are points members "
-            "owe (refunds of spent points, negative adjustments); they are not deducted from the value.",
+            note="Value = points x the program's value of one point (its Finance settings). Points past their "
+            "expiry date that the hourly expiry job has not taken yet count as expiring within 30 days. Pending "
+            "points (inside the return window) are part of the buckets. Debts are points members owe (refunds "
+            "of spent points, negative adjustments); they are not deducted from the value.",
         )
-        for item in cur.programs:
-            row: list[Any] = [item.program.name, item.value_per_point]
-            for key, _ in liability.AGING_BUCKETS:
-                row += [getattr(item.aging, key), item.bucket_value(key)]
-            row += [item.aging.held, item.value, item.aging.pending, item.aging.debt]
-            aging.rows.append(row)
-        total: list[Any] = [f"All {cur.currency} programs", None]
-        for key, _ in liability.AGING_BUCKETS:
-            total += [getattr(cur.aging, key), cur.bucket_value(key)]
-        total += [cur.aging.held, cur.value, cur.aging.pending, cur.aging.debt]
-        if len(cur.programs) > 1:
-            aging.rows.append(total)
-            aging.total_rows = 1
+        for item in [*cur.programs, None] if len(cur.programs) > 1 else cur.programs:
+            name = (
+                f"{item.program.name} (1 point = {fmt(item.value_per_point, PRICE, cur.currency)})"
+                if item
+                else (f"All {cur.currency} programs")
+            )
+            age = item.aging if item else cur.aging
+            value = item.bucket_value if item else cur.bucket_value
+            held = age.held
+            for key, label in liability.AGING_BUCKETS:
+                points = getattr(age, key)
+                aging.rows.append([name, label, points, value(key), Decimal(points) / held if held else None])
+            aging.strong.add(len(aging.rows))
+            aging.rows.append(
+                [name, "Held in total", held, item.value if item else cur.value, Decimal(1) if held else None]
+            )
+            aging.rows.append([name, "of which pending (not yet available)", age.pending, None, None])
+            aging.rows.append([name, "Owed by members (debts)", age.debt, None, None])
 
         roll = Table(
             title="Monthly roll-forward (points)",
             columns=[
                 Column("Program", TEXT),
-                Column("From", DATE),
-                Column("To", DATE),
+                Column("Month", TEXT),
                 Column("Opening"),
                 Column("+ Earned"),
                 Column("- Redeemed"),
@@ -150,8 +159,7 @@ def liability_sections(report: liability.LiabilityReport) -> list[Section]:
                 roll.rows.append(
                     [
                         name,
-                        r.start,
-                        r.end,
+                        month_label(r.start, r.end),
                         r.opening,
                         r.earned,
                         r.redeemed,
@@ -196,7 +204,7 @@ def breakage_sections(report: list[liability.CurrencyBreakage]) -> list[Section]
             ],
             note="Breakage = expired / (expired + redeemed): the share of the month's points that lapsed "
             "rather than being spent. 'Used otherwise': refunds, transfers, negative adjustments and debts paid. "
-            "A month is settled once all its points are past their expiry date.",
+            "A month is settled once all its points are past their expiry date and none is left.",
         )
         for item in [*cur.programs, None] if len(cur.programs) > 1 else cur.programs:
             name = item.program.name if item else f"All {cur.currency} programs"
@@ -251,9 +259,9 @@ def deferred_sections(report: list[liability.CurrencyDeferred], start: dt.date, 
             title="Inputs",
             columns=[
                 Column("Program", TEXT),
-                Column("Price of a point", MONEY),
+                Column("Price of a point", PRICE),
                 Column("Expected redemption rate", RATE),
-                Column("Stand-alone selling price of a point", MONEY),
+                Column("Stand-alone selling price of a point", PRICE),
                 Column("Source of the rate", TEXT),
             ],
         )
@@ -389,15 +397,18 @@ def render_pdf(title: str, period: str, generated: str, sections: Iterable[Secti
         for table in section.tables:
             story.append(Paragraph(escape(table.title), styles["Heading4"]))
             header = [Paragraph(f"<b>{escape(c.label)}</b>", cell) for c in table.columns]
-            body = [[Paragraph(escape(v), cell) for v in row] for row in table.display_rows(section.currency)]
+            body = [
+                [Paragraph(f"<b>{escape(v)}</b>" if i in table.bold else escape(v), cell) for v in row]
+                for i, row in enumerate(table.display_rows(section.currency))
+            ]
             pdf_table = PdfTable([header, *body], repeatRows=1, hAlign="LEFT")
             style = [
                 ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.Color(0.9, 0.92, 0.95)),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
             ]
-            if table.total_rows:
-                style.append(("BACKGROUND", (0, table.first_total + 1), (-1, -1), colors.Color(0.95, 0.95, 0.95)))
+            for index in sorted(table.bold):
+                style.append(("BACKGROUND", (0, index + 1), (-1, index + 1), colors.Color(0.93, 0.93, 0.93)))
             pdf_table.setStyle(TableStyle(style))
             story.append(pdf_table)
             if table.note:

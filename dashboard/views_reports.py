@@ -125,10 +125,11 @@ def _sections(name: str, programs: list[Program], start: dt.date, end: dt.date) 
     return report_tables.deferred_sections(liability.deferred_revenue_report(programs, start, end, now=now), start, end)
 
 
-def _cells(table: report_tables.Table, currency: str) -> list[list[tuple[str, str]]]:
-    """The formatted cells of `table` with their CSS class (numbers are right-aligned)."""
+def _cells(table: report_tables.Table, currency: str) -> list[tuple[bool, list[tuple[str, str]]]]:
+    """Per row: bold or not, and the formatted cells with their CSS class (numbers right-aligned)."""
     classes = ["" if c.kind in (report_tables.TEXT, report_tables.DATE) else "num" for c in table.columns]
-    return [list(zip(row, classes, strict=True)) for row in table.display_rows(currency)]
+    bold = table.bold
+    return [(i in bold, list(zip(row, classes, strict=True))) for i, row in enumerate(table.display_rows(currency))]
 
 
 def _report_view(name: str) -> Callable[..., HttpResponse]:

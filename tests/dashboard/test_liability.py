@@ -221,16 +221,12 @@ def test_the_csv_export_carries_the_figures(client, history, accountant):
     assert response["Content-Type"].startswith("text/csv")
     assert 'filename="liability-20260101-20260331.csv"' in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    header = next(r for r in rows if r[:2] == ["currency", "table"] and "Held (total)" in r)
-    aging = next(r for r in rows if len(r) > 2 and r[1].startswith("Outstanding points"))
-    record = dict(zip(header, aging, strict=True))
-    assert record["Program"] == "'=Coffee Club"  # never a formula in a spreadsheet
-    assert (record["Held (total)"], record["Value of points held"], record["Value of a point"]) == (
-        "1234",
-        "12.34",
-        "0.010000",
-    )
-    march = next(r for r in rows if len(r) > 3 and r[1].startswith("Monthly") and r[3] == "2026-03-01")
+    header = next(r for r in rows if r[:2] == ["currency", "table"] and "Expiry" in r)
+    held = next(r for r in rows if len(r) > 3 and r[1].startswith("Outstanding points") and r[3] == "Held in total")
+    record = dict(zip(header, held, strict=True))
+    assert record["Program"].startswith("'=Coffee Club")  # never a formula in a spreadsheet
+    assert (record["Points"], record["Value"], record["Share of points held"]) == ("1234", "12.34", "1")
+    march = next(r for r in rows if len(r) > 3 and r[1].startswith("Monthly") and r[3] == "2026-03")
     assert march[-3:] == ["1234", "1234", "0"]  # closing, ledger, difference
 
 
