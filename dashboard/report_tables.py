@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 
 from django.utils.formats import number_format
 from reportlab.lib import colors
+from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
@@ -386,6 +387,7 @@ def render_pdf(title: str, period: str, generated: str, sections: Iterable[Secti
     styles = getSampleStyleSheet()
     small = styles["BodyText"].clone("small", fontSize=7, leading=8.5)
     cell = styles["BodyText"].clone("cell", fontSize=6.5, leading=7.5)
+    number = cell.clone("number", alignment=TA_RIGHT)
     warn = styles["BodyText"].clone("warn", textColor=colors.red, fontName="Helvetica-Bold")
     story: list[Any] = [Paragraph(escape(title), styles["Title"]), Paragraph(escape(f"{period}. {generated}"), small)]
     for section in sections:
@@ -397,8 +399,12 @@ def render_pdf(title: str, period: str, generated: str, sections: Iterable[Secti
         for table in section.tables:
             story.append(Paragraph(escape(table.title), styles["Heading4"]))
             header = [Paragraph(f"<b>{escape(c.label)}</b>", cell) for c in table.columns]
+            styles_by_col = [cell if c.kind in (TEXT, DATE) else number for c in table.columns]
             body = [
-                [Paragraph(f"<b>{escape(v)}</b>" if i in table.bold else escape(v), cell) for v in row]
+                [
+                    Paragraph(f"<b>{escape(v)}</b>" if i in table.bold else escape(v), style)
+                    for v, style in zip(row, styles_by_col, strict=True)
+                ]
                 for i, row in enumerate(table.display_rows(section.currency))
             ]
             pdf_table = PdfTable([header, *body], repeatRows=1, hAlign="LEFT")

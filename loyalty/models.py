@@ -458,6 +458,9 @@ class LedgerEntry(models.Model):
         indexes = [
             # The member's history (API ledger, admin), newest first.
             models.Index(fields=["member", "-id"], name="entry_member_recent"),
+            # The liability roll-forward (dashboard.liability): a program's entries written before a
+            # moment, summed by month and kind from the index alone (docs/performance.md).
+            models.Index(fields=["program", "created_at"], include=["kind", "points"], name="entry_program_created"),
             # Open lots of a member: debits consume them; partial, so it stays small.
             models.Index(fields=["member", "expires_at"], name="entry_open_lots", condition=Q(remaining__gt=0)),
             # expire_points: due lots across all members.
