@@ -254,3 +254,14 @@ def test_the_report_defaults_to_the_last_twelve_months(client, history, accounta
     assert response.status_code == 200
     assert views_reports.default_period(dt.date(2026, 3, 15)) == (dt.date(2025, 4, 1), dt.date(2026, 3, 15))
     assert views_reports.default_period(dt.date(2026, 12, 5)) == (dt.date(2026, 1, 1), dt.date(2026, 12, 5))
+
+
+def test_the_page_and_the_csv_shout_a_difference(client, history, accountant, monkeypatch):
+    monkeypatch.setattr(liability, "MOVEMENTS", tuple(m for m in liability.MOVEMENTS if m[1] != "earn"))
+    client.force_login(accountant)
+
+    page = client.get(_url("dashboard:report_liability", start="2026-01-01", end="2026-03-31")).content.decode()
+    assert 'class="reconciliation" role="alert">Reconciliation difference:' in page
+    assert "Reconciled to the ledger" not in page
+    exported = client.get(_url("dashboard:report_liability_csv", start="2026-01-01", end="2026-03-31"))
+    assert "RECONCILIATION DIFFERENCE" in exported.content.decode()
