@@ -32,3 +32,18 @@ urlpatterns += [
     path("adjustments/<int:request_id>/approve/", views_member.adjustment_approve, name="adjustment_approve"),
     path("adjustments/<int:request_id>/reject/", views_member.adjustment_reject, name="adjustment_reject"),
 ]
+
+# The finance reports (dashboard/views_reports.py, docs/liability.md).
+from dashboard import views_reports  # noqa: E402
+
+urlpatterns += [
+    path("reports/liability/", views_reports.report_liability, name="report_liability"),
+    path("reports/liability.csv", views_reports.report_liability, {"export": "csv"}, name="report_liability_csv"),
+    path("reports/liability.pdf", views_reports.report_liability, {"export": "pdf"}, name="report_liability_pdf"),
+    path("reports/breakage/", views_reports.report_breakage, name="report_breakage"),
+    path("reports/breakage.csv", views_reports.report_breakage, {"export": "csv"}, name="report_breakage_csv"),
+    path("reports/breakage.pdf", views_reports.report_breakage, {"export": "pdf"}, name="report_breakage_pdf"),
+    path("reports/deferred-revenue/", views_reports.report_deferred, name="report_deferred"),
+    path("reports/deferred-revenue.csv", views_reports.report_deferred, {"export": "csv"}, name="report_deferred_csv"),
+    path("reports/deferred-revenue.pdf", views_reports.report_deferred, {"export": "pdf"}, name="report_deferred_pdf"),
+]

@@ -200,16 +200,57 @@ class Program(models.Model):
         db_default=500,
         help_text="The most a Support user may adjust in one go; more waits for another staff member's approval.",
     )
+    # Finance: what the outstanding points are worth and the IFRS 15 inputs (docs/liability.md).
+    point_value = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal("0"),
+        db_default=Decimal("0"),  # raw SQL inserts (bulk loads, benches) get it too
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="What one point is worth in the program's currency (what a member gets for it), "
+        "e.g. 0.01. The liability report values outstanding points at this.",
+    )
+    point_standalone_price = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="IFRS 15: stand-alone selling price of one point before the expected-redemption "
+        "adjustment, if it differs from the point value. Empty: the point value.",
+    )
+    expected_redemption_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="IFRS 15: share of points expected to be redeemed, from 0 to 1 (e.g. 0.97). "
+        "Empty: 1 minus the breakage observed on settled earn months (1 until a month is settled).",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
-        # The dashboard and the reports (issue 13) read every figure of a program: their own
-        # permission, held by the Owner and Manager roles (docs/back-office.md).
-        permissions = [("view_reports", "Can see the dashboard and the reports")]
+        permissions = [
+            # The dashboard and the reports (issue 13) read every figure of a program: their own
+            # permissions, held by the Owner and Manager roles (docs/back-office.md).
+            ("view_reports", "Can see the dashboard and the reports"),
+            ("view_financial_reports", "Can view the liability, breakage and deferred-revenue reports"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(earn_rate__gte=0), name="program_earn_rate_non_negative"),
+            models.CheckConstraint(condition=Q(point_value__gte=0), name="program_point_value_non_negative"),
+            models.CheckConstraint(
+                condition=Q(point_standalone_price__isnull=True) | Q(point_standalone_price__gte=0),
+                name="program_point_ssp_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(expected_redemption_rate__isnull=True)
+                | (Q(expected_redemption_rate__gte=0) & Q(expected_redemption_rate__lte=1)),
+                name="program_redemption_rate_0_1",
+            ),
             models.CheckConstraint(
                 condition=Q(expiry_days__isnull=True) | Q(expiry_days__gt=0), name="program_expiry_days_positive"
             ),
@@ -495,6 +536,9 @@ class LedgerEntry(models.Model):
         indexes = [
             # The member's history (API ledger, admin), newest first.
             models.Index(fields=["member", "-id"], name="entry_member_recent"),
+            # The liability roll-forward (dashboard.liability): a program's entries written before a
+            # moment, summed by month and kind from the index alone (docs/performance.md).
+            models.Index(fields=["program", "created_at"], include=["kind", "points"], name="entry_program_created"),
             # Open lots of a member: debits consume them; partial, so it stays small.
             models.Index(fields=["member", "expires_at"], name="entry_open_lots", condition=Q(remaining__gt=0)),
             # expire_points: due lots across all members.

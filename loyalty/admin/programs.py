@@ -42,6 +42,14 @@ class ProgramAdmin(ProgramScopedAdmin):
         ("Points", {"fields": ("points_name", "currency", "earn_rate", "min_redemption")}),
         ("Enrolment", {"fields": ("enrol_on_first_purchase",)}),
         (
+            "Finance",
+            {
+                "fields": ("point_value", "point_standalone_price", "expected_redemption_rate"),
+                "description": "In the program's currency. The liability, breakage and deferred-revenue "
+                "reports (Dashboard, Reports) read them; docs/liability.md explains how.",
+            },
+        ),
+        (
             "Pending and expiry",
             {
                 "fields": ("pending_days", "expiry_days"),

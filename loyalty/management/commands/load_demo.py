@@ -481,6 +481,9 @@ class Command(BaseCommand):
             points_name="beans",
             currency="EUR",
             timezone="Europe/Paris",
+            # Finance (docs/liability.md): 100 beans buy 1.00 EUR off; 85% expected to be redeemed.
+            point_value=Decimal("0.01"),
+            expected_redemption_rate=Decimal("0.85"),
         )
         bar = self.brand(
             options,
