@@ -198,7 +198,18 @@ def to_document(model_field: models.Field, value: Any) -> Any:
     if isinstance(model_field, models.DateTimeField):
         return datetime_out(value)
     if isinstance(model_field, ArrayField):
-        return sorted(value)  # every list field is a set (kinds, events, categories, days)
+        return sorted(_plain_value(v) for v in value)  # every list field is a set (kinds, events, days)
+    return _plain_value(value)
+
+
+def _plain_value(value: Any) -> Any:
+    """Choices' enum members (a fresh object's defaults) as the plain str or int they are."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
     return value
 
 
