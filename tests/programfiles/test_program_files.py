@@ -115,9 +115,11 @@ def test_export_uses_natural_keys_sorted_without_ids_timestamps_or_secrets():
     assert rule["conditions"]["tiers"] == ["Gold", "Silver"]
     assert rule["conditions"]["days_of_week"] == [5, 6]
     assert rule["campaign"] == {"starts_at": "2026-12-01T00:00:00Z", "ends_at": "2027-01-01T00:00:00Z"}
-    assert rule["multiplier"] == 2 and rule["caps"]["per_day"] == 500
+    assert rule["multiplier"] == 2
+    assert rule["caps"]["per_day"] == 500
     assert [r["code"] for r in document["rewards"]] == ["5-off", "free-shipping"]
-    assert document["rewards"][0]["min_tier"] == "Silver" and "issued_count" not in document["rewards"][0]
+    assert document["rewards"][0]["min_tier"] == "Silver"
+    assert "issued_count" not in document["rewards"][0]
     assert document["automations"][0]["actions"]["reward"] == "5-off"
     assert [t["name"] for t in document["tiers"]] == ["Gold", "Silver"]
     secret = WebhookEndpoint.objects.get(program=program).secret
@@ -139,7 +141,8 @@ def test_round_trip_into_an_empty_database_is_byte_identical(fmt):
     with transaction.atomic():
         text = dumps(export_document(build_program()), fmt)
         transaction.set_rollback(True)
-    assert not Tier.objects.exists() and not EarningRule.objects.exists()
+    assert not Tier.objects.exists()
+    assert not EarningRule.objects.exists()
 
     result = load(loads(text))
 
@@ -166,7 +169,7 @@ def test_the_demo_program_round_trips_and_validates_against_the_published_schema
 
 
 @pytest.mark.django_db
-def test_load_twice_is_load_once():
+def test_load_twice_is_load_once(tmp_path):
     program = build_program()
     document = export_document(program)
     rule_item(document, "double-weekend")["multiplier"] = 3
@@ -179,14 +182,12 @@ def test_load_twice_is_load_once():
         "tiers.Gold.threshold: 500 -> 600",
         "earning_rules.double-weekend.multiplier: 2 -> 3",
     ]
-    assert second.changes == [] and second.report() == []
+    assert second.changes == []
+    assert second.report() == []
     out = io.StringIO()
-    path = Path(program.slug + ".yaml")
-    try:
-        path.write_text(dumps(document))
-        call_command("load_program", str(path), stdout=out)
-    finally:
-        path.unlink()
+    path = tmp_path / "shop.yaml"
+    path.write_text(dumps(document))
+    call_command("load_program", str(path), stdout=out)
     assert "No changes" in out.getvalue()
 
 
