@@ -252,6 +252,48 @@ def _form_data(form_class: type[forms.BaseForm], instance: models.Model, m2m: di
     return data
 
 
+class _Given(forms.Field):
+    """A form field whose value the loader has already resolved (the program, tiers by name)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(required=False)
+        self.value = value
+
+    def clean(self, value: Any) -> Any:
+        return self.value
+
+
+def _given_references(form: forms.ModelForm, instance: models.Model, m2m: dict[str, list[Any]]) -> None:
+    """Speed for hundreds of objects: the form's program and tier fields take the objects the
+    loader resolved (no query each), and its uniqueness checks are left to the document's own
+    (natural keys, built-ins and ready-made automations unique in their list)."""
+    for name in form.fields:
+        if name == "program":
+            form.fields[name] = _Given(instance.program)
+        elif name in m2m:
+            form.fields[name] = _Given(m2m[name])
+        elif name == "set_tier":
+            form.fields[name] = _Given(instance.set_tier)
+    form.validate_unique = lambda: None
+    # The form's model check without the constraint queries (a savepoint and a SELECT each) and
+    # without the look-ups of the objects given above.
+    given = {"program", "set_tier", *m2m}
+    model_clean = type(instance).full_clean
+
+    def full_clean(exclude: Any = None, validate_unique: bool = True, validate_constraints: bool = True) -> None:
+        model_clean(instance, exclude={*(exclude or ()), *given}, validate_unique=False, validate_constraints=False)
+
+    instance.full_clean = full_clean
+
+
+def _stored(instance: models.Model, name: str) -> Any:
+    """A field's value as stored: a foreign key's id (no query for the related object)."""
+    model_field = instance._meta.get_field(name)
+    if model_field.many_to_one:
+        return getattr(instance, model_field.attname)
+    return getattr(instance, name)
+
+
 def _same(value: Any) -> Any:
     """A value as compared for "did it change": lists are sets (their order is not meaningful)."""
     return sorted(value) if isinstance(value, list) else value
@@ -367,6 +409,7 @@ class _Loader:
         *,
         form_class: type[forms.BaseForm] | None = None,
         form_kwargs: dict[str, Any] | None = None,
+        list_item: bool = False,
     ) -> bool:
         """Set, check and (when it changed) save one object. True: it was written."""
         values: dict[str, Any] = {}
@@ -375,18 +418,24 @@ class _Loader:
             more, more_m2m = self.values(section, index, item)
             values.update(more)
             m2m.update(more_m2m)
-        before = {name: getattr(instance, name) for name in values}
+        before = {name: _stored(instance, name) for name in values}
         before_m2m = {name: sorted(o.pk for o in getattr(instance, name).all()) if instance.pk else [] for name in m2m}
         for name, value in values.items():
             setattr(instance, name, value)
         problems_before = len(self.problems)
+        # The program is ours; tiers are checked as references (by name, in the document).
+        checked: set[str] = {"program", *m2m, *(f.attr for sec in sections for f in sec.fields if f.ref == TIER)}
         if form_class is not None:
             if issubclass(form_class, forms.ModelForm):
                 form = form_class(data=_form_data(form_class, instance, m2m), instance=instance, **(form_kwargs or {}))
+                if list_item:
+                    _given_references(form, instance, m2m)
             else:
                 form = form_class(
                     data={name: values.get(name, "") for name in form_class.base_fields}, **(form_kwargs or {})
                 )
+            if isinstance(form, forms.ModelForm):
+                checked.update(form.base_fields)  # the form ran the model's checks of its fields
             if not form.is_valid():
                 errors = form.errors.get_json_data()
                 self.add_errors(
@@ -396,14 +445,18 @@ class _Loader:
                 )
                 for error in errors.get("__all__", []):
                     self.add(sections[0], index, "", error["message"])
+        instance.__dict__.pop("full_clean", None)  # the form's faster check (`_given_references`) is done
         try:
-            instance.full_clean(exclude=list(m2m), validate_unique=False, validate_constraints=False)
+            instance.full_clean(exclude=sorted(checked), validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
             self.add_errors(sections, index, exc.message_dict)
+        issued = getattr(instance, "issued_count", 0)
+        if getattr(instance, "stock", None) is not None and instance.stock < issued:
+            self.add(sections[0], index, "stock", f"must be at least the {issued} coupons issued and not cancelled")
         if len(self.problems) > problems_before:
             return False
         changed = instance.pk is None or any(
-            _same(getattr(instance, name)) != _same(old) for name, old in before.items()
+            _same(_stored(instance, name)) != _same(old) for name, old in before.items()
         )
         if changed:
             instance.save()
@@ -459,8 +512,10 @@ class _Loader:
             obj = by_key.pop(key, None) or (match(item, by_key) if match else None)
             if obj is None:
                 obj = section.model(program=program)
+            else:
+                obj.program = program  # the same object: no query when a check reads it
             kwargs = form_kwargs(item) if callable(form_kwargs) else None
-            self.apply([section], index, obj, [item], form_class=form_class, form_kwargs=kwargs)
+            self.apply([section], index, obj, [item], form_class=form_class, form_kwargs=kwargs, list_item=True)
             kept[key] = obj
         return kept, list(by_key.values())
 

@@ -330,3 +330,17 @@ def test_export_command_writes_a_file(tmp_path):
     target = tmp_path / "shop.json"
     call_command("export_program", "shop", "--format", "json", "--output", str(target), stderr=io.StringIO())
     assert json.loads(target.read_text())["program"]["slug"] == "shop"
+
+
+@pytest.mark.django_db
+def test_a_stock_below_the_coupons_issued_is_refused_and_the_counter_is_kept():
+    program = build_program()
+    Reward.objects.filter(program=program, code="5-off").update(issued_count=40)
+    document = export_document(program)
+    document["rewards"][0]["stock"] = 30
+
+    assert problems_of(document) == ["rewards[0].stock: must be at least the 40 coupons issued and not cancelled"]
+
+    document["rewards"][0]["stock"] = 60
+    load(document)
+    assert Reward.objects.values_list("stock", "issued_count").get(program=program, code="5-off") == (60, 40)
