@@ -32,6 +32,7 @@ urlpatterns = [
     path("health", health, name="health"),
     # The dashboard and reports sit inside the admin's URL space, before the admin's own patterns.
     path("admin/dashboard/", include("dashboard.urls")),
+    path("admin/program-files/", include("programfiles.urls")),
     path("admin/", admin.site.urls),
     path("cards/", include("cards.urls")),
     path("e/", include("notifications.urls")),

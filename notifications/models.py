@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -20,6 +22,7 @@ from django.db import models
 from django.db.models import Q
 
 from loyalty.models import LANGUAGES, Program
+from loyalty.natural_keys import code_fill
 
 from . import email_kinds
 
@@ -57,6 +60,13 @@ class WebhookEndpoint(models.Model):
     program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500, help_text="https only; must not resolve to a private address.")
     description = models.CharField(max_length=200, blank=True)
+    code = models.SlugField(
+        max_length=80,
+        blank=True,
+        default="",
+        help_text="Names the endpoint in program files (docs/program-files.md); empty: made from the "
+        "description or the URL's host.",
+    )
     events = ArrayField(
         models.CharField(max_length=40, choices=EventType.choices),
         default=list,
@@ -73,9 +83,18 @@ class WebhookEndpoint(models.Model):
             # Every receiver asks for a program's active endpoints after each event.
             models.Index(fields=["program"], name="webhook_endpoint_active", condition=Q(is_active=True)),
         ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program", "code"], condition=~Q(code=""), name="webhook_endpoint_unique_code"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.description or self.url
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        code_fill(self, self.description or urlsplit(self.url or "").hostname or "", fallback="endpoint")
+        super().save(*args, **kwargs)
 
     def wants(self, event_type: str) -> bool:
         return self.is_active and event_type in self.events

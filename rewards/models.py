@@ -9,6 +9,7 @@ back with their original expiry dates), and that expires after the reward's vali
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -16,6 +17,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from loyalty.models import LedgerEntry, Member, Program
+from loyalty.natural_keys import code_fill
 
 
 class Reward(models.Model):
@@ -31,6 +33,12 @@ class Reward(models.Model):
 
     program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="rewards")
     name = models.CharField(max_length=120)
+    code = models.SlugField(
+        max_length=80,
+        blank=True,
+        default="",
+        help_text="Names the reward in program files (docs/program-files.md); empty: made from the name.",
+    )
     description = models.TextField(blank=True)
     image = models.ImageField(upload_to="rewards/", blank=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -86,11 +94,16 @@ class Reward(models.Model):
                 condition=Q(starts_at__isnull=True) | Q(ends_at__isnull=True) | Q(ends_at__gt=F("starts_at")),
                 name="reward_window_ordered",
             ),
+            models.UniqueConstraint(fields=["program", "code"], condition=~Q(code=""), name="reward_unique_code"),
         ]
         indexes = [models.Index(fields=["program", "position"], name="reward_catalog", condition=Q(is_active=True))]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        code_fill(self, self.name, fallback="reward")
+        super().save(*args, **kwargs)
 
     @property
     def is_points_for_amount(self) -> bool:

@@ -8,6 +8,7 @@ that the caps per member per day, week, month and lifetime and per order are sum
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
@@ -16,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 
 from loyalty.models import Activity, Member, Program
+from loyalty.natural_keys import code_fill
 
 TRIGGER_SUGGESTIONS = (
     "purchase",
@@ -73,6 +75,12 @@ class EarningRule(models.Model):
 
     program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="earning_rules")
     name = models.CharField(max_length=120, help_text="Shown to the member as the reason of the points.")
+    code = models.SlugField(
+        max_length=80,
+        blank=True,
+        default="",
+        help_text="Names the rule in program files (docs/program-files.md); empty: made from the name.",
+    )
     customer_text = models.CharField(
         max_length=200,
         blank=True,
@@ -162,6 +170,7 @@ class EarningRule(models.Model):
             models.UniqueConstraint(
                 fields=["program", "builtin"], condition=~Q(builtin=""), name="rule_one_builtin_per_program"
             ),
+            models.UniqueConstraint(fields=["program", "code"], condition=~Q(code=""), name="rule_unique_code"),
         ]
         indexes = [
             # activity_report: the active rules of a program for one trigger.
@@ -170,6 +179,10 @@ class EarningRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        code_fill(self, self.builtin or self.name, fallback="rule")
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -296,6 +309,12 @@ class Automation(models.Model):
 
     program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="automations")
     name = models.CharField(max_length=120, help_text="Also the reason of the points it awards.")
+    code = models.SlugField(
+        max_length=80,
+        blank=True,
+        default="",
+        help_text="Names the automation in program files (docs/program-files.md); empty: made from the name.",
+    )
     is_active = models.BooleanField(default=False)
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.DAILY)
     activity_type = models.CharField(
@@ -349,6 +368,7 @@ class Automation(models.Model):
             models.UniqueConstraint(
                 fields=["program", "ready_made"], condition=~Q(ready_made=""), name="automation_one_ready_made"
             ),
+            models.UniqueConstraint(fields=["program", "code"], condition=~Q(code=""), name="automation_unique_code"),
         ]
         indexes = [
             models.Index(fields=["program", "trigger"], name="automation_active", condition=Q(is_active=True)),
@@ -356,6 +376,10 @@ class Automation(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        code_fill(self, self.ready_made or self.name, fallback="automation")
+        super().save(*args, **kwargs)
 
 
 class AutomationRun(models.Model):

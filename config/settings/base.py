@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "workflows",
     "notifications",
     "dashboard",
+    "programfiles",
     "portal",
 ]
 
