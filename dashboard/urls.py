@@ -9,3 +9,6 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.home, name="home"),
 ]
+urlpatterns += [
+    path("chart/<slug:key>.<str:fmt>", views.chart, name="chart"),
+]
