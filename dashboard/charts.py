@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,6 +29,7 @@ from workflows.models import EarningRule
 
 from .models import DailyBreakdown, DailyStat
 
+SCRIPT = re.compile(rb"<script\b.*?</script>", re.DOTALL)
 BUCKETS = {"day": _("Day"), "week": _("Week"), "month": _("Month")}
 Dim = DailyBreakdown.Dimension
 
@@ -112,7 +114,9 @@ class Chart:
                 chart.x_labels_major_count = 12
             for i in self.drawn_columns():
                 chart.add(self.columns[i], [_number(r[i]) for r in rows])
-        return chart.render(is_unicode=False)
+        # pygal writes its config for its (here absent) tooltip script as an inline <script>
+        # even with js=[]: drop it, the image needs no script.
+        return SCRIPT.sub(b"", chart.render(is_unicode=False))
 
 
 CHART_STYLE = Style(
