@@ -79,7 +79,7 @@ class Chart:
             writer.writerow([_csv_value(v) for v in row])
         return out.getvalue()
 
-    def svg(self, *, width: int = 640, height: int = 320) -> bytes:
+    def svg(self, *, width: int = 640, height: int = 340) -> bytes:
         config: dict[str, Any] = {
             "js": [],  # no script: nothing a CSP would block, nothing from a CDN
             "style": CHART_STYLE,
@@ -93,6 +93,7 @@ class Chart:
             "show_minor_x_labels": len(self.rows) <= 16,
             "truncate_label": 18,
             "margin": 8,
+            "margin_bottom": 28,
             "no_data_text": str(_("No data for this period")),
             "print_values": False,
         }
