@@ -355,7 +355,7 @@ def build_dashboard(program: Program, start: dt.date, end: dt.date, bucket: str)
     )
     # Tiers
     tiers = list(Tier.objects.filter(program=program).order_by("position").values_list("pk", "name"))
-    if stats:
+    if stats and tiers:  # a program without tiers: the empty state, not a pie of "No tier"
         in_tiers = sum(tiers_at_end.values())
         tier_rows = [[str(_("No tier")), stats[-1].members - in_tiers]] if stats[-1].members - in_tiers else []
         tier_rows += [[name, tiers_at_end.get(str(pk), 0)] for pk, name in tiers]
