@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -115,7 +115,14 @@ def members_at_risk(program: Program, *, idle_days: int, min_balance: int, now: 
     members = (
         Member.objects.filter(program=program, available__gt=0, available__gte=min_balance)
         .filter(~Exists(recent))
-        .annotate(last_activity=Max("activities__occurred_at", filter=~Q(activities__type__in=PASSIVE_ACTIVITY_TYPES)))
+        .annotate(
+            last_activity=Subquery(
+                Activity.objects.filter(member=OuterRef("pk"))
+                .exclude(type__in=PASSIVE_ACTIVITY_TYPES)
+                .order_by("-occurred_at")
+                .values("occurred_at")[:1]
+            )
+        )
         .order_by("-available")[:AT_RISK_ROWS]
     )
     rows = []
