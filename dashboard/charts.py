@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import pygal
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils.translation import gettext_lazy as _
 from pygal.style import Style
 
@@ -185,13 +185,30 @@ def _pct(part: float, whole: float) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
 
 
-def build_dashboard(program: Program, start: dt.date, end: dt.date, bucket: str) -> Dashboard:
-    """Everything the dashboard shows for `program` over the local days start .. end."""
+# The breakdown each chart reads (the others read `DailyStat` only).
+CHART_DIMENSION = {
+    "enrolment": Dim.CHANNEL,
+    "rewards": Dim.REWARD,
+    "tiers": Dim.TIER,
+    "tier_moves": Dim.TIER_MOVE,
+    "rules": Dim.RULE,
+}
+
+
+def build_dashboard(
+    program: Program, start: dt.date, end: dt.date, bucket: str, *, only: str | None = None
+) -> Dashboard:
+    """Everything the dashboard shows for `program` over the local days start .. end. With
+    `only` (a chart's key), only that chart's breakdown is read: the other charts that need
+    one come out empty (the chart URLs serve one chart)."""
     stats = list(DailyStat.objects.filter(program=program, day__gte=start, day__lte=end).order_by("day"))
+    # Members per tier is a stock: only the period's last day is read.
+    last_in_range = stats[-1].day if stats else end
     parts = list(
-        DailyBreakdown.objects.filter(program=program, day__gte=start, day__lte=end).values_list(
-            "day", "dimension", "key", "count", "points"
-        )
+        DailyBreakdown.objects.filter(program=program, day__gte=start, day__lte=end)
+        .filter(~Q(dimension=Dim.TIER) | Q(day=last_in_range))
+        .filter(Q() if only is None else Q(dimension=CHART_DIMENSION.get(only, "")))
+        .values_list("day", "dimension", "key", "count", "points")
     )
     last_day = DailyStat.objects.filter(program=program).order_by("-day").values_list("day", flat=True).first()
     buckets: dict[dt.date, list[DailyStat]] = defaultdict(list)
@@ -425,7 +442,7 @@ def build_dashboard(program: Program, start: dt.date, end: dt.date, bucket: str)
         series=[str(_("Purchases per 100 members"))],
     )
 
-    kpis = _kpis(program, stats, currency)
+    kpis = _kpis(program, stats, currency) if only is None else []
     return Dashboard(program, start, end, bucket, kpis, charts, bool(stats), last_day)
 
 

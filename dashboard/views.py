@@ -184,7 +184,7 @@ def chart(request: HttpRequest, key: str, fmt: str) -> HttpResponse:
             "; ".join(f"{f}: {' '.join(e)}" for f, e in form.errors.items()), content_type="text/plain"
         )
     data = form.cleaned_data
-    board = charts.build_dashboard(data["program"], data["start"], data["end"], data["bucket"])
+    board = charts.build_dashboard(data["program"], data["start"], data["end"], data["bucket"], only=key)
     item = board.charts[key]
     if fmt == "csv":
         response = HttpResponse(item.csv(), content_type="text/csv; charset=utf-8")
