@@ -174,8 +174,11 @@ class LoyaltyAdminSite(admin.AdminSite):
         return [path("sections/", self.admin_view(self.sections_view), name="sections"), *super().get_urls()]
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        """The first page after login is the dashboard."""
-        return HttpResponseRedirect(reverse("dashboard:home"))
+        """The first page after login is the dashboard, for staff who may read it (the Owner and
+        Manager roles); the others (Support) start on the list of every section they may open."""
+        if request.user.has_perm("loyalty.view_reports"):
+            return HttpResponseRedirect(reverse("dashboard:home"))
+        return HttpResponseRedirect(reverse(f"{self.name}:sections"))
 
     def sections_view(self, request: HttpRequest) -> HttpResponse:
         """Every group of the navigation with its pages (the stock index page, grouped)."""

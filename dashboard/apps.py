@@ -1,3 +1,5 @@
+"""Staff analytics: daily roll-ups, the dashboard and the liability report (DESIGN.md)."""
+
 from django.apps import AppConfig
 
 
@@ -13,3 +15,4 @@ class DashboardConfig(AppConfig):
 
         # After the other apps' demo parts (INSTALLED_APPS order): the story uses their data.
         demo_loaded.connect(add_demo_member_story, dispatch_uid="dashboard.add_demo_member_story")
+        from . import receivers  # noqa: F401  (connects to loyalty's signals)

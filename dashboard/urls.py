@@ -1,6 +1,7 @@
 """The staff pages of the dashboard app, under /admin/dashboard/ (config/urls.py)."""
 
 from django.urls import path
+from django.views.generic import RedirectView
 
 from dashboard import views
 
@@ -8,6 +9,8 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # "Reports" in the navigation: the first report.
+    path("reports/", RedirectView.as_view(pattern_name="dashboard:report_liability"), name="reports"),
 ]
 
 # The member page and its actions (docs/back-office.md, "A member's page").
@@ -46,4 +49,8 @@ urlpatterns += [
     path("reports/deferred-revenue/", views_reports.report_deferred, name="report_deferred"),
     path("reports/deferred-revenue.csv", views_reports.report_deferred, {"export": "csv"}, name="report_deferred_csv"),
     path("reports/deferred-revenue.pdf", views_reports.report_deferred, {"export": "pdf"}, name="report_deferred_pdf"),
+]
+
+urlpatterns += [
+    path("chart/<slug:key>.<str:fmt>", views.chart, name="chart"),
 ]
