@@ -47,6 +47,7 @@ GROUPS: list[tuple[str, str, list[tuple[str, str, str | None]]]] = [
             ("cards", "memberimport", None),
             ("loyalty", "staffaction", None),
             ("loyalty", "adjustmentrequest", None),
+            ("loyalty", "membernote", None),
         ],
     ),
     ("Cards", "cards", [("cards", "card", None), ("cards", "cardbatch", None)]),

@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
 from ..models import AdjustmentRequest, MemberNote, StaffAction
-from ..staff_scope import programs_for
 from .base import LargeTableAdmin, ReadOnlyAdmin
+from .scope import ProgramScopedAdmin
 
 # The dashboard's pages (a higher app), reversed by name: loyalty imports none of it.
 MEMBER_PAGE_URL = "dashboard:member"
@@ -27,15 +26,8 @@ def member_page_link(member_id: int | None, label: str) -> str:
     return format_html('<a href="{}">{}</a>', reverse(MEMBER_PAGE_URL, args=[member_id]), label)
 
 
-class _ScopedByProgram(admin.ModelAdmin):
-    """Rows of the programs the user may see only (`programs_for`)."""
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).filter(program__in=programs_for(request.user))
-
-
 @admin.register(StaffAction)
-class StaffActionAdmin(_ScopedByProgram, ReadOnlyAdmin, LargeTableAdmin):
+class StaffActionAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "at", "actor", "action", "member_link", "program", "reason")
     list_filter = ("action", "program")
     list_select_related = ("actor", "program", "member")
@@ -49,7 +41,7 @@ class StaffActionAdmin(_ScopedByProgram, ReadOnlyAdmin, LargeTableAdmin):
 
 
 @admin.register(AdjustmentRequest)
-class AdjustmentRequestAdmin(_ScopedByProgram, ReadOnlyAdmin, LargeTableAdmin):
+class AdjustmentRequestAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     """Shows the pending requests first (the list opens filtered on them); each row links to the
     approvals page, where another staff user approves or rejects it."""
 
@@ -85,7 +77,7 @@ class AdjustmentRequestAdmin(_ScopedByProgram, ReadOnlyAdmin, LargeTableAdmin):
 
 
 @admin.register(MemberNote)
-class MemberNoteAdmin(_ScopedByProgram, ReadOnlyAdmin, LargeTableAdmin):
+class MemberNoteAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     list_display = ("id", "created_at", "author", "member_link", "text")
     list_select_related = ("author", "member")
     ordering = ("-id",)

@@ -28,7 +28,7 @@ from cards import importing
 from cards.models import Card, CardBatch, MemberImport
 from loyalty import services, staff_scope
 from loyalty.admin import ProgramScopedAdmin, program_path_of
-from loyalty.models import Member, Program, StaffProgram
+from loyalty.models import AdjustmentRequest, Member, MemberNote, Program, StaffAction, StaffProgram
 from notifications import emails
 from notifications.models import EmailSuppression, WebhookDelivery
 from rewards import services as rewards_services
@@ -72,6 +72,19 @@ def _top_up(program: Program, staff) -> None:
     automation = Automation.objects.filter(program=program).order_by("pk").first()
     AutomationRun.objects.get_or_create(
         automation=automation, member=member, period_key="once", defaults={"fired_at": timezone.now(), "points": 5}
+    )
+    services.staff_action_record(
+        actor=staff, action=StaffAction.Action.ADJUST, program=program, member=member, reason="Goodwill"
+    )
+    MemberNote.objects.create(program=program, member=member, author=staff, text="Called about a missing order", created_at=timezone.now())
+    AdjustmentRequest.objects.create(
+        program=program,
+        member=member,
+        points=50_000,
+        reason="Store closure",
+        key=f"scope-{program.pk}",
+        requested_by=staff,
+        requested_at=timezone.now(),
     )
 
 
@@ -127,7 +140,7 @@ def test_every_program_admin_shows_a_brand_only_its_own_rows(client, brands):
         if not own or not other:
             problems.append(f"{name}: the fixture made no rows in both programs (extend _top_up)")
             continue
-        response = client.get(url(model, "changelist"))
+        response = client.get(url(model, "changelist"), follow=True)  # approvals open on the pending
         if response.status_code != 200:
             problems.append(f"{name}: change list answered {response.status_code}")
             continue

@@ -89,17 +89,19 @@ def test_an_owner_sees_the_navigation_grouped_by_task_with_the_technical_group(c
 
 
 def test_the_owner_group_sees_the_technical_group_without_being_superuser(client):
-    owner = staff_in("Owner", "loyalty.view_idempotencyrecord", "loyalty.view_member")
+    owner = StaffFactory()
+    owner.groups.add(Group.objects.get(name="Owner"))  # the group migration 0018 creates
     client.force_login(owner)
     groups = nav_groups(client.get(reverse("admin:sections")))
 
-    assert groups["Technical"] == ["Idempotency records"]
+    assert "Idempotency records" in groups["Technical"]
+    assert {"Members", "Cards", "Rewards", "Settings", "Reports"} <= set(groups)
 
 
-def test_support_sees_its_pages_and_no_plumbing(client):
-    # Even a support user given view rights on the plumbing does not get the Technical group.
-    support = staff_in("Support", *SUPPORT_PERMS, "loyalty.view_idempotencyrecord")
-    client.force_login(support)
+def test_a_staff_user_sees_only_the_pages_of_their_permissions_and_no_plumbing(client):
+    # Even a user given view rights on the plumbing does not get the Technical group.
+    helpdesk = staff_in("Helpdesk", *SUPPORT_PERMS, "loyalty.view_idempotencyrecord")
+    client.force_login(helpdesk)
     response = client.get(reverse("admin:sections"))
     groups = nav_groups(response)
 
@@ -112,6 +114,19 @@ def test_support_sees_its_pages_and_no_plumbing(client):
     # The sidebar of every admin page is the same grouped list.
     sidebar = client.get(reverse("admin:loyalty_member_changelist"))
     assert nav_groups(sidebar) == groups
+
+
+def test_the_support_group_sees_members_cards_coupons_and_no_settings(client):
+    support = StaffFactory()
+    support.groups.add(Group.objects.get(name="Support"))
+    client.force_login(support)
+    groups = nav_groups(client.get(reverse("admin:sections")))
+
+    assert "Cards" in groups["Cards"]
+    assert "Coupons" in groups["Rewards"]
+    assert "Members" in groups["Members"]
+    assert "Technical" not in groups
+    assert "Settings" not in groups
 
 
 def test_an_apps_own_page_still_lists_its_models(client):
