@@ -76,7 +76,9 @@ def _top_up(program: Program, staff) -> None:
     services.staff_action_record(
         actor=staff, action=StaffAction.Action.ADJUST, program=program, member=member, reason="Goodwill"
     )
-    MemberNote.objects.create(program=program, member=member, author=staff, text="Called about a missing order", created_at=timezone.now())
+    MemberNote.objects.create(
+        program=program, member=member, author=staff, text="Called about a missing order", created_at=timezone.now()
+    )
     AdjustmentRequest.objects.create(
         program=program,
         member=member,
