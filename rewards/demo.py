@@ -63,21 +63,25 @@ def demo_rewards_load(*, program: Program, now: dt.datetime) -> str:
     ]
     rng = random.Random(7)
     members = list(Member.objects.filter(program=program, status="active", available__gte=150).order_by("id")[:40])
+    # Redeemed over the last four weeks, in time order, so the dashboard's reward charts (which
+    # read finished days) have a history; used or cancelled a few hours to days later.
+    moments = sorted(now - dt.timedelta(days=rng.uniform(1.5, 28)) for _ in members)
     issued = 0
-    for i, member in enumerate(members):
+    for i, (member, at) in enumerate(zip(members, moments, strict=True)):
         reward = rewards[i % 4] if i % 5 else rewards[4]
         points = 100 if reward.is_points_for_amount else None
         try:
-            coupon = services.reward_redeem(program=program, member=member, reward=reward, points=points, now=now)
+            coupon = services.reward_redeem(program=program, member=member, reward=reward, points=points, now=at)
         except LoyaltyError:
             continue
         issued += 1
         code = coupon.redemption.code
         roll = rng.random()
+        later = min(now, at + dt.timedelta(hours=rng.uniform(2, 30)))
         if roll < 0.5:
-            services.redemption_use(program=program, code=code, order_id=f"DEMO-{10_000 + i}", now=now)
+            services.redemption_use(program=program, code=code, order_id=f"DEMO-{10_000 + i}", now=later)
         elif roll < 0.65:
-            services.redemption_cancel(program=program, code=code, reason="Changed their mind", now=now)
+            services.redemption_cancel(program=program, code=code, reason="Changed their mind", now=later)
     for member in Member.objects.filter(program=program, tier_state__tier=gold, available__gte=1500)[:2]:
         try:
             services.reward_redeem(program=program, member=member, reward=rewards[5], now=now)

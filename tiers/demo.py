@@ -1,6 +1,7 @@
 """The tiers part of `manage.py load_demo` (run on `demo_loaded`): three tiers whose thresholds
 sit at the 50th and 85th percentile of the demo members' points, so that each tier has members,
-then the nightly evaluation as of now. Once per program: a program with tiers is left alone."""
+then the nightly evaluation at the last six month ends and as of now. Once per program: a
+program with tiers is left alone."""
 
 from __future__ import annotations
 
@@ -48,12 +49,21 @@ def demo_tiers_load(*, program: Program, now: dt.datetime) -> str:
         benefits="1.5x beans on purchases; free tasting every month.",
         retention_days=180,
     )
-    result = services.tiers_evaluate(now=now)
+    # The nightly evaluation as it would have run at the last six month ends, then now: the
+    # dashboard's tier moves have a history (the evaluation reads the ledger up to its `now`).
+    upgrades = 0
+    for months_back in range(6, 0, -1):
+        day = program.local_date(now).replace(day=1)
+        for _ in range(months_back - 1):
+            day = (day - dt.timedelta(days=1)).replace(day=1)
+        upgrades += services.tiers_evaluate(now=program.start_of_day(day), program=program).upgrades
+    result = services.tiers_evaluate(now=now, program=program)
+    upgrades += result.upgrades
     counts = {
         name: MemberTier.objects.filter(member__program=program, tier__name=name).count()
         for name in ("Bronze", "Silver", "Gold")
     }
     return (
         f"Tiers: Bronze (0), Silver ({silver}), Gold ({gold}) beans; members per tier "
-        f"{counts['Bronze']} / {counts['Silver']} / {counts['Gold']} ({result.upgrades} upgrades)."
+        f"{counts['Bronze']} / {counts['Silver']} / {counts['Gold']} ({upgrades} upgrades over six months)."
     )

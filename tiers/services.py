@@ -229,19 +229,21 @@ def _evaluate_chunk(
     return changes
 
 
-def tiers_evaluate(*, now: dt.datetime, chunk_size: int = 20_000) -> EvaluateResult:
-    """The nightly evaluation of every member of every program with tiers, as of `now`:
-    set-based SQL per chunk of members (one transaction each), idempotent (a second run with
-    the same `now` changes nothing)."""
+def tiers_evaluate(*, now: dt.datetime, chunk_size: int = 20_000, program: Program | None = None) -> EvaluateResult:
+    """The nightly evaluation of every member of every program with tiers (or of `program`'s),
+    as of `now`: set-based SQL per chunk of members (one transaction each), idempotent (a second
+    run with the same `now` changes nothing)."""
     if timezone.is_naive(now):
         raise errors.InvalidInput("now must be timezone-aware.", field="now")
     counts = {"upgrade": 0, "downgrade": 0, "manual_expired": 0}
     members = chunks = 0
     programs = Program.objects.filter(pk__in=Tier.objects.values("program_id")).order_by("pk")
-    for program in programs:
-        start = selectors.window_start(program=program, now=now)
-        for lo, hi in _chunk_bounds(program, chunk_size):
-            for change in _evaluate_chunk(program, lo, hi, now, start):
+    if program is not None:
+        programs = programs.filter(pk=program.pk)
+    for one in programs:
+        start = selectors.window_start(program=one, now=now)
+        for lo, hi in _chunk_bounds(one, chunk_size):
+            for change in _evaluate_chunk(one, lo, hi, now, start):
                 counts[change.kind] += 1
                 members += 1
             chunks += 1
