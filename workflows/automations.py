@@ -170,15 +170,14 @@ def _conditions_sql(automation: Automation, tier_ids: Sequence[int]) -> list[str
     return clauses
 
 
-def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
-    """Select the members of [lo, hi) meeting the conditions, lock them in id order (so a
-    member blocked meanwhile is re-checked and no posting races the actions) and insert their
-    runs. `ON CONFLICT DO NOTHING` makes the unique constraint the arbiter between concurrent
-    runs; RETURNING gives exactly the members this transaction fired for."""
-    where = " AND ".join(
+def audience_where(automation: Automation, tier_ids: Sequence[int]) -> str:
+    """The WHERE clause over `loyalty_member m` of the members `automation` acts on in period
+    `%(period_key)s` as of `%(now)s` (`audience_params`): active, enrolled, not served yet in
+    the period, meeting every condition. The one definition shared by the run's claim and by
+    the preview before switching on (`workflows.activation`), so the two cannot drift."""
+    return " AND ".join(
         [
             "m.program_id = %(program)s",
-            "m.id >= %(lo)s AND m.id < %(hi)s",
             "m.status = 'active'",
             "m.enrolled_at <= %(now)s",
             # A per-member probe of the unique index, written so the planner cannot turn it into
@@ -189,6 +188,14 @@ def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
             *_conditions_sql(automation, tier_ids),
         ]
     )
+
+
+def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
+    """Select the members of [lo, hi) meeting the conditions, lock them in id order (so a
+    member blocked meanwhile is re-checked and no posting races the actions) and insert their
+    runs. `ON CONFLICT DO NOTHING` makes the unique constraint the arbiter between concurrent
+    runs; RETURNING gives exactly the members this transaction fired for."""
+    where = f"m.id >= %(lo)s AND m.id < %(hi)s AND {audience_where(automation, tier_ids)}"
     return (
         f"WITH chosen AS (SELECT m.id FROM loyalty_member m WHERE {where} ORDER BY m.id FOR NO KEY UPDATE OF m) "
         f"INSERT INTO {RUN} (automation_id, member_id, period_key, fired_at, points, details) "
@@ -198,9 +205,10 @@ def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
     )
 
 
-def _claim_params(
-    *, automation: Automation, program: Program, key: str, now: dt.datetime, lo: int, hi: int, tier_ids: Sequence[int]
+def audience_params(
+    *, automation: Automation, program: Program, key: str, now: dt.datetime, tier_ids: Sequence[int]
 ) -> dict[str, Any]:
+    """The parameters of `audience_where`. An unsaved automation (no id) has no runs."""
     today = program.local_date(now)
     days = dt.timedelta
     return {
@@ -208,8 +216,6 @@ def _claim_params(
         "automation": automation.pk,
         "period_key": key,
         "now": now,
-        "lo": lo,
-        "hi": hi,
         "since": now - days(days=automation.window_days) if automation.window_days is not None else None,
         "min_orders": automation.min_orders,
         "min_amount_spent": automation.min_amount_spent,
@@ -237,7 +243,11 @@ def _claim(
     with connection.cursor() as cursor:
         cursor.execute(
             _claim_sql(automation, tier_ids),
-            _claim_params(automation=automation, program=program, key=key, now=now, lo=lo, hi=hi, tier_ids=tier_ids),
+            {
+                **audience_params(automation=automation, program=program, key=key, now=now, tier_ids=tier_ids),
+                "lo": lo,
+                "hi": hi,
+            },
         )
         return sorted(((r[0], r[1]) for r in cursor.fetchall()), key=lambda r: r[1])
 
