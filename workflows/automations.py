@@ -710,18 +710,23 @@ def automations_install_ready_made(*, program: Program) -> list[tuple[Automation
 
 
 def automations_demo_load(*, program: Program, now: dt.datetime) -> str:
-    """The demo program's automations (`load_demo`): install the ready-made ones, switch on
-    win-back and the anniversary bonus, and run the program's daily automations once as of
-    `now` so the demo shows runs. Idempotent: a second call installs and fires nothing new
-    (same period). Returns a one-line summary."""
+    """The demo program's automations (`load_demo`): install the ready-made ones, switch on the
+    anniversary bonus and run the program's daily automations once as of `now` so the demo shows
+    runs. Win-back stays off, with the catalog's first money-off reward as a gift, so that the demo
+    shows what switching it on would give its lapsed members (docs/automations.md, "Before
+    switching on"). Idempotent: a second call installs and fires nothing new (same period).
+    Returns a one-line summary."""
     installed = automations_install_ready_made(program=program)
-    Automation.objects.filter(
-        program=program, ready_made__in=[Automation.ReadyMade.WIN_BACK, Automation.ReadyMade.ANNIVERSARY]
-    ).update(is_active=True)
+    Automation.objects.filter(program=program, ready_made=Automation.ReadyMade.ANNIVERSARY).update(is_active=True)
+    gift = Reward.objects.filter(program=program, kind=Reward.Kind.AMOUNT_OFF, is_active=True).order_by("position")
+    win_back = [a for a, created in installed if created and a.ready_made == Automation.ReadyMade.WIN_BACK]
+    if win_back and gift.exists():
+        Automation.objects.filter(pk=win_back[0].pk).update(reward_id=gift.values_list("pk", flat=True).first())
     event_automations_forget()  # an update() sends no post_save
     result = automations_run(now=now, program=program)
     created = sum(1 for _, was_created in installed if was_created)
     return (
-        f"Automations: {created} ready-made installed ({len(installed) - created} already there), win-back and "
-        f"anniversary on; {result.runs} firings, {result.points} points, {result.emails} emails."
+        f"Automations: {created} ready-made installed ({len(installed) - created} already there), anniversary on, "
+        f"win-back off (its audience and cost are shown before switching on); {result.runs} firings, "
+        f"{result.points} points, {result.emails} emails."
     )
