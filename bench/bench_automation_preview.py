@@ -52,7 +52,7 @@ def main() -> None:
     execute(
         "INSERT INTO loyalty_activity (program_id, member_id, type, occurred_at, reported_at, order_id, currency, "
         "channel, items, data) SELECT %(p)s, i, 'store_visit', "
-        "now() - ((i * 7919) %% 400 + k * 30) * interval '1 day', now(), '', '', '', '[]', '{}' "
+        "now() - ((i::bigint * 7919) %% 400 + k * 30) * interval '1 day', now(), '', '', '', '[]', '{}' "
         "FROM generate_series(1, %(n)s) AS i, generate_series(0, 1) AS k",
         {"p": program.pk, "n": args.members},
     )
