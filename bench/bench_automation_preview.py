@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
+from decimal import Decimal
 import time
 
 from _common import (
@@ -46,7 +47,8 @@ def main() -> None:
     print_header(f"Automation preview over {args.members:,} members")
     execute("TRUNCATE workflows_automationrun, workflows_automation, rewards_reward RESTART IDENTITY CASCADE")
     reset_ledger()
-    program = bench_program(point_value="0.01", currency="EUR")
+    program = bench_program(point_value=Decimal("0.01"), currency="EUR")
+    program.refresh_from_db()
     insert_members(program.pk, args.members)
     execute("UPDATE loyalty_member SET email_consent = (id % 3 = 0)")
     execute(
