@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
-from decimal import Decimal
 import time
+from decimal import Decimal
 
 from _common import (
     add_common_args,
