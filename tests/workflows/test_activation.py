@@ -339,3 +339,29 @@ def test_an_unknown_automation_is_not_found(program):
 
     with pytest.raises(errors.NotFound):
         activation.automation_activate(automation_id=999_999, actor=StaffFactory(), confirm=True)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_concurrent_confirmations_switch_on_once_and_audit_once():
+    from tests.loyalty.test_concurrency import run_together
+
+    program = ProgramFactory(timezone="Europe/Paris", expiry_days=None)
+    lapsed(program, 6)
+    automation = inactive(program)
+    staff = [StaffFactory() for _ in range(4)]
+
+    results = run_together(
+        4,
+        lambda i: (
+            activation.automation_activate(
+                automation_id=automation.pk, actor=staff[i], confirm=True, seen={"members": 6, "points": 600}, now=NOW
+            ).activated
+        ),
+    )
+
+    assert all(kind == "ok" for kind, _ in results), results
+    assert sorted(value for _, value in results) == [False, False, False, True]
+    assert StaffAction.objects.filter(action="automation_activated").count() == 1
+    automation.refresh_from_db()
+    assert automation.is_active
