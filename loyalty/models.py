@@ -750,6 +750,8 @@ class StaffAction(models.Model):
         EMAIL_RESEND = "email_resend", "Sent an email again"
         REFUND = "refund", "Refunded an order"
         NOTE = "note", "Added a note"
+        AUTOMATION_ACTIVATE = "automation_activated", "Switched an automation on"
+        AUTOMATION_DEACTIVATE = "automation_stopped", "Switched an automation off"
 
     # Actions that move points or money: they need a reason.
     REASON_REQUIRED = frozenset({"adjust", "adjust_requested", "adjust_rejected", "transfer", "block", "refund"})
@@ -758,7 +760,10 @@ class StaffAction(models.Model):
     member = models.ForeignKey(
         Member, null=True, blank=True, on_delete=models.PROTECT, related_name="staff_actions", db_index=False
     )
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # Empty only for what an integration's API key did (its prefix and name are in `details`).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     action = models.CharField(max_length=20, choices=Action.choices)
     at = models.DateTimeField()
     reason = models.CharField(max_length=255, blank=True)
@@ -774,7 +779,8 @@ class StaffAction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_action_display()} by {self.actor} ({self.at:%Y-%m-%d %H:%M})"
+        by = self.actor if self.actor_id else f"API key {self.details.get('api_key', '?')}"
+        return f"{self.get_action_display()} by {by} ({self.at:%Y-%m-%d %H:%M})"
 
 
 class AdjustmentRequest(models.Model):

@@ -6,26 +6,35 @@ automation's program, email templates that compile and use only the variables it
 offer). "Install ready-made automations" calls
 `automations.automations_install_ready_made`. Runs are read-only: the daily job and the event
 receivers write them (`workflows.automations`).
+
+Switching on never happens by a tick alone: saving the form with "Is active" newly ticked saves
+everything else, keeps the automation off and opens the confirmation page (`activate_view`),
+which shows the audience and cost now (`workflows.activation`) and switches it on only when the
+box naming them is ticked and the figures still hold. The list's "Switch on" action leads to the
+same page; an inactive automation's change page shows the same preview read-only.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from loyalty.admin import ProgramScopedAdmin, ReadOnlyAdmin, scope_form
 from loyalty.models import Program
 from rewards.models import Reward
 from tiers.models import Tier
 
-from . import automations
+from . import activation, automations
 from .models import Automation, AutomationRun
 
 RECENT_RUNS = 10
@@ -121,12 +130,25 @@ class InstallReadyMadeForm(forms.Form):
     program = forms.ModelChoiceField(queryset=Program.objects.order_by("name"))
 
 
+class ActivateForm(forms.Form):
+    confirm = forms.BooleanField(
+        required=True, error_messages={"required": "Tick the box to confirm the audience and cost shown above."}
+    )
+
+
+ACTIVE_HELP = (
+    "Ticking it and saving keeps the automation off until you confirm, on the next page, the members it would "
+    "act on now and what it would give them."
+)
+
+
 @admin.register(Automation)
 class AutomationAdmin(ProgramScopedAdmin):
     form = AutomationForm
-    list_display = ("name", "program", "trigger", "activity_type", "period", "is_active", "ready_made")
+    list_display = ("name", "program", "trigger", "activity_type", "period", "is_active", "switch", "ready_made")
     list_filter = ("program", "is_active", "trigger", "period")
-    list_editable = ("is_active",)
+    # No list_editable "is_active": switching on goes through the confirmation page.
+    actions = ("switch_on", "switch_off")
     list_select_related = ("program",)
     search_fields = ("name",)
     autocomplete_fields = ("program", "set_tier")
@@ -162,8 +184,78 @@ class AutomationAdmin(ProgramScopedAdmin):
         ("Period", {"fields": ("period",)}),
         ("Recent runs", {"fields": ("recent_runs",)}),
     )
-    readonly_fields = ("ready_made", "recent_runs")
+    readonly_fields = ("ready_made", "recent_runs", "activation_preview")
     change_list_template = "admin/workflows/automation/change_list.html"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Automation | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not obj.is_active:
+            preview = ("Before switching on: audience and cost now", {"fields": ("activation_preview",)})
+            return (fieldsets[0], preview, *fieldsets[1:])
+        return fieldsets
+
+    def get_form(self, request: HttpRequest, obj: Automation | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        if "is_active" in form.base_fields and not (obj is not None and obj.is_active):
+            form.base_fields["is_active"].help_text = ACTIVE_HELP
+        return form
+
+    @admin.display(description="Audience and cost")
+    def activation_preview(self, obj: Automation) -> str:
+        """The read-only preview of an inactive automation (as saved), with the way to switch on."""
+        if obj.pk is None or obj.is_active:
+            return "-"
+        preview = activation.activation_preview(automation=obj)
+        panel = render_to_string("admin/workflows/automation/_activation_preview.html", {"preview": preview})
+        link = reverse("admin:workflows_automation_activate", args=[obj.pk])
+        return format_html("{}<p><a class='button' href='{}'>Switch on…</a></p>", mark_safe(panel), link)  # noqa: S308
+
+    @admin.display(description="Switch")
+    def switch(self, obj: Automation) -> str:
+        if obj.is_active:
+            return "-"
+        return format_html("<a href='{}'>Switch on…</a>", reverse("admin:workflows_automation_activate", args=[obj.pk]))
+
+    @admin.action(description="Switch on selected automations (shows their audience and cost first)")
+    def switch_on(self, request: HttpRequest, queryset: Any) -> HttpResponse:
+        ids = ",".join(str(pk) for pk in queryset.filter(is_active=False).values_list("pk", flat=True))
+        if not ids:
+            self.message_user(request, "The selected automations are on already.", messages.INFO)
+            return HttpResponseRedirect(request.get_full_path())
+        return HttpResponseRedirect(reverse("admin:workflows_automation_activate_many") + f"?ids={ids}")
+
+    @admin.action(description="Switch off selected automations")
+    def switch_off(self, request: HttpRequest, queryset: Any) -> None:
+        stopped = [
+            a.name
+            for a in queryset.filter(is_active=True)
+            if activation.automation_deactivate(automation_id=a.pk, actor=request.user)
+        ]
+        self.message_user(request, f"Switched off: {', '.join(stopped)}." if stopped else "Nothing was on.")
+
+    def save_model(self, request: HttpRequest, obj: Automation, form: Any, change: bool) -> None:
+        # A newly ticked "Is active" is not saved: the confirmation page switches it on.
+        was_active = change and Automation.objects.filter(pk=obj.pk, is_active=True).exists()
+        if obj.is_active and not was_active:
+            obj.is_active = False
+            request._automation_needs_activation = True  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def _to_activation(self, request: HttpRequest, obj: Automation) -> HttpResponse | None:
+        if not getattr(request, "_automation_needs_activation", False):
+            return None
+        self.message_user(
+            request,
+            f"“{obj.name}” is saved and still off: confirm its audience and cost to switch it on.",
+            messages.INFO,
+        )
+        return HttpResponseRedirect(reverse("admin:workflows_automation_activate", args=[obj.pk]))
+
+    def response_add(self, request: HttpRequest, obj: Automation, post_url_continue: str | None = None) -> HttpResponse:
+        return self._to_activation(request, obj) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request: HttpRequest, obj: Automation) -> HttpResponse:
+        return self._to_activation(request, obj) or super().response_change(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Automation | None = None) -> tuple[str, ...]:
         # The program is fixed once runs may exist: its tiers and members are what they refer to.
@@ -189,6 +281,14 @@ class AutomationAdmin(ProgramScopedAdmin):
                 "install-ready-made/",
                 self.admin_site.admin_view(self.install_ready_made_view),
                 name="workflows_automation_install_ready_made",
+            ),
+            path(
+                "activate/", self.admin_site.admin_view(self.activate_view), name="workflows_automation_activate_many"
+            ),
+            path(
+                "<path:object_id>/activate/",
+                self.admin_site.admin_view(self.activate_view),
+                name="workflows_automation_activate",
             ),
             *super().get_urls(),
         ]
@@ -218,6 +318,72 @@ class AutomationAdmin(ProgramScopedAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/workflows/automation/install_ready_made.html", context)
+
+    def activate_view(self, request: HttpRequest, object_id: str | None = None) -> HttpResponse:
+        """The confirmation page: each automation's audience and cost now, one box naming them.
+        Only automations the user may change (their programs: `get_object` is scoped) are shown.
+        A POST switches on those whose figures still hold (within `activation.TOLERANCE` of the
+        ones shown, carried in hidden fields); the others are shown again with their new figures."""
+        if object_id is not None:
+            ids = [object_id]
+        else:
+            raw = request.POST.getlist("ids") if request.method == "POST" else request.GET.get("ids", "").split(",")
+            ids = [i for i in raw if i.strip().isdigit()]
+        found = [self.get_object(request, i) for i in dict.fromkeys(ids)]
+        chosen = [a for a in found if a is not None]
+        if not chosen:
+            raise Http404("No such automation.")
+        if not all(self.has_change_permission(request, a) for a in chosen):
+            raise PermissionDenied
+        form = ActivateForm(request.POST or None)
+        changed: list[str] = []
+        if request.method == "POST" and form.is_valid():
+            done, again = [], []
+            for automation in chosen:
+                seen = _parse_seen(request.POST.get(f"seen_{automation.pk}", ""))
+                try:
+                    result = activation.automation_activate(
+                        automation_id=automation.pk, actor=request.user, confirm=True, seen=seen
+                    )
+                except activation.AudienceChanged as exc:
+                    changed.extend(exc.details["changed"])
+                    again.append(automation)
+                    continue
+                if result.activated:
+                    done.append(f"“{automation.name}” ({result.preview.sentence()})")
+            if done:
+                self.message_user(request, "Switched on: " + "; ".join(done), messages.SUCCESS)
+            if not again:
+                return HttpResponseRedirect(reverse("admin:workflows_automation_changelist"))
+            chosen, form = again, ActivateForm()
+        items = []
+        for automation in chosen:
+            if automation.is_active:
+                continue
+            preview = activation.activation_preview(automation=automation)
+            items.append({"automation": automation, "preview": preview, "seen": json.dumps(preview.figures())})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Switch on: " + ", ".join(a.name for a in chosen),
+            "items": items,
+            "form": form,
+            "changed": sorted(set(changed)),
+        }
+        return TemplateResponse(request, "admin/workflows/automation/activate.html", context)
+
+
+def _parse_seen(raw: str) -> dict[str, int] | None:
+    """The figures the page showed (a hidden field); None when missing or unreadable (then the
+    confirmation is taken without a tolerance check, as from a page that showed nothing — never
+    happens from our page)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {k: int(v) for k, v in data.items() if k in activation.FIGURES and isinstance(v, int)}
 
 
 @admin.register(AutomationRun)

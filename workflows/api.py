@@ -30,6 +30,7 @@ from loyalty.api.views import ProgramApi
 from loyalty.models import Activity, Member, Program
 
 from . import selectors, services
+from .api_automations import urlpatterns as automation_urlpatterns
 from .api_members import urlpatterns as member_urlpatterns
 from .models import validate_activity_type
 
@@ -319,4 +320,5 @@ urlpatterns = [
     path("activities/preview", ActivityPreviewApi.as_view(), name="activity-preview"),
     path("refunds", RefundReportApi.as_view(), name="refund-report"),
     *member_urlpatterns,
+    *automation_urlpatterns,
 ]

@@ -170,15 +170,14 @@ def _conditions_sql(automation: Automation, tier_ids: Sequence[int]) -> list[str
     return clauses
 
 
-def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
-    """Select the members of [lo, hi) meeting the conditions, lock them in id order (so a
-    member blocked meanwhile is re-checked and no posting races the actions) and insert their
-    runs. `ON CONFLICT DO NOTHING` makes the unique constraint the arbiter between concurrent
-    runs; RETURNING gives exactly the members this transaction fired for."""
-    where = " AND ".join(
+def audience_where(automation: Automation, tier_ids: Sequence[int]) -> str:
+    """The WHERE clause over `loyalty_member m` of the members `automation` acts on in period
+    `%(period_key)s` as of `%(now)s` (`audience_params`): active, enrolled, not served yet in
+    the period, meeting every condition. The one definition shared by the run's claim and by
+    the preview before switching on (`workflows.activation`), so the two cannot drift."""
+    return " AND ".join(
         [
             "m.program_id = %(program)s",
-            "m.id >= %(lo)s AND m.id < %(hi)s",
             "m.status = 'active'",
             "m.enrolled_at <= %(now)s",
             # A per-member probe of the unique index, written so the planner cannot turn it into
@@ -189,6 +188,14 @@ def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
             *_conditions_sql(automation, tier_ids),
         ]
     )
+
+
+def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
+    """Select the members of [lo, hi) meeting the conditions, lock them in id order (so a
+    member blocked meanwhile is re-checked and no posting races the actions) and insert their
+    runs. `ON CONFLICT DO NOTHING` makes the unique constraint the arbiter between concurrent
+    runs; RETURNING gives exactly the members this transaction fired for."""
+    where = f"m.id >= %(lo)s AND m.id < %(hi)s AND {audience_where(automation, tier_ids)}"
     return (
         f"WITH chosen AS (SELECT m.id FROM loyalty_member m WHERE {where} ORDER BY m.id FOR NO KEY UPDATE OF m) "
         f"INSERT INTO {RUN} (automation_id, member_id, period_key, fired_at, points, details) "
@@ -198,9 +205,10 @@ def _claim_sql(automation: Automation, tier_ids: Sequence[int]) -> str:
     )
 
 
-def _claim_params(
-    *, automation: Automation, program: Program, key: str, now: dt.datetime, lo: int, hi: int, tier_ids: Sequence[int]
+def audience_params(
+    *, automation: Automation, program: Program, key: str, now: dt.datetime, tier_ids: Sequence[int]
 ) -> dict[str, Any]:
+    """The parameters of `audience_where`. An unsaved automation (no id) has no runs."""
     today = program.local_date(now)
     days = dt.timedelta
     return {
@@ -208,8 +216,6 @@ def _claim_params(
         "automation": automation.pk,
         "period_key": key,
         "now": now,
-        "lo": lo,
-        "hi": hi,
         "since": now - days(days=automation.window_days) if automation.window_days is not None else None,
         "min_orders": automation.min_orders,
         "min_amount_spent": automation.min_amount_spent,
@@ -237,7 +243,11 @@ def _claim(
     with connection.cursor() as cursor:
         cursor.execute(
             _claim_sql(automation, tier_ids),
-            _claim_params(automation=automation, program=program, key=key, now=now, lo=lo, hi=hi, tier_ids=tier_ids),
+            {
+                **audience_params(automation=automation, program=program, key=key, now=now, tier_ids=tier_ids),
+                "lo": lo,
+                "hi": hi,
+            },
         )
         return sorted(((r[0], r[1]) for r in cursor.fetchall()), key=lambda r: r[1])
 
@@ -700,18 +710,23 @@ def automations_install_ready_made(*, program: Program) -> list[tuple[Automation
 
 
 def automations_demo_load(*, program: Program, now: dt.datetime) -> str:
-    """The demo program's automations (`load_demo`): install the ready-made ones, switch on
-    win-back and the anniversary bonus, and run the program's daily automations once as of
-    `now` so the demo shows runs. Idempotent: a second call installs and fires nothing new
-    (same period). Returns a one-line summary."""
+    """The demo program's automations (`load_demo`): install the ready-made ones, switch on the
+    anniversary bonus and run the program's daily automations once as of `now` so the demo shows
+    runs. Win-back stays off, with the catalog's first money-off reward as a gift, so that the demo
+    shows what switching it on would give its lapsed members (docs/automations.md, "Before
+    switching on"). Idempotent: a second call installs and fires nothing new (same period).
+    Returns a one-line summary."""
     installed = automations_install_ready_made(program=program)
-    Automation.objects.filter(
-        program=program, ready_made__in=[Automation.ReadyMade.WIN_BACK, Automation.ReadyMade.ANNIVERSARY]
-    ).update(is_active=True)
+    Automation.objects.filter(program=program, ready_made=Automation.ReadyMade.ANNIVERSARY).update(is_active=True)
+    gift = Reward.objects.filter(program=program, kind=Reward.Kind.AMOUNT_OFF, is_active=True).order_by("position")
+    win_back = [a for a, created in installed if created and a.ready_made == Automation.ReadyMade.WIN_BACK]
+    if win_back and gift.exists():
+        Automation.objects.filter(pk=win_back[0].pk).update(reward_id=gift.values_list("pk", flat=True).first())
     event_automations_forget()  # an update() sends no post_save
     result = automations_run(now=now, program=program)
     created = sum(1 for _, was_created in installed if was_created)
     return (
-        f"Automations: {created} ready-made installed ({len(installed) - created} already there), win-back and "
-        f"anniversary on; {result.runs} firings, {result.points} points, {result.emails} emails."
+        f"Automations: {created} ready-made installed ({len(installed) - created} already there), anniversary on, "
+        f"win-back off (its audience and cost are shown before switching on); {result.runs} firings, "
+        f"{result.points} points, {result.emails} emails."
     )

@@ -27,6 +27,7 @@ def staff_action_record(
     *,
     actor: Any,
     action: str,
+    api_key: Any = None,
     program: Program,
     member: Member | None = None,
     reason: str = "",
@@ -34,10 +35,15 @@ def staff_action_record(
     now: dt.datetime | None = None,
 ) -> StaffAction:
     """Write one audit row. `reason` is required for the actions that move points or money
-    (`StaffAction.REASON_REQUIRED`): `ReasonRequired` otherwise, nothing written."""
+    (`StaffAction.REASON_REQUIRED`): `ReasonRequired` otherwise, nothing written. An action an
+    integration did through the API has no staff user: pass its `api_key` instead (its prefix
+    and name go into `details`)."""
     if action not in StaffAction.Action.values:
         raise errors.InvalidInput(f"Unknown staff action {action!r}.", field="action")
-    if actor is None or not getattr(actor, "pk", None):
+    if api_key is not None and getattr(api_key, "pk", None) and (actor is None or not getattr(actor, "pk", None)):
+        actor = None
+        details = {**(details or {}), "api_key": api_key.prefix, "api_key_name": api_key.name}
+    elif actor is None or not getattr(actor, "pk", None):
         raise errors.InvalidInput("A staff action needs its staff user.", field="actor")
     reason = (reason or "").strip()
     if action in StaffAction.REASON_REQUIRED and not reason:

@@ -663,15 +663,24 @@ def test_ready_made_email_templates_render(program, custom_frame, django_capture
     assert "200 beans" in next(m.body for m in mail.outbox if m.subject.startswith("We miss"))
 
 
-def test_demo_load_switches_on_win_back_and_anniversary_and_runs_once(program, member):
+def test_demo_load_switches_on_the_anniversary_and_leaves_win_back_off_with_an_audience(program, member):
+    from tests.rewards.factories import RewardFactory
+    from workflows import activation
+
+    gift = RewardFactory(program=program, name="5 off")
     quiet = MemberFactory(program=program, enrolled_at=NOW - dt.timedelta(days=2 * 365))
     line = automations.automations_demo_load(program=program, now=NOW)
     assert line.startswith("Automations: 3 ready-made installed")
     active = set(Automation.objects.filter(program=program, is_active=True).values_list("ready_made", flat=True))
-    assert active == {"win_back", "anniversary"}
-    assert AutomationRun.objects.filter(member=quiet, automation__ready_made="win_back").exists()
+    assert active == {"anniversary"}
+    assert not AutomationRun.objects.filter(automation__ready_made="win_back").exists()
+    win_back = Automation.objects.get(program=program, ready_made="win_back")
+    assert win_back.reward_id == gift.pk
+    preview = activation.activation_preview(automation=win_back, now=NOW)
+    assert quiet.pk in {m["id"] for m in preview.sample}
+    assert preview.coupons == preview.members >= 1
     runs = AutomationRun.objects.count()
-    assert runs >= 2
+    assert runs >= 1
 
     again = automations.automations_demo_load(program=program, now=NOW)
     assert "0 ready-made installed (3 already there)" in again
