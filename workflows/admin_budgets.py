@@ -14,7 +14,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from loyalty.admin import ProgramScopedAdmin, ReadOnlyAdmin, truncated_column
 
@@ -30,10 +31,11 @@ def _html(counters: list[budgets.Counter] | None) -> str:
 
     def style(counter: budgets.Counter) -> str:
         percent = counter.used * 100 // counter.limit if counter.limit else 100
-        return "color:#ba2121;font-weight:bold" if percent >= 100 else "color:#a35a00" if percent >= 80 else ""
+        colour = "color:#ba2121;font-weight:bold" if percent >= 100 else "color:#a35a00" if percent >= 80 else ""
+        return f"white-space:nowrap;{colour}"
 
     return format_html_join(
-        format_html("<br>"),
+        mark_safe("<br>"),
         "<span style='{}'>{}</span>",
         ((style(c), budgets.use_line(c)) for c in counters),
     )
