@@ -159,7 +159,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "budget",
         ProgramBudget,
-        _grouped("budget", "total", "per_period", "period", prefix="budget_"),
+        tuple(Field(name, f"budget_{name}") for name in ("total", "per_period", "period")),
         title="Program budget (all rules and automations together)",
     ),
     Section("email_settings", EmailSettings, _plain(EmailSettings, *SETTINGS_FIELDS), title="Email settings"),

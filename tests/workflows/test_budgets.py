@@ -160,3 +160,16 @@ def test_an_automation_respects_the_program_budget(program):
 
     assert automations.automations_run(now=WEDNESDAY_NOON, program=program).points == 150
     assert BudgetUse.objects.get(scope="program", period_key="2026-03").used == 150
+
+
+def test_budgets_are_in_the_program_document(settings):
+    settings.WEBHOOKS_ALLOW_PRIVATE_URLS = True  # no DNS in tests
+    from programfiles.export import export_document
+    from tests.programfiles.builders import build_program
+
+    document = export_document(build_program())
+
+    weekend = next(r for r in document["earning_rules"] if r["name"] == "Double weekend")
+    assert weekend["budget"] == {"total": 100_000, "per_period": 5_000, "period": "week"}
+    assert document["automations"][0]["budget"] == {"total": None, "per_period": 2_000, "period": "month"}
+    assert document["budget"] == {"total": None, "per_period": 50_000, "period": "month"}
