@@ -3,11 +3,36 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+# The roles' permissions on the new models (loyalty 0018: Owner everything, Manager edits the
+# rules' settings, Support looks up).
+GRANTS = {
+    "Owner": ["view_programbudget", "add_programbudget", "change_programbudget", "delete_programbudget",
+              "view_budgetcut"],
+    "Manager": ["view_programbudget", "add_programbudget", "change_programbudget", "view_budgetcut"],
+    "Support": ["view_budgetcut"],
+}  # fmt: skip
+
+
+def grant(apps, schema_editor):
+    from django.contrib.auth.management import create_permissions
+
+    app_config = apps.get_app_config("workflows")
+    app_config.models_module = True
+    create_permissions(app_config, apps=apps, verbosity=0)
+    app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, codenames in GRANTS.items():
+        perms = list(Permission.objects.filter(content_type__app_label="workflows", codename__in=codenames))
+        for group in Group.objects.filter(name=role):
+            group.permissions.add(*perms)
+
 
 class Migration(migrations.Migration):
     dependencies = [
         ("loyalty", "0020_program_point_value_ifrs15"),
         ("workflows", "0007_natural_codes"),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
@@ -231,4 +256,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.RunPython(grant, migrations.RunPython.noop),
     ]
