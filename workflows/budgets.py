@@ -231,12 +231,16 @@ def _may_fire(rule: EarningRule, facts: rules.ActivityFacts) -> bool:
 
 def activity_owners(*, program: Program, candidates: Sequence[EarningRule], facts: rules.ActivityFacts) -> list[Owner]:
     """The budgets an activity with these facts may spend: those of the candidate rules whose
-    conditions hold, and the program's. No query most of the time (cached)."""
-    owners = [owner_of(r) for r in candidates if has_budget(r) and _may_fire(r, facts)]
+    conditions hold, and the program's (none when no rule may fire). No query most of the time
+    (cached)."""
     program_budget = program_owner(program)
-    if owners or program_budget is not None:
-        owners += [program_budget] if program_budget is not None else []
-    return owners
+    if program_budget is None and not any(has_budget(r) for r in candidates):
+        return []  # the common case: nothing to check
+    firing = [r for r in candidates if _may_fire(r, facts)]
+    if not firing:
+        return []
+    owners = [owner_of(r) for r in firing if has_budget(r)]
+    return owners + ([program_budget] if program_budget is not None else [])
 
 
 def automation_owners(*, program: Program, automations: Iterable[Automation]) -> list[Owner]:

@@ -173,3 +173,23 @@ def test_budgets_are_in_the_program_document(settings):
     assert weekend["budget"] == {"total": 100_000, "per_period": 5_000, "period": "week"}
     assert document["automations"][0]["budget"] == {"total": None, "per_period": 2_000, "period": "month"}
     assert document["budget"] == {"total": None, "per_period": 50_000, "period": "month"}
+
+
+def test_an_event_automation_stops_at_its_budget(program):
+    Automation.objects.create(
+        program=program, name="Thank you", is_active=True, trigger="activity", activity_type="purchase",
+        period="once", award_points=100, budget_per_period=150, budget_period="week",
+    )  # fmt: skip
+    first, second, third = (
+        MemberFactory(program=program, enrolled_at=WEDNESDAY_NOON - dt.timedelta(days=5)) for _ in range(3)
+    )
+
+    given = [
+        automations.automations_on_event(
+            trigger="activity", member_id=m.pk, activity_type="purchase", now=WEDNESDAY_NOON
+        ).points
+        for m in (first, second, third)
+    ]
+
+    assert given == [100, 50, 0]
+    assert BudgetUse.objects.get(scope="automation", period_key="2026-W10").used == 150
