@@ -75,6 +75,18 @@ def _sample_data(kind: str, now: dt.datetime) -> dict[str, Any]:
         EmailKind.POINTS_ADDED: {"points": 120, "reason": "Sorry for the late delivery"},
         EmailKind.POINTS_REMOVED: {"points": 40, "reason": "Order DEMO-4102 was returned"},
         EmailKind.REWARD_REDEEMED: {"points": 250, "coupon": coupon},
+        EmailKind.BUDGET_THRESHOLD: {
+            "budget": {
+                "what": 'rule "Double beans weekend"',
+                "name": "Double beans weekend",
+                "scope": "rule",
+                "period": "2026-12",
+                "period_label": "month 2026-12",
+                "limit": 50000,
+                "used": 40120,
+                "percent": 80,
+            }
+        },
         EmailKind.REWARD_REDEEMED_ADMIN: {"points": 250, "coupon": coupon},
         EmailKind.POINTS_EXPIRING: {
             "points": 180,

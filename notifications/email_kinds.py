@@ -34,6 +34,7 @@ class EmailKind(models.TextChoices):
     DELETION_CONFIRMED = "deletion_confirmed", "Data deletion confirmed"
     DELETION_DECLINED = "deletion_declined", "Data deletion declined"
     CUSTOM = "custom", "Automation email"
+    BUDGET_THRESHOLD = "budget_threshold", "Budget 80 % / 100 % used (to the program's admin)"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,16 @@ KINDS: dict[str, KindInfo] = {
             default_on=True,
             description="An automation's email action (transactional if the automation says so).",
         ),
+        KindInfo(
+            EmailKind.BUDGET_THRESHOLD,
+            marketing=False,
+            default_on=True,
+            to="admin",
+            description=(
+                "A budget of an earning rule, an automation or the program reaches 80 % or 100 % of a limit "
+                "(once per budget, period and threshold; docs/budgets.md)."
+            ),
+        ),
     ]
 }
 
@@ -195,6 +206,7 @@ LOT_FIELDS = ("points", "expires_on")
 COUPON_FIELDS = ("code", "reward", "value", "valid_until", "how_to_use")
 TIER_FIELDS = ("name", "benefits", "multiplier")
 REWARD_FIELDS = ("name", "points", "description")
+BUDGET_FIELDS = ("what", "name", "scope", "period", "period_label", "limit", "used", "percent")
 
 COMMON: dict[str, tuple[str, ...]] = {"member": MEMBER_FIELDS, "program": PROGRAM_FIELDS, "links": LINKS_FIELDS}
 
@@ -239,6 +251,8 @@ VARIABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "subject": (),
         "body": (),
     },
+    # A staff message (`member` is empty): the budget's facts.
+    EmailKind.BUDGET_THRESHOLD: {"budget": BUDGET_FIELDS},
 }
 
 

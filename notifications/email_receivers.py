@@ -34,6 +34,7 @@ from workflows.automations import email_member_fields
 from workflows.signals import (
     automation_email_in_transaction,
     birthday_awarded_in_transaction,
+    budget_threshold_in_transaction,
     referral_rewarded_in_transaction,
 )
 
@@ -293,6 +294,21 @@ def on_referral_rewarded(
                 source=f"referral:{referral.pk}",
                 data={"points": points, "role": role, "friend": {"first_name": other.first_name}},
             )
+
+
+@receiver(budget_threshold_in_transaction, dispatch_uid="notifications.email_budget_threshold")
+def on_budget_threshold(sender: Any, *, program: Any, budget: dict[str, Any], now: dt.datetime, **kwargs: Any) -> None:
+    """budget_threshold to the program's admin address (none set: nothing is written), once per
+    budget, period and percent (the source)."""
+    source = f"budget:{budget['scope']}:{budget['id']}:{budget['period']}:{budget['percent']}"
+    emails.message_queue(
+        program_id=program.id,
+        member_id=None,
+        kind=EmailKind.BUDGET_THRESHOLD,
+        source=source,
+        data={"budget": budget},
+        now=now,
+    )
 
 
 @receiver(automation_email_in_transaction, dispatch_uid="notifications.email_automation")

@@ -128,6 +128,18 @@ def sample_data(kind: str, *, language: str = "en", today: dt.date | None = None
         EmailKind.POINTS_ADDED: {"points": 200, "reason": words["reason_added"]},
         EmailKind.POINTS_REMOVED: {"points": 120, "reason": words["reason_removed"]},
         EmailKind.REWARD_REDEEMED: {"points": 1000, "coupon": coupon},
+        EmailKind.BUDGET_THRESHOLD: {
+            "budget": {
+                "what": 'rule "Double points weekend"',
+                "name": "Double points weekend",
+                "scope": "rule",
+                "period": "2026-12",
+                "period_label": "month 2026-12",
+                "limit": 50000,
+                "used": 40120,
+                "percent": 80,
+            }
+        },
         EmailKind.REWARD_REDEEMED_ADMIN: {
             "points": 1000,
             "coupon": coupon,

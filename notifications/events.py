@@ -212,6 +212,30 @@ def redemption_cancelled_events(*, program_id: int, redemption: Redemption, refu
     return services.deliveries_record(endpoints=endpoints, events=[event])
 
 
+def budget_threshold_events(*, program_id: int, budget: dict[str, Any], now: dt.datetime) -> list[int]:
+    """`budget.threshold`: a budget's use first reached 80 % or 100 % of a limit in a period
+    (docs/budgets.md). Keyed by budget, period and percent, so it is sent once. Queries: 1 when
+    nobody listens (none while remembered); else + 1 insert."""
+    endpoints = selectors.endpoints_subscribed(program_id=program_id, event_types={EventType.BUDGET_THRESHOLD})
+    if not endpoints:
+        return []
+    data = {
+        "budget": {
+            "scope": budget["scope"],
+            "id": budget["id"],
+            "name": budget["name"],
+            "period": budget["period"],
+            "limit": budget["limit"],
+            "used": budget["used"],
+        },
+        "percent": budget["percent"],
+        "at": now,
+    }
+    key = f"budget:{budget['scope']}:{budget['id']}:{budget['period']}:{budget['percent']}"
+    event = Event(type=EventType.BUDGET_THRESHOLD, key=key, at=now, data=data)
+    return services.deliveries_record(endpoints=endpoints, events=[event], now=now)
+
+
 def expired_points_collect(*, chunk: int = EXPIRY_SCAN_CHUNK) -> int:
     """`points.expired` for the expire entries written since the last scan (the expiry job
     announces only totals). Walks the ledger's primary key from the cursor to the current end,

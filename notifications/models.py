@@ -40,6 +40,7 @@ class EventType(models.TextChoices):
     TIER_CHANGED = "tier.changed", "Tier changed"
     REDEMPTION_USED = "redemption.used", "Coupon used"
     REDEMPTION_CANCELLED = "redemption.cancelled", "Coupon cancelled"
+    BUDGET_THRESHOLD = "budget.threshold", "Budget 80 % / 100 % used (docs/budgets.md)"
 
 
 # Sent by the admin's "Send test event" button only; no endpoint subscribes to it.

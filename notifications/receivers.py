@@ -20,6 +20,7 @@ from cards.importing import members_imported
 from loyalty.signals import demo_loaded, ledger_job_finished, member_enrolled, points_posted
 from rewards.signals import redemption_cancelled, redemption_used
 from tiers.signals import tier_changed
+from workflows.signals import budget_threshold_in_transaction
 
 from . import events, selectors
 from .models import WebhookEndpoint
@@ -74,6 +75,14 @@ def on_redemption_used(sender: Any, *, program: Any, redemption: Any, **kwargs: 
 @_never_raise
 def on_redemption_cancelled(sender: Any, *, program: Any, redemption: Any, refunded: bool, **kwargs: Any) -> None:
     events.redemption_cancelled_events(program_id=program.id, redemption=redemption, refunded=refunded)
+
+
+@receiver(budget_threshold_in_transaction, dispatch_uid="notifications.on_budget_threshold")
+@_never_raise
+def on_budget_threshold(sender: Any, *, program: Any, budget: dict, now: Any, **kwargs: Any) -> None:
+    """In the award's transaction (its delivery is queued after commit): a rolled-back award
+    sends nothing, and the counter's alert mark commits with the event."""
+    events.budget_threshold_events(program_id=program.id, budget=budget, now=now)
 
 
 @receiver(ledger_job_finished, dispatch_uid="notifications.on_ledger_job_finished")

@@ -604,6 +604,7 @@ def load_document(document: Any, *, slug: str | None = None, dry_run: bool = Fal
         _automations, old_automations = loader.list_section(
             "automations", program, objects["automations"], form_class=AutomationForm
         )
+        loader.apply([BY_NAME["budget"]], None, objects["budget"], [document.get("budget", {})])
         settings_row = objects["email_settings"]
         loader.apply(
             [BY_NAME["email_settings"]],

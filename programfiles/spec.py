@@ -22,7 +22,7 @@ from notifications.emails import SETTINGS_FIELDS
 from notifications.models import EmailSettings, EmailTemplate, WebhookEndpoint
 from rewards.models import Reward, RewardSettings
 from tiers.models import Tier
-from workflows.models import Automation, EarningRule, ReferralSettings
+from workflows.models import Automation, EarningRule, ProgramBudget, ReferralSettings
 
 VERSION = 1
 
@@ -120,6 +120,7 @@ SECTIONS: tuple[Section, ...] = (
             *_grouped("campaign", "starts_at", "ends_at"),
             *_grouped("caps", "per_order", "per_day", "per_week", "per_month", prefix="cap_"),
             Field("caps.lifetime", "cap_lifetime"),
+            *_grouped("budget", "total", "per_period", "period", prefix="budget_"),
         ),
         key=("code",),
         title="Earning rules",
@@ -150,9 +151,16 @@ SECTIONS: tuple[Section, ...] = (
             *_grouped("actions", "email_transactional"),
             Field("actions.set_tier", "set_tier", TIER),
             Field("actions.reward", "reward", REWARD),
+            *_grouped("budget", "total", "per_period", "period", prefix="budget_"),
         ),
         key=("code",),
         title="Automations",
+    ),
+    Section(
+        "budget",
+        ProgramBudget,
+        tuple(Field(name, f"budget_{name}") for name in ("total", "per_period", "period")),
+        title="Program budget (all rules and automations together)",
     ),
     Section("email_settings", EmailSettings, _plain(EmailSettings, *SETTINGS_FIELDS), title="Email settings"),
     Section(

@@ -10,13 +10,14 @@ from loyalty.admin import ProgramScopedAdmin, ProgramTimeZoneAdmin, ReadOnlyAdmi
 from loyalty.staff_scope import programs_for
 
 from . import builtins, selectors
+from .admin_budgets import BUDGET_FIELDS, BudgetUseAdminMixin
 from .customer_text import rule_customer_text
 from .forms import ActivityPreviewForm, EarningRuleForm
 from .models import EarningRule, RuleAward
 
 
 @admin.register(EarningRule)
-class EarningRuleAdmin(ProgramScopedAdmin, ProgramTimeZoneAdmin):
+class EarningRuleAdmin(BudgetUseAdminMixin, ProgramScopedAdmin, ProgramTimeZoneAdmin):
     form = EarningRuleForm
     list_display = (
         "name",
@@ -29,6 +30,7 @@ class EarningRuleAdmin(ProgramScopedAdmin, ProgramTimeZoneAdmin):
         "ends",
         "priority",
         "is_active",
+        "budget_use",
     )
     starts = program_time_column("starts_at", "starts")
     ends = program_time_column("ends_at", "ends")
@@ -66,9 +68,17 @@ class EarningRuleAdmin(ProgramScopedAdmin, ProgramTimeZoneAdmin):
             "Caps (points per member)",
             {"fields": (("cap_per_order", "cap_per_day"), ("cap_per_week", "cap_per_month"), "cap_lifetime")},
         ),
+        (
+            "Budget (points, all members together)",
+            {
+                "fields": (*BUDGET_FIELDS, "budget_use"),
+                "description": "Awards stop when a limit is used up; the program's admin address gets an email "
+                "at 80 % and 100 % (docs/budgets.md).",
+            },
+        ),
         ("Order", {"fields": ("priority", "stackable", "builtin")}),
     )
-    readonly_fields = ("builtin", "members_read")
+    readonly_fields = ("builtin", "members_read", "budget_use")
     change_list_template = "admin/workflows/earningrule/change_list.html"
 
     @admin.display(description="Members read")

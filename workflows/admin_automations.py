@@ -35,6 +35,8 @@ from rewards.models import Reward
 from tiers.models import Tier
 
 from . import activation, automations
+from .admin_budgets import BUDGET_FIELDS, BudgetUseAdminMixin
+from .forms import budget_period_or_month
 from .models import Automation, AutomationRun
 
 RECENT_RUNS = 10
@@ -79,6 +81,9 @@ class AutomationForm(forms.ModelForm):
             "email_body",
             "email_transactional",
             "reward_id",
+            "budget_total",
+            "budget_per_period",
+            "budget_period",
         )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -88,6 +93,9 @@ class AutomationForm(forms.ModelForm):
             self.fields["tiers"].queryset = self.fields["tiers"].queryset.filter(program_id=program_id)
             if "set_tier" in self.fields:
                 self.fields["set_tier"].queryset = Tier.objects.filter(program_id=program_id).order_by("position")
+
+    def clean_budget_period(self) -> str:
+        return budget_period_or_month(self)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -143,9 +151,19 @@ ACTIVE_HELP = (
 
 
 @admin.register(Automation)
-class AutomationAdmin(ProgramScopedAdmin):
+class AutomationAdmin(BudgetUseAdminMixin, ProgramScopedAdmin):
     form = AutomationForm
-    list_display = ("name", "program", "trigger", "activity_type", "period", "is_active", "switch", "ready_made")
+    list_display = (
+        "name",
+        "program",
+        "trigger",
+        "activity_type",
+        "period",
+        "is_active",
+        "switch",
+        "ready_made",
+        "budget_use",
+    )
     list_filter = ("program", "is_active", "trigger", "period")
     # No list_editable "is_active": switching on goes through the confirmation page.
     actions = ("switch_on", "switch_off")
@@ -182,9 +200,16 @@ class AutomationAdmin(ProgramScopedAdmin):
             },
         ),
         ("Period", {"fields": ("period",)}),
+        (
+            "Budget of its points (all members together)",
+            {
+                "fields": (*BUDGET_FIELDS, "budget_use"),
+                "description": "The points it awards stop when a limit is used up (docs/budgets.md).",
+            },
+        ),
         ("Recent runs", {"fields": ("recent_runs",)}),
     )
-    readonly_fields = ("ready_made", "recent_runs", "activation_preview")
+    readonly_fields = ("ready_made", "recent_runs", "activation_preview", "budget_use")
     change_list_template = "admin/workflows/automation/change_list.html"
 
     def get_fieldsets(self, request: HttpRequest, obj: Automation | None = None) -> Any:

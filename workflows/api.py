@@ -83,6 +83,7 @@ def activity_result_data(result: services.ActivityResult, *, shows_member_data: 
         "points_awarded": int(result.points),
         "awards": [award_data(a) for a in result.awards],
         "entries": [entry_data(e) for e in result.entries],
+        "budget_notes": [str(n) for n in result.budget_notes],
     }
     if shows_member_data:
         data["balance"] = balance_data(result.balance)
@@ -216,6 +217,10 @@ class ActivityReportApi(ProgramApi):
         points_awarded = serializers.IntegerField(source="points")
         awards = AwardSerializer(many=True)
         entries = EntrySerializer(many=True)
+        budget_notes = serializers.ListField(
+            child=serializers.CharField(),
+            help_text="Why a budget cut or stopped a rule's points (docs/budgets.md); empty when none did.",
+        )
         balance = BalanceSerializer()
 
     @extend_schema(
@@ -294,6 +299,11 @@ class ActivityPreviewApi(ProgramApi):
     class OutputSerializer(serializers.Serializer):
         points = serializers.IntegerField()
         awards = AwardSerializer(many=True)
+        budget_notes = serializers.ListField(
+            child=serializers.CharField(),
+            help_text='Why a budget would cut or stop a rule\'s points ("Budget of rule ... used up ..."), '
+            "as of now; empty when none would.",
+        )
 
     @extend_schema(
         summary="Preview what an activity would earn",

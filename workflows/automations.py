@@ -50,8 +50,8 @@ from rewards.models import Reward
 from tiers import services as tier_services
 from tiers.models import MemberTier, Tier
 
-from . import signals
-from .models import Automation, AutomationRun
+from . import budgets, signals
+from .models import Automation, AutomationRun, BudgetScope
 
 logger = logging.getLogger(__name__)
 
@@ -422,12 +422,20 @@ def _coupon_context(*, reward_name: str, program: Program, issued: dict[str, Any
 
 
 def _perform(
-    *, automation: Automation, program: Program, claimed: list[tuple[int, int]], key: str, now: dt.datetime
+    *,
+    automation: Automation,
+    program: Program,
+    claimed: list[tuple[int, int]],
+    key: str,
+    now: dt.datetime,
+    gate: budgets.BudgetGate | None = None,
 ) -> AutomationsResult:
     """The actions of `automation` for the members just claimed, in the caller's transaction:
     points through the ledger (one lot each, idempotency key per firing), the tier through
     `tier_set_manual`, the reward hook, and the email (a message of the notifications outbox,
-    through `automation_email_in_transaction`). Records what was done on each run.
+    through `automation_email_in_transaction`). Records what was done on each run. `gate`: the
+    automation's and the program's budgets, locked by the caller (workflows.budgets): points
+    are cut to what is left, and the cut is recorded on the run.
     Queries: 2 + per member (1 posting, ~4 tier, 1 email) + 1 update."""
     result = AutomationsResult(runs=len(claimed), by_automation={automation.pk: len(claimed)})
     if not claimed:
@@ -451,17 +459,26 @@ def _perform(
         details: dict[str, Any] = {"trigger": automation.trigger}
         points = 0
         if automation.award_points:
-            posted = ledger.points_earn(
-                program=program,
-                member_id=member_id,
-                points=automation.award_points,
-                reason=automation.name[:255],
-                reference=f"automation:{automation.pk}",
-                idempotency_key=f"automation:{automation.pk}:{member_id}:{key}",
-                now=now,
-            )
             points = automation.award_points
-            details["points"] = {"points": points, "entries": [e.id for e in posted.entries]}
+            if gate is not None:
+                points = gate.take_for(
+                    (BudgetScope.AUTOMATION, automation.pk), points, automation_id=automation.pk, member_id=member_id
+                )
+            entry_ids: list[int] = []
+            if points > 0:
+                posted = ledger.points_earn(
+                    program=program,
+                    member_id=member_id,
+                    points=points,
+                    reason=automation.name[:255],
+                    reference=f"automation:{automation.pk}",
+                    idempotency_key=f"automation:{automation.pk}:{member_id}:{key}",
+                    now=now,
+                )
+                entry_ids = [e.id for e in posted.entries]
+            details["points"] = {"points": points, "entries": entry_ids}
+            if gate is not None and points < automation.award_points:
+                details["points"]["budget"] = gate.notes[-1].reason
             result.points += points
         if automation.set_tier_id is not None:
             details["tier"] = _set_tier(automation=automation, member=member, state=tier_states.get(member_id), now=now)
@@ -498,6 +515,7 @@ def _perform(
             "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS u(id, points, details) WHERE r.id = u.id",
             [[u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates]],
         )
+    budgets.gate_spend(gate=gate, program=program, member_id=None, now=now)
     return result
 
 
@@ -558,6 +576,12 @@ def automations_run(
         result.automations += len(group)
         for lo, hi in _member_ranges(program=the_program, chunk_size=chunk_size):
             with transaction.atomic(durable=True):
+                # The budgets of the chunk's point awards, locked before its members (workflows.budgets).
+                gate = budgets.gate_lock(
+                    program=the_program,
+                    owners=budgets.automation_owners(program=the_program, automations=group),
+                    now=now,
+                )
                 for automation in group:
                     claimed = _claim(
                         automation=automation, program=the_program, key=keys[automation.pk], now=now, lo=lo, hi=hi
@@ -569,6 +593,7 @@ def automations_run(
                             claimed=claimed,
                             key=keys[automation.pk],
                             now=now,
+                            gate=gate,
                         )
                     )
             result.chunks += 1
@@ -632,8 +657,11 @@ def automations_on_event(
         key = period_key(automation=automation, program=program, now=now)
         result.automations += 1
         with transaction.atomic():
+            gate = budgets.gate_lock(
+                program=program, owners=budgets.automation_owners(program=program, automations=[automation]), now=now
+            )
             claimed = _claim(automation=automation, program=program, key=key, now=now, lo=member_id, hi=member_id + 1)
-            result.add(_perform(automation=automation, program=program, claimed=claimed, key=key, now=now))
+            result.add(_perform(automation=automation, program=program, claimed=claimed, key=key, now=now, gate=gate))
     return result
 
 

@@ -12,7 +12,7 @@ from loyalty.models import Member, Program
 
 from . import builtins, referrals, services
 from .birthdays import birthdays_award
-from .models import Builtin, EarningRule, ReferralSettings
+from .models import Builtin, EarningRule, ProgramBudget, ReferralSettings
 
 
 def demo_rules_load(*, program: Program, now: dt.datetime) -> str:
@@ -134,3 +134,39 @@ def _tagged(email: str, tag: str) -> str:
     """`ada@example.com` -> `ada+tag@example.com`: another address, the same mailbox."""
     local, _, domain = email.partition("@")
     return f"{local}+{tag}@{domain}"
+
+
+BUDGET_RULE = "Beans lovers: +2 per euro on coffee beans"
+
+
+def demo_budgets_load(*, program: Program, now: dt.datetime) -> str:
+    """The demo's budgets (docs/budgets.md): the coffee-beans bonus may give 500 points a
+    month, and five bean orders of today use about 70 % of it (the admin's change list shows
+    it); the program as a whole may give 500,000 points a month. Once: a program with a budget
+    is left alone."""
+    if ProgramBudget.objects.filter(program=program).exists():
+        return "Budgets: the demo program has them; left as they are."
+    ProgramBudget.objects.create(program=program, budget_per_period=500_000, budget_period="month")
+    rule = EarningRule.objects.filter(program=program, name=BUDGET_RULE).first()
+    if rule is None:
+        return "Budgets: a program budget of 500,000 points a month."
+    rule.budget_per_period, rule.budget_period = 500, "month"
+    rule.save(update_fields=["budget_per_period", "budget_period"])
+    buyers = list(Member.objects.filter(program=program, status="active").order_by("id")[:5])
+    given = 0
+    for i, member in enumerate(buyers):
+        result = services.activity_report(
+            program=program,
+            member=member,
+            type="purchase",
+            occurred_at=now - dt.timedelta(minutes=30 * (i + 1)),
+            order_id=f"DEMO-BEANS-{i + 1}",
+            amount=Decimal("24.00"),
+            currency=program.currency,
+            channel="pos",
+            items=[{"sku": "BEANS-1KG", "category": "beans", "quantity": 1, "unit_price": "24.00"}],
+            idempotency_key=f"demo:budget:{i + 1}",
+            now=now,
+        )
+        given += sum(a.points for a in result.awards if a.rule_id == rule.pk)
+    return f"Budgets: {rule.name!r} {given} of 500 points this month used; the program 500,000 a month."

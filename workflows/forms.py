@@ -8,7 +8,12 @@ from django.contrib.postgres.forms import SimpleArrayField
 
 from loyalty.models import Activity, Member, Program
 
-from .models import EarningRule, Weekday, validate_activity_type
+from .models import BudgetPeriod, EarningRule, Weekday, validate_activity_type
+
+
+def budget_period_or_month(form: forms.ModelForm) -> str:
+    """A budget's period left empty (an older form, a program file without it) is a month."""
+    return form.cleaned_data.get("budget_period") or BudgetPeriod.MONTH
 
 
 class EarningRuleForm(forms.ModelForm):
@@ -52,10 +57,16 @@ class EarningRuleForm(forms.ModelForm):
             "cap_per_week",
             "cap_per_month",
             "cap_lifetime",
+            "budget_total",
+            "budget_per_period",
+            "budget_period",
             "priority",
             "stackable",
         )
         widgets = {"tiers": forms.CheckboxSelectMultiple}
+
+    def clean_budget_period(self) -> str:
+        return budget_period_or_month(self)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

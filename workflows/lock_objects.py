@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from loyalty.lock_objects import member_for_update  # noqa: F401  (the one member lock, re-exported)
 from loyalty.models import IdempotencyRecord, Member, Program
 
-from .models import Referral
+from .models import BudgetUse, Referral
 
 _MEMBER_FIELDS = [f.attname for f in Member._meta.concrete_fields]
 _MEMBER_COLUMNS = ", ".join(f"m.{f.column}" for f in Member._meta.concrete_fields)
@@ -53,3 +53,18 @@ def pending_referral_for_update(*, friend_id: int) -> QuerySet[Referral]:
     """The friend's pending referral, locked before the payout (locked after the friend's member
     row and before the referrer's, so payouts of one referrer's friends queue in one order)."""
     return Referral.objects.select_for_update().filter(friend_id=friend_id, status=Referral.Status.PENDING)
+
+
+def budget_uses_for_update(*, keys: list[tuple[str, int, str]]) -> list[BudgetUse]:
+    """The budget counter rows of these (scope, owner id, period key), locked in id order (one
+    statement). Taken before any member row (workflows.budgets), so budget and member locks
+    never wait on each other in a cycle."""
+    if not keys:
+        return []
+    return list(
+        BudgetUse.objects.raw(
+            f"SELECT * FROM {BudgetUse._meta.db_table} WHERE (scope, owner_id, period_key) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[])) ORDER BY id FOR UPDATE",
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
+        )
+    )

@@ -44,6 +44,39 @@ class Weekday(models.IntegerChoices):
     SUNDAY = 6, "Sunday"
 
 
+class BudgetPeriod(models.TextChoices):
+    """The period of a budget's per-period limit, in the program's time zone (docs/budgets.md)."""
+
+    DAY = "day", "Per day"
+    WEEK = "week", "Per week (ISO, Monday to Sunday)"
+    MONTH = "month", "Per month"
+
+
+def budget_fields() -> tuple[models.Field, models.Field, models.Field]:
+    """The budget of an earning rule, an automation or a program (docs/budgets.md): points it
+    may award in all and/or per period; empty = no limit. `workflows.budgets` enforces them."""
+    return (
+        models.PositiveIntegerField(
+            null=True,
+            blank=True,
+            help_text="Budget: points this may award in all (awards stop when used up); empty: no limit.",
+        ),
+        models.PositiveIntegerField(
+            null=True,
+            blank=True,
+            help_text="Budget: points this may award per period (below); empty: no limit.",
+        ),
+        models.CharField(
+            max_length=5,
+            choices=BudgetPeriod.choices,
+            blank=True,  # a form left empty: a month (the forms' `clean_budget_period`)
+            default=BudgetPeriod.MONTH,
+            db_default=BudgetPeriod.MONTH,
+            help_text="The period of the per-period budget (program time zone).",
+        ),
+    )
+
+
 class Builtin(models.TextChoices):
     """The built-in activities a program gets as ready-made rules, inactive until staff
     switch them on (`workflows.builtins`)."""
@@ -141,6 +174,7 @@ class EarningRule(models.Model):
     cap_per_month = models.PositiveIntegerField(null=True, blank=True)
     cap_lifetime = models.PositiveIntegerField(null=True, blank=True)
     cap_per_order = models.PositiveIntegerField(null=True, blank=True)
+    budget_total, budget_per_period, budget_period = budget_fields()
     priority = models.IntegerField(default=0, help_text="Higher runs first.")
     stackable = models.BooleanField(
         default=True, help_text="Unticked: when this rule fires, rules of lower priority do not run."
@@ -356,6 +390,7 @@ class Automation(models.Model):
         help_text="The email is a service message (e.g. a status change the member must know of): it goes to "
         "every member with an address. Unticked, it is marketing: only members who consented get it.",
     )
+    budget_total, budget_per_period, budget_period = budget_fields()
     reward_id = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Issue this reward (the rewards app): the reward's id."
     )
@@ -402,3 +437,84 @@ class AutomationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.automation_id} / {self.member_id} / {self.period_key}"
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets (docs/budgets.md): limits on the points a rule, an automation or a program awards
+
+
+class ProgramBudget(models.Model):
+    """A program's budget: the points all its earning rules and automations together may
+    award (in all and/or per period). One row per program, created in the admin."""
+
+    program = models.OneToOneField(Program, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    budget_total, budget_per_period, budget_period = budget_fields()
+
+    class Meta:
+        verbose_name = "program budget"
+        verbose_name_plural = "program budgets"
+
+    def __str__(self) -> str:
+        return f"Budget of {self.program}"
+
+
+class BudgetScope(models.TextChoices):
+    RULE = "rule", "Earning rule"
+    AUTOMATION = "automation", "Automation"
+    PROGRAM = "program", "Program"
+
+
+class BudgetUse(models.Model):
+    """The points a budget gave in one period (`period_key`: "total", "2026-12-05",
+    "2026-W49" or "2026-12"): the counter row `workflows.budgets` locks (FOR UPDATE) and adds
+    to in the transaction of each award, so concurrent awards never overshoot. `owner_id` is
+    the rule's, the automation's or the program's id, by `scope`. `alerted_*_at`: when the 80 %
+    and 100 % alerts of this period were sent (once each)."""
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="+", db_index=False)
+    scope = models.CharField(max_length=12, choices=BudgetScope.choices)
+    owner_id = models.BigIntegerField()
+    period_key = models.CharField(max_length=12)
+    used = models.PositiveBigIntegerField(default=0)
+    limit_points = models.PositiveBigIntegerField(default=0, help_text="The limit when it was last used.")
+    alerted_80_at = models.DateTimeField(null=True, blank=True)
+    alerted_100_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "owner_id", "period_key"], name="budget_use_once"),
+        ]
+        indexes = [models.Index(fields=["program", "-updated_at"], name="budget_use_program")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.owner_id} {self.period_key}: {self.used}"
+
+
+class BudgetCut(models.Model):
+    """An award a budget cut or stopped: what the rule or automation would have given, what it
+    gave, and why in words ("Budget of rule ... used up"). Written with the activity (or the
+    automation's firing), so staff see why a purchase earned less."""
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="+", db_index=False)
+    activity = models.ForeignKey(
+        Activity, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+", db_index=False)
+    rule = models.ForeignKey(EarningRule, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    automation = models.ForeignKey(Automation, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    budget_scope = models.CharField(max_length=12, choices=BudgetScope.choices, help_text="The budget that cut.")
+    wanted = models.PositiveBigIntegerField(help_text="Points without the budget.")
+    given = models.PositiveBigIntegerField(help_text="Points given.")
+    reason = models.CharField(max_length=255)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["program", "-at"], name="budget_cut_program"),
+            models.Index(fields=["activity"], name="budget_cut_activity", condition=Q(activity__isnull=False)),
+            models.Index(fields=["member", "-at"], name="budget_cut_member"),
+        ]
+
+    def __str__(self) -> str:
+        return self.reason

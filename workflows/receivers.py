@@ -20,8 +20,8 @@ from loyalty.signals import demo_loaded, member_enrolled
 from tiers import services as tier_services
 from tiers.signals import tier_changed
 
-from . import automations, builtins, demo, referrals, selectors
-from .models import Automation, EarningRule
+from . import automations, budgets, builtins, demo, referrals, selectors
+from .models import Automation, EarningRule, ProgramBudget
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def add_demo_rules(sender: Any, *, program: Program, now: Any, stdout: Any = Non
         demo.demo_rules_load(program=program, now=now),
         demo.demo_built_ins_load(program=program, now=now),
         automations.automations_demo_load(program=program, now=now),
+        demo.demo_budgets_load(program=program, now=now),
     ]
     if stdout is not None:
         for line in lines:
@@ -128,3 +129,10 @@ def forget_event_automations(sender: Any, **kwargs: Any) -> None:
 def forget_active_rules(sender: Any, **kwargs: Any) -> None:
     """A rule changed: the remembered active rules go."""
     selectors.active_rules_forget()
+
+
+@receiver(post_save, sender=ProgramBudget, dispatch_uid="workflows.program_budget_saved")
+@receiver(post_delete, sender=ProgramBudget, dispatch_uid="workflows.program_budget_deleted")
+def forget_program_budgets(sender: Any, **kwargs: Any) -> None:
+    """A program's budget changed: the remembered budgets go."""
+    budgets.program_budgets_forget()

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 from .models import EarningRule
 
@@ -60,6 +60,14 @@ class Award:
     @property
     def reason(self) -> str:
         return self.rule.name[:255]
+
+
+class Budgets(Protocol):
+    """What is left of the budgets a rule spends (`workflows.budgets.BudgetGate`): `take`
+    returns the points the rule may give out of `points` (fewer when a budget runs out, with
+    the reason recorded by the gate) and counts them as spent."""
+
+    def take(self, rule: EarningRule, points: int) -> int: ...
 
 
 def parse_items(items: Iterable[Mapping[str, Any]]) -> tuple[Item, ...]:
@@ -154,10 +162,13 @@ def evaluate(
     earn_rate: Decimal,
     tier_multiplier: Decimal = Decimal(1),
     tier_id: int | None = None,
+    budgets: Budgets | None = None,
 ) -> list[Award]:
     """The awards of the firing rules, by descending priority. Points = floor(base x rule
-    multiplier x tier multiplier (purchases only)), then capped. A rule fires when it gives
-    at least one point; a non-stackable rule that fires stops the rules after it."""
+    multiplier x tier multiplier (purchases only)), then capped, then cut to what the rule's
+    and the program's budgets have left (`budgets`, optional; the gate records why). A rule
+    fires when it gives at least one point; a non-stackable rule that fires stops the rules
+    after it (one whose budget is used up does not fire)."""
     awards: list[Award] = []
     for rule in sorted(rules, key=lambda r: (-r.priority, r.id or 0)):
         if not conditions_met(rule, facts, tier_id=tier_id):
@@ -166,6 +177,8 @@ def evaluate(
         factor = rule.multiplier * (tier_multiplier if facts.type == "purchase" else Decimal(1))
         points = int((base * factor).to_integral_value(rounding=ROUND_FLOOR))
         points = _cap(points, rule, usage.get(rule.id, Usage()))
+        if budgets is not None and points > 0:
+            points = budgets.take(rule, points)
         if points <= 0:
             continue
         awards.append(Award(rule=rule, points=points, base=base))

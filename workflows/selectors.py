@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from loyalty.models import Member, Program
 from loyalty.presence import TtlCache
 from tiers.models import Tier
 
+from . import budgets as budget_gates
 from . import rules
 from .models import EarningRule, RuleAward
 
@@ -138,9 +139,11 @@ def awards_for(
     member_id: int,
     facts: rules.ActivityFacts,
     tier: tuple[int | None, Decimal] | None = None,
+    budgets: rules.Budgets | None = None,
 ) -> list[rules.Award]:
     """What the program's rules give the member for an activity with these facts. `tier`:
-    the member's (tier id, multiplier) when the caller read it already. Queries: the rules
+    the member's (tier id, multiplier) when the caller read it already; `budgets`: what the
+    budgets have left (workflows.budgets; None: no budget applies). Queries: the rules
     (kept 5 s per process) + 1 (caps, if any) + 1 (the member's tier, unless given)."""
     candidates = active_rules(program=program, trigger=facts.type)
     if not candidates:
@@ -150,7 +153,13 @@ def awards_for(
     if facts.type != "purchase":
         multiplier = Decimal(1)
     return rules.evaluate(
-        candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier, tier_id=tier_id
+        candidates,
+        facts,
+        usage=usage,
+        earn_rate=program.earn_rate,
+        tier_multiplier=multiplier,
+        tier_id=tier_id,
+        budgets=budgets,
     )
 
 
@@ -158,6 +167,8 @@ def awards_for(
 class Preview:
     points: int
     awards: list[rules.Award]
+    # Why a budget cut or stopped a rule ("Budget of rule ... used up ..."), in words.
+    budget_notes: list[str] = field(default_factory=list)
 
 
 def activity_preview(
@@ -170,14 +181,21 @@ def activity_preview(
     channel: str = "",
     items: Iterable[Mapping[str, Any]] = (),
 ) -> Preview:
-    """What this activity would earn the member now (caps and tier included); writes nothing."""
+    """What this activity would earn the member now (caps, tier and budgets included, the
+    budgets' use as of now); writes nothing."""
+    now = timezone.now()
     facts = activity_facts(
         program=program,
         type=type,
-        occurred_at=occurred_at or timezone.now(),
+        occurred_at=occurred_at or now,
         amount=amount,
         channel=channel,
         items=items,
     )
-    awards = awards_for(program=program, member_id=member.pk, facts=facts)
-    return Preview(points=sum(a.points for a in awards), awards=awards)
+    owners = budget_gates.activity_owners(
+        program=program, candidates=active_rules(program=program, trigger=type), facts=facts
+    )
+    gate = budget_gates.gate_read(program=program, owners=owners, now=now)
+    awards = awards_for(program=program, member_id=member.pk, facts=facts, budgets=gate)
+    notes = gate.reasons if gate is not None else []
+    return Preview(points=sum(a.points for a in awards), awards=awards, budget_notes=notes)

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -27,8 +27,8 @@ from loyalty import services as ledger
 from loyalty.models import Activity, IdempotencyRecord, LedgerEntry, Member, Program
 from loyalty.services import Balance, PostResult
 
-from . import automations, lock_objects, referrals, selectors
-from .models import EarningRule, RuleAward
+from . import automations, budgets, lock_objects, referrals, selectors
+from .models import BudgetCut, EarningRule, RuleAward
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class ActivityResult:
     entries: list[LedgerEntry]
     balance: Balance
     replayed: bool = False
+    # Why a budget cut or stopped a rule (docs/budgets.md), in words; also stored as `BudgetCut`.
+    budget_notes: list[str] = field(default_factory=list)
 
     @property
     def points(self) -> int:
@@ -133,7 +135,15 @@ def _replay(*, program: Program, record: IdempotencyRecord, key: str, request_ha
     awards = list(RuleAward.objects.filter(activity=activity).select_related("rule").order_by("id"))
     entries = list(LedgerEntry.objects.filter(activity=activity).order_by("id"))
     member = Member.objects.get(pk=activity.member_id)
-    return ActivityResult(activity=activity, awards=awards, entries=entries, balance=Balance.of(member), replayed=True)
+    notes = list(BudgetCut.objects.filter(activity=activity).order_by("id").values_list("reason", flat=True))
+    return ActivityResult(
+        activity=activity,
+        awards=awards,
+        entries=entries,
+        balance=Balance.of(member),
+        replayed=True,
+        budget_notes=notes,
+    )
 
 
 def _member_for_customer(
@@ -280,6 +290,18 @@ def _report(
 ) -> ActivityResult | errors.LoyaltyError:
     """`activity_report`'s work inside its transaction. Returns a refusal (not raised) when
     nothing was written yet; raises on anything after the first write."""
+    facts = selectors.activity_facts(
+        program=program, type=type, occurred_at=occurred_at, amount=amount, channel=channel, items=item_list
+    )
+    # The budgets this activity may spend, locked BEFORE the member (docs/budgets.md); None
+    # (no query) when no rule of this type and not the program has a budget.
+    gate = budgets.gate_lock(
+        program=program,
+        owners=budgets.activity_owners(
+            program=program, candidates=selectors.active_rules(program=program, trigger=type), facts=facts
+        ),
+        now=now,
+    )
     # One statement: the member's lock, its tier, and whether the key was used before.
     locked = lock_objects.member_with_tier_for_update(member_id=member.pk, program=program, key=store_key)
     if store_key is not None and key is not None and locked is not None and locked.key_seen:
@@ -309,11 +331,9 @@ def _report(
         )
     except errors.LoyaltyError as exc:
         return exc
-    facts = selectors.activity_facts(
-        program=program, type=type, occurred_at=occurred_at, amount=amount, channel=channel, items=item_list
-    )
     tier = (locked.tier_id_now, Decimal(locked.tier_multiplier_now or 1))
-    awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts, tier=tier)
+    awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts, tier=tier, budgets=gate)
+    budget_notes = gate.reasons if gate is not None else []
     rows = [
         RuleAward(rule=a.rule, member_id=locked.pk, activity=activity, points=a.points, occurred_at=occurred_at)
         for a in awards
@@ -355,6 +375,7 @@ def _report(
         if claimed is not None:
             raise busy
     _insert_awards(rows)
+    budgets.gate_spend(gate=gate, program=program, member_id=locked.pk, now=now, activity=activity)
     referral = None
     if type == Activity.Type.PURCHASE:
         # A referred friend's first qualifying purchase rewards both (same transaction).
@@ -373,7 +394,7 @@ def _report(
             trigger="activity", member_id=member_id, activity_type=type, now=now, program_id=program.pk
         )
     )
-    return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance)
+    return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance, budget_notes=budget_notes)
 
 
 def refund_report(

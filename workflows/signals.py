@@ -1,6 +1,6 @@
 """Signals of the workflows app, for higher apps (notifications).
 
-All three are sent inside the transaction of their event, right after its writes, for receivers
+All are sent inside the transaction of their event, right after its writes, for receivers
 that write rows which must commit or roll back with it (the email outbox) with one short
 statement; an exception there rolls the event back. workflows never imports the apps above it.
 """
@@ -20,3 +20,9 @@ referral_rewarded_in_transaction = Signal()
 # facts (plain data for its template: "automation", "points", and "tier" / "coupon" when the
 # automation has those actions). A receiver returns True when it queued the email.
 automation_email_in_transaction = Signal()
+
+# A budget's use first reached 80 % or 100 % of a limit in a period (workflows.budgets; once per
+# budget, period and threshold): program, budget (plain data: scope, id, name, what, period,
+# period_label, limit, used, percent), now. The notifications app queues the admin's email and
+# the `budget.threshold` webhook event.
+budget_threshold_in_transaction = Signal()

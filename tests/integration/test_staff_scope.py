@@ -35,7 +35,7 @@ from rewards import services as rewards_services
 from rewards.models import Redemption, Reward
 from tests.loyalty.factories import ProgramFactory, StaffFactory
 from tests.notifications.factories import WebhookEndpointFactory
-from workflows.models import Automation, AutomationRun
+from workflows.models import Automation, AutomationRun, BudgetCut, ProgramBudget
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +72,17 @@ def _top_up(program: Program, staff) -> None:
     automation = Automation.objects.filter(program=program).order_by("pk").first()
     AutomationRun.objects.get_or_create(
         automation=automation, member=member, period_key="once", defaults={"fired_at": timezone.now(), "points": 5}
+    )
+    ProgramBudget.objects.get_or_create(program=program, defaults={"budget_total": 1_000_000})
+    BudgetCut.objects.create(
+        program=program,
+        member=member,
+        automation=automation,
+        budget_scope="automation",
+        wanted=100,
+        given=0,
+        reason="Budget of automation used up",
+        at=timezone.now(),
     )
     services.staff_action_record(
         actor=staff, action=StaffAction.Action.ADJUST, program=program, member=member, reason="Goodwill"

@@ -11,7 +11,7 @@ from notifications.services import endpoint_create
 from rewards.models import Reward, RewardSettings
 from tiers.models import Tier
 from workflows import builtins
-from workflows.models import Automation, EarningRule, ReferralSettings
+from workflows.models import Automation, EarningRule, ProgramBudget, ReferralSettings
 
 
 def build_program(slug: str = "shop"):
@@ -32,6 +32,9 @@ def build_program(slug: str = "shop"):
         starts_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
         ends_at=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
         cap_per_day=500,
+        budget_total=100_000,
+        budget_per_period=5_000,
+        budget_period="week",
         priority=10,
     )
     weekend.tiers.set([silver, gold])
@@ -41,12 +44,15 @@ def build_program(slug: str = "shop"):
     Reward.objects.create(program=program, name="Free shipping", kind="free_shipping", cost_points=300)
     RewardSettings.objects.create(program=program, refund_expired_coupons=False)
     ReferralSettings.objects.create(program=program, is_active=True, referrer_points=300, friend_points=150)
+    ProgramBudget.objects.create(program=program, budget_per_period=50_000, budget_period="month")
     automation = Automation.objects.create(
         program=program,
         name="Gold gift",
         trigger="tier_changed",
         period="once",
         award_points=50,
+        budget_per_period=2_000,
+        budget_period="month",
         reward_id=reward.pk,
         email_subject="Hello {{ member.first_name }}",
         email_body="You get {{ points }} points.\nEnjoy!",
