@@ -66,6 +66,8 @@ GROUPS: list[tuple[str, str, list[tuple[str, str, str | None]]]] = [
             ("workflows", "automationrun", None),
             ("tiers", "tier", None),
             ("workflows", "referralsettings", None),
+            ("programfiles", "programdraft", "Configuration drafts"),
+            ("programfiles", "programversion", "Published versions"),
         ],
     ),
     (

@@ -750,6 +750,9 @@ class StaffAction(models.Model):
         EMAIL_RESEND = "email_resend", "Sent an email again"
         REFUND = "refund", "Refunded an order"
         NOTE = "note", "Added a note"
+        DRAFT_PUBLISH = "draft_publish", "Published a configuration draft"
+        VERSION_RESTORE = "version_restore", "Restored a configuration version as a draft"
+        DRAFT_DISCARD = "draft_discard", "Discarded a configuration draft"
 
     # Actions that move points or money: they need a reason.
     REASON_REQUIRED = frozenset({"adjust", "adjust_requested", "adjust_rejected", "transfer", "block", "refund"})
