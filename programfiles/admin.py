@@ -41,6 +41,7 @@ EDIT = "programfiles.change_programdraft"
 START = "programfiles.add_programdraft"
 
 SINGULAR = {"tiers": "tier", "rewards": "reward", "earning_rules": "earning rule", "automations": "automation"}
+ARTICLE = {"tiers": "a", "rewards": "a", "earning_rules": "an", "automations": "an"}
 
 
 def grouped(changes: list[Change]) -> list[tuple[str, list[Change]]]:
@@ -78,7 +79,7 @@ def draft_items(draft: ProgramDraft, live: dict[str, Any], changes: list[Change]
             for item in live.get(name, [])
             if touched.get((name, item_key(spec, item))) == "removed"
         ]
-        out.append({"name": name, "title": spec.title, "singular": SINGULAR[name], "rows": rows})
+        out.append({"name": name, "title": spec.title, "singular": f"{ARTICLE[name]} {SINGULAR[name]}", "rows": rows})
     return out
 
 
@@ -239,7 +240,11 @@ class ProgramDraftAdmin(ProgramScopedAdmin):
         item_changes = [
             c for c in selectors.draft_changes(draft, live) if c.section == section and key is not None and c.key == key
         ]
-        title = f"Edit {SINGULAR[section]} {_label(section, item)}" if item else f"Add a {SINGULAR[section]}"
+        title = (
+            f"Edit {SINGULAR[section]} {_label(section, item)}"
+            if item
+            else f"Add {ARTICLE[section]} {SINGULAR[section]}"
+        )
         context = {
             **self._context(request, draft, f"{title} (draft)"),
             "form": form,

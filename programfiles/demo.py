@@ -20,8 +20,8 @@ WEEKEND = {
     "customer_text": "Double beans on Saturdays and Sundays",
     "trigger": "purchase",
     "kind": "per_amount",
-    "points": None,
-    "multiplier": 2,
+    "points": None,  # the program's earn rate
+    "multiplier": 1,  # stacks on "1 bean per euro": one more bean per euro = double, not triple
     "priority": 20,
     "stackable": True,
     "is_active": True,

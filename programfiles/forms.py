@@ -85,6 +85,8 @@ class DraftItemForm(forms.Form):
                 form_field = copy.deepcopy(admin_fields[f.attr])
             else:
                 form_field = model_field.formfield()
+            if not form_field.label:
+                form_field.label = label
             if f.attr == "code":
                 form_field.required = False
                 form_field.help_text = "Empty: made from the name. It names the item in program files."
