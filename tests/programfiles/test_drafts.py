@@ -88,6 +88,20 @@ def test_a_draft_does_not_change_earning_until_it_is_published(shop, manager):
     assert EarningRule.objects.get(program=shop, code="wednesday-bonus").points == 100
 
 
+def test_members_do_not_see_a_draft_rule_until_it_is_published(shop, manager):
+    from portal.selectors_card import earning_rules
+
+    draft = services.draft_start(program=shop, actor=manager)
+    secret = {**BONUS, "customer_text": "Secret draft bonus"}
+    draft = services.draft_item_save(draft=draft, section="earning_rules", key=None, item=secret, actor=manager)
+
+    assert "Secret draft bonus" not in [view.text for view in earning_rules(program=shop, now=WEDNESDAY_NOON)]
+
+    services.draft_publish(draft=draft, actor=manager)
+
+    assert "Secret draft bonus" in [view.text for view in earning_rules(program=shop, now=WEDNESDAY_NOON)]
+
+
 def test_publish_records_a_version_with_who_when_the_note_and_the_diff(shop, manager):
     draft = with_bonus(shop, manager)
     rule = rule_item(draft, "double-weekend")
