@@ -14,6 +14,7 @@ configuration draft" (Owner, Manager). Staff limited to programs see their progr
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,6 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from loyalty import errors, staff_scope
@@ -87,7 +89,7 @@ def draft_items(draft: ProgramDraft, live: dict[str, Any], changes: list[Change]
 class ProgramDraftAdmin(ProgramScopedAdmin):
     list_display = ("__str__", "program", "status", "created_by", "created_at", "updated_at", "version_link")
     list_filter = ("status",)
-    list_select_related = ("program", "created_by")
+    list_select_related = ("program", "created_by", "version")
     show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -95,7 +97,7 @@ class ProgramDraftAdmin(ProgramScopedAdmin):
 
     @admin.display(description="Version")
     def version_link(self, draft: ProgramDraft) -> str:
-        version = ProgramVersion.objects.filter(draft=draft).first()
+        version = getattr(draft, "version", None) if draft.status == ProgramDraft.Status.PUBLISHED else None
         if version is None:
             return "-"
         return format_html(
@@ -121,6 +123,7 @@ class ProgramDraftAdmin(ProgramScopedAdmin):
             path("<int:draft_id>/yaml/", view(self.yaml_view), name="programfiles_programdraft_yaml"),
             path("<int:draft_id>/publish/", view(self.publish_view), name="programfiles_programdraft_publish"),
             path("<int:draft_id>/discard/", view(self.discard_view), name="programfiles_programdraft_discard"),
+            path("<int:draft_id>/rebase/", view(self.rebase_view), name="programfiles_programdraft_rebase"),
             *super().get_urls(),
         ]
 
@@ -207,7 +210,16 @@ class ProgramDraftAdmin(ProgramScopedAdmin):
         return TemplateResponse(request, "admin/programfiles/draft.html", context)
 
     def item_view(self, request: HttpRequest, draft_id: int, section: str) -> HttpResponse:
+        """One item's form, parsed and rendered in the program's time zone (as the live admin's
+        forms are: `loyalty.admin.timezones`)."""
         draft = self._draft(request, draft_id, EDIT)
+        with timezone.override(zoneinfo.ZoneInfo(draft.program.timezone)):
+            response = self._item_page(request, draft, section)
+            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                response.render()
+        return response
+
+    def _item_page(self, request: HttpRequest, draft: ProgramDraft, section: str) -> HttpResponse:
         if section not in DRAFT_SECTIONS or draft.status != ProgramDraft.Status.OPEN:
             raise Http404("No such part of an open draft.")
         spec = BY_NAME[section]
@@ -217,7 +229,9 @@ class ProgramDraftAdmin(ProgramScopedAdmin):
         if key and index is None:
             raise Http404("No such item in the draft.")
         item = items[index] if index is not None else None
-        form = DraftItemForm(request.POST or None, section=section, sections=draft.sections, item=item)
+        form = DraftItemForm(
+            request.POST or None, section=section, sections=draft.sections, item=item, zone=draft.program.timezone
+        )
         if request.method == "POST" and form.is_valid():
             new = form.to_item()
             if item is None and not new.get("code"):
@@ -314,6 +328,19 @@ class ProgramDraftAdmin(ProgramScopedAdmin):
                 request, f"Published: version {version.number} is live ({len(version.changes)} change(s))."
             )
             return HttpResponseRedirect(reverse("admin:programfiles_programversion_change", args=[version.pk]))
+        return HttpResponseRedirect(self._page_url(draft))
+
+    def rebase_view(self, request: HttpRequest, draft_id: int) -> HttpResponse:
+        draft = self._draft(request, draft_id, EDIT)
+        if request.method == "POST":
+            try:
+                services.draft_rebase(draft=draft, actor=request.user)
+            except DocumentInvalid as exc:
+                messages.error(request, "Not updated: " + "; ".join(str(p) for p in exc.problems[:5]))
+            except errors.LoyaltyError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, "The draft now starts from the live configuration, with your edits kept.")
         return HttpResponseRedirect(self._page_url(draft))
 
     def discard_view(self, request: HttpRequest, draft_id: int) -> HttpResponse:

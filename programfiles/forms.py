@@ -57,7 +57,15 @@ def _choice_field(f: Field, names: list[str], label: str) -> forms.Field:
 class DraftItemForm(forms.Form):
     """One tier, reward, earning rule or automation of a draft."""
 
-    def __init__(self, *args: Any, section: str, sections: dict[str, Any], item: dict[str, Any] | None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        section: str,
+        sections: dict[str, Any],
+        item: dict[str, Any] | None,
+        zone: str = "",
+        **kwargs: Any,
+    ):
         self.section: Section = BY_NAME[section]
         self.item = item or {}
         initial = {}
@@ -87,6 +95,8 @@ class DraftItemForm(forms.Form):
                 form_field = model_field.formfield()
             if not form_field.label:
                 form_field.label = label
+            if isinstance(form_field, forms.DateTimeField) and zone:
+                form_field.help_text = f"{form_field.help_text} Time zone: {zone}.".strip()
             if f.attr == "code":
                 form_field.required = False
                 form_field.help_text = "Empty: made from the name. It names the item in program files."

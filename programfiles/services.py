@@ -7,6 +7,7 @@ is plain data until it is published, so editing one never changes what members e
   draft always publishes;
 - `draft_publish`: the draft goes live in one transaction through `load_document`, and a
   `ProgramVersion` records who, when, the note and the changes; a stale draft is refused;
+- `draft_rebase`: a stale draft's edits replayed on the live configuration as it is now;
 - `draft_discard`, `version_restore` (an earlier version's sections as a new draft).
 Publishing, restoring and discarding are written to the staff audit trail.
 """
@@ -41,13 +42,29 @@ class DraftStale(errors.Conflict):
     def __init__(self, changes: list[Change]) -> None:
         super().__init__(
             "The live configuration changed since this draft was taken: publishing it would undo "
-            f"{len(changes)} change(s) made since. Discard the draft and start a new one.",
+            f"{len(changes)} change(s) made since. Update the draft to the live configuration (your edits are "
+            "kept), then publish it.",
         )
         self.changes = changes
 
 
 class DraftClosed(errors.Conflict):
     code = "draft_closed"
+
+
+class DraftConflict(errors.Conflict):
+    """Items both the draft and the live program changed since the draft was taken."""
+
+    code = "draft_conflict"
+
+    def __init__(self, items: list[str]) -> None:
+        super().__init__(
+            "Not updated: the draft and the live configuration both changed "
+            + ", ".join(items)
+            + ". Make these changes again in a new draft.",
+            items=items,
+        )
+        self.items = items
 
 
 def _lock_program(program: Program) -> Program:
@@ -177,6 +194,50 @@ def draft_sections_replace(
             ]
         )
     return _saved(draft, sections_of(document), actor, now)
+
+
+def _merged(draft: ProgramDraft, live: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The draft's edits replayed on the live sections, item by item: an item the draft
+    changed (or added, or removed) since its base keeps the draft's version, any other item
+    takes the live one. An item both changed differently is a conflict."""
+    merged: dict[str, Any] = {}
+    conflicts: list[str] = []
+    for name in DRAFT_SECTIONS:
+        spec = BY_NAME[name]
+        base = {item_key(spec, it): it for it in draft.base.get(name, [])}
+        mine = {item_key(spec, it): it for it in draft.sections.get(name, [])}
+        theirs = {item_key(spec, it): it for it in live.get(name, [])}
+        items = []
+        for key in sorted(set(base) | set(mine) | set(theirs)):
+            was, ours, now_live = base.get(key), mine.get(key), theirs.get(key)
+            chosen = now_live
+            if ours != was:
+                if now_live not in (was, ours):
+                    conflicts.append(f"{name}.{key}")
+                chosen = ours
+            if chosen is not None:
+                items.append(chosen)
+        merged[name] = items
+    return merged, conflicts
+
+
+@transaction.atomic
+def draft_rebase(*, draft: ProgramDraft, actor: Any, now: dt.datetime | None = None) -> ProgramDraft:
+    """Bring a stale draft up to date: its edits on top of the live configuration as it is now
+    (`_merged`), and the live sections as its new base. Raises DraftConflict (nothing saved)
+    when the draft and the live program changed the same item, DocumentInvalid when the result
+    would not publish."""
+    program = _lock_program(draft.program)
+    draft = _lock_open_draft(draft)
+    live = sections_of(export_document(program))
+    merged, conflicts = _merged(draft, live)
+    if conflicts:
+        raise DraftConflict(conflicts)
+    _checked(draft, merged)
+    draft.sections, draft.base = merged, live
+    draft.updated_by, draft.updated_at = actor, now or timezone.now()
+    draft.save(update_fields=["sections", "base", "updated_by", "updated_at"])
+    return draft
 
 
 @transaction.atomic

@@ -4,10 +4,13 @@ to publish; staff limited to one program never reach another's draft."""
 
 from __future__ import annotations
 
+import zoneinfo
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.forms import CheckboxInput, CheckboxSelectMultiple, SelectMultiple
 from django.urls import reverse
+from django.utils import timezone
 
 from loyalty.models import StaffProgram
 from programfiles import services
@@ -44,8 +47,14 @@ def draft_url(draft, view: str = "change", *args) -> str:
     return reverse(f"admin:programfiles_programdraft_{view}", args=[draft.pk, *args])
 
 
-def post_data(form: DraftItemForm, **changes) -> dict:
-    """What the browser would send for the form as shown, with `changes` typed in."""
+def post_data(form: DraftItemForm, zone: str = "Europe/Paris", **changes) -> dict:
+    """What the browser would send for the form as shown (dates in the program's time zone),
+    with `changes` typed in."""
+    with timezone.override(zoneinfo.ZoneInfo(zone)):
+        return _post_data(form, **changes)
+
+
+def _post_data(form: DraftItemForm, **changes) -> dict:
     data: dict = {}
     for bound in form:
         value = bound.value()
@@ -168,6 +177,11 @@ def test_a_stale_draft_shows_what_changed_live_and_is_not_published(client, shop
     assert "changed since this draft was taken" in response.content.decode()
     assert not ProgramVersion.objects.exists()
 
+    updated = client.post(draft_url(draft, "rebase"), follow=True).content.decode()
+
+    assert "with your edits kept" in updated
+    assert "The live configuration changed since this draft was taken." not in updated
+
 
 def test_publishing_and_restoring_need_the_publish_permission(client, shop):
     editor = staff_in("Manager")
@@ -231,3 +245,21 @@ def test_another_programs_draft_and_versions_are_refused(client, shop):
     assert ProgramVersion.objects.filter(program=other).count() == 1
     listed = client.get(reverse("admin:programfiles_programdraft_changelist"))
     assert theirs not in listed.context["cl"].queryset
+
+
+def test_campaign_dates_are_typed_in_the_programs_time_zone(client, shop):
+    client.force_login(staff_in("Manager"))
+    draft = services.draft_start(program=shop, actor=StaffFactory())
+    item = next(r for r in draft.sections["earning_rules"] if r["code"] == "double-weekend")
+    form = DraftItemForm(section="earning_rules", sections=draft.sections, item=item, zone=shop.timezone)
+    assert "Time zone: Europe/Paris." in form.fields["campaign__starts_at"].help_text
+    url = draft_url(draft, "item", "earning_rules") + "?key=double-weekend"
+    assert 'value="2026-12-01 01:00:00"' in client.get(url).content.decode()  # 00:00 UTC is 01:00 in Paris
+
+    client.post(url, post_data(form, campaign__starts_at="2026-12-02 00:00:00"))
+
+    draft.refresh_from_db()
+    assert next(r for r in draft.sections["earning_rules"] if r["code"] == "double-weekend")["campaign"] == {
+        "starts_at": "2026-12-01T23:00:00Z",
+        "ends_at": "2027-01-01T00:00:00Z",
+    }

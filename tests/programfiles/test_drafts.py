@@ -181,6 +181,40 @@ def test_a_stale_draft_is_refused_and_shows_what_changed_live(shop, manager):
     assert draft.status == ProgramDraft.Status.OPEN
 
 
+def test_updating_a_stale_draft_keeps_its_edits_on_top_of_the_live_changes(shop, manager):
+    draft = with_bonus(shop, manager)
+    live_rule = EarningRule.objects.get(program=shop, code="double-weekend")
+    live_rule.multiplier = 5
+    live_rule.save()
+
+    draft = services.draft_rebase(draft=draft, actor=manager)
+
+    assert selectors.draft_live_changes(draft) == []
+    assert [str(c) for c in selectors.draft_changes(draft)] == ["earning_rules.wednesday-bonus: added"]
+    services.draft_publish(draft=draft, actor=manager)
+    assert EarningRule.objects.get(program=shop, code="double-weekend").multiplier == 5  # the live edit kept
+    assert EarningRule.objects.filter(program=shop, code="wednesday-bonus").exists()
+
+
+def test_updating_a_draft_refuses_an_item_changed_both_in_the_draft_and_live(shop, manager):
+    draft = services.draft_start(program=shop, actor=manager)
+    rule = rule_item(draft, "double-weekend")
+    draft = services.draft_item_save(
+        draft=draft, section="earning_rules", key="double-weekend", item={**rule, "multiplier": 3}, actor=manager
+    )
+    live_rule = EarningRule.objects.get(program=shop, code="double-weekend")
+    live_rule.priority = 99
+    live_rule.save()
+
+    with pytest.raises(services.DraftConflict) as refused:
+        services.draft_rebase(draft=draft, actor=manager)
+
+    assert refused.value.items == ["earning_rules.double-weekend"]
+    draft.refresh_from_db()
+    assert rule_item(draft, "double-weekend")["multiplier"] == 3
+    assert selectors.draft_live_changes(draft) != []
+
+
 def test_changes_outside_the_drafts_sections_do_not_make_it_stale_and_are_kept(shop, manager):
     draft = with_bonus(shop, manager)
     emails.email_template_save(
