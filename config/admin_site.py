@@ -68,6 +68,8 @@ GROUPS: list[tuple[str, str, list[tuple[str, str, str | None]]]] = [
             ("workflows", "referralsettings", None),
             ("workflows", "programbudget", None),
             ("workflows", "budgetcut", "Awards cut by a budget"),
+            ("programfiles", "programdraft", "Configuration drafts"),
+            ("programfiles", "programversion", "Published versions"),
         ],
     ),
     (

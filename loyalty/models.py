@@ -752,6 +752,9 @@ class StaffAction(models.Model):
         NOTE = "note", "Added a note"
         AUTOMATION_ACTIVATE = "automation_activated", "Switched an automation on"
         AUTOMATION_DEACTIVATE = "automation_stopped", "Switched an automation off"
+        DRAFT_PUBLISH = "draft_publish", "Published a configuration draft"
+        VERSION_RESTORE = "version_restore", "Restored a configuration version as a draft"
+        DRAFT_DISCARD = "draft_discard", "Discarded a configuration draft"
 
     # Actions that move points or money: they need a reason.
     REASON_REQUIRED = frozenset({"adjust", "adjust_requested", "adjust_rejected", "transfer", "block", "refund"})
