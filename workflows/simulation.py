@@ -357,7 +357,7 @@ WITH earned AS (
     GROUP BY a.order_id
 )
 SELECT a.id, a.member_id, a.type, a.occurred_at, (a.occurred_at AT TIME ZONE %(tz)s)::date,
-       a.amount, a.channel, a.items, coalesce(e.points, 0), coalesce(e.posted_at, a.reported_at),
+       a.amount, a.channel, a.items, coalesce(e.points, 0), {moment},
        f.refunded, coalesce(v.points, 0)
 FROM loyalty_activity a
 LEFT JOIN earned e ON e.activity_id = a.id
@@ -441,7 +441,9 @@ def replay(
         earn_rate = program.earn_rate
         no_tier = (None, Decimal(1))
         with connection.chunked_cursor() as cursor:
-            cursor.execute(_ACTIVITIES_SQL, params)
+            # The posting time dates the member's tier; not read (a timestamp less to parse per row) without tiers.
+            moment_sql = "coalesce(e.posted_at, a.reported_at)" if history is not None else "NULL::timestamptz"
+            cursor.execute(_ACTIVITIES_SQL.replace("{moment}", moment_sql), params)
             while rows := cursor.fetchmany(chunk_size):
                 for (
                     activity_id,
