@@ -106,7 +106,7 @@ def main() -> None:
             "currency, channel, items, data) "
             "SELECT %(p)s, 1 + (i * 7919) %% %(m)s, 'purchase', ts, ts, 'b' || i, 5 + (i * 104729 %% 15000) / 100.0, "
             "'EUR', CASE WHEN i %% 3 = 0 THEN 'pos' ELSE 'online' END, '[]', '{}' "
-            "FROM generate_series(1, %(n)s) AS i, "
+            "FROM generate_series(1::bigint, %(n)s::bigint) AS i, "
             "LATERAL (SELECT %(now)s::timestamptz - interval '30 days' + i * (interval '30 days' / %(n)s)) AS t(ts)",
             {"p": program.pk, "m": args.members, "n": args.purchases, "now": now},
         )

@@ -185,7 +185,8 @@ def explanation_rows(explained: selectors.Explained) -> list[dict[str, Any]]:
                     rules.Outcome.STOPPED: "stopped",
                 }[step.outcome],
                 "computed": step.outcome in (rules.Outcome.FIRED, rules.Outcome.ZERO),
-                "stacking": explanation.stacking(step),
+                # Said for a multiplying rule: what its "xN" adds on top of the others.
+                "stacking": explanation.stacking(step) if step.multiplier != 1 else "",
             }
         )
     return rows
