@@ -47,7 +47,7 @@ BUCKETS: tuple[tuple[str, int], ...] = (
     ("1,000-4,999", 1000),
     ("5,000+", 5000),
 )
-CHUNK = 5000
+CHUNK = 20_000
 
 
 @dataclass
@@ -424,9 +424,12 @@ def replay(
     window = _tier_window_start(program, until)
     read_only = not connection.in_atomic_block
     with transaction.atomic():
-        if read_only:
-            with connection.cursor() as cursor:
+        with connection.cursor() as cursor:
+            if read_only:
                 cursor.execute("SET TRANSACTION READ ONLY")
+            # The period's activities are sorted by id with their earn sums joined: room for that
+            # sort in memory rather than on disk (this transaction only).
+            cursor.execute("SET LOCAL work_mem = '64MB'")
         caps = _Caps()
         _seed_caps(caps, program=program, rule_ids=[i for i in capped if i > 0], since=since)
         history = _TierHistory(program) if needs_tiers else None
