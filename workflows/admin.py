@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from loyalty.admin import ProgramScopedAdmin, ProgramTimeZoneAdmin, ReadOnlyAdmin, program_time_column, scope_form
+from loyalty.models import Activity
 from loyalty.staff_scope import programs_for
 
-from . import builtins, selectors
+from . import builtins, rules, selectors
 from .admin_budgets import BUDGET_FIELDS, BudgetUseAdminMixin
 from .customer_text import rule_customer_text
 from .forms import ActivityPreviewForm, EarningRuleForm
@@ -96,12 +100,37 @@ class EarningRuleAdmin(BudgetUseAdminMixin, ProgramScopedAdmin, ProgramTimeZoneA
                 name="workflows_earningrule_preview",
             ),
             path(
+                "explain/<int:activity_id>/",
+                self.admin_site.admin_view(self.explain_view),
+                name="workflows_earningrule_explain",
+            ),
+            path(
                 "install-builtins/",
                 self.admin_site.admin_view(self.install_builtins_view),
                 name="workflows_earningrule_install_builtins",
             ),
             *super().get_urls(),
         ]
+
+    def explain_view(self, request: HttpRequest, activity_id: int) -> HttpResponse:
+        """ "Why this activity earned this": every active rule's step for a stored activity, as
+        things stood when it was reported (caps used before it, the member's tier then)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        # A refund earns nothing by the rules (it takes back its order's points).
+        activities = Activity.objects.select_related("program", "member").exclude(type=Activity.Type.REFUND)
+        activity = get_object_or_404(activities.filter(program__in=programs_for(request.user)), pk=activity_id)
+        explained = selectors.stored_activity_explain(activity=activity)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Why activity {activity.pk} earned {explained.live_points} points",
+            "activity": activity,
+            "explained": explained,
+            "rows": explanation_rows(explained),
+            "activity_url": reverse("admin:loyalty_activity_change", args=[activity.pk]),
+        }
+        return TemplateResponse(request, "admin/workflows/earningrule/explain.html", context)
 
     def install_builtins_view(self, request: HttpRequest) -> HttpResponse:
         """POST: add the built-in rules (signup, purchase, birthday, social share, store visit)
@@ -125,26 +154,52 @@ class EarningRuleAdmin(BudgetUseAdminMixin, ProgramScopedAdmin, ProgramTimeZoneA
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = scope_form(ActivityPreviewForm(request.GET or None), request.user)
-        preview = None
+        preview = explained = None
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
-            preview = selectors.activity_preview(
-                program=data["program"],
-                member=data["member_obj"],
-                type=data["type"],
-                occurred_at=data["occurred_at"],
-                amount=data["amount"],
-                channel=data["channel"],
-                items=data["items"],
-            )
+            activity = {
+                "program": data["program"],
+                "member": data["member_obj"],
+                "type": data["type"],
+                "occurred_at": data["occurred_at"],
+                "amount": data["amount"],
+                "channel": data["channel"],
+                "items": data["items"],
+            }
+            preview = selectors.activity_preview(**activity)
+            explained = selectors.activity_explain(**activity)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Preview an order",
             "form": form,
             "preview": preview,
+            "explained": explained,
+            "rows": explanation_rows(explained) if explained else [],
         }
         return TemplateResponse(request, "admin/workflows/earningrule/preview.html", context)
+
+
+def explanation_rows(explained: selectors.Explained) -> list[dict[str, Any]]:
+    """The explanation as table rows: each rule's result, its arithmetic and the stacking note."""
+    rows = []
+    explanation = explained.explanation
+    for step in explanation.steps:
+        rows.append(
+            {
+                "step": step,
+                "result": {
+                    rules.Outcome.FIRED: "fired",
+                    rules.Outcome.NOT_MET: "did not fire",
+                    rules.Outcome.ZERO: "did not fire",
+                    rules.Outcome.STOPPED: "stopped",
+                }[step.outcome],
+                "computed": step.outcome in (rules.Outcome.FIRED, rules.Outcome.ZERO),
+                # Said for a multiplying rule: what its "xN" adds on top of the others.
+                "stacking": explanation.stacking(step) if step.multiplier != 1 else "",
+            }
+        )
+    return rows
 
 
 @admin.register(RuleAward)

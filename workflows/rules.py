@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from .models import EarningRule
 
 Kind = EarningRule.Kind
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass(frozen=True)
@@ -101,26 +102,43 @@ def _filters_items(rule: EarningRule) -> bool:
     return bool(rule.include_categories or rule.exclude_categories or rule.include_skus or rule.exclude_skus)
 
 
+def _money(value: Decimal | None) -> str:
+    return f"{(value or Decimal(0)):.2f}"
+
+
+def condition_failure(rule: EarningRule, facts: ActivityFacts, *, tier_id: int | None = None) -> str | None:
+    """The first of the rule's conditions the activity fails, in words; None when all hold.
+    `conditions_met` is this returning None, so the explanation cannot drift from the rule."""
+    if not rule.is_active:
+        return "the rule is switched off"
+    if rule.trigger != facts.type:
+        return f"the activity is a {facts.type}, the rule is for {rule.trigger}"
+    allowed_tiers = getattr(rule, "tier_ids", frozenset())
+    if allowed_tiers and tier_id not in allowed_tiers:
+        return (
+            "the member's tier is not one the rule is for" if tier_id else "the member has no tier; the rule needs one"
+        )
+    if rule.channel and rule.channel != facts.channel:
+        return f"channel is {facts.channel or 'not given'}, the rule needs {rule.channel}"
+    if rule.starts_at and facts.occurred_at < rule.starts_at:
+        return "outside the campaign dates (before its start)"
+    if rule.ends_at and facts.occurred_at >= rule.ends_at:
+        return "outside the campaign dates (after its end)"
+    if rule.days_of_week and facts.weekday not in rule.days_of_week:
+        days = ", ".join(WEEKDAY_NAMES[d] for d in sorted(rule.days_of_week))
+        return f"on a {WEEKDAY_NAMES[facts.weekday]}, the rule runs on {days}"
+    if rule.min_amount is not None and (facts.amount or Decimal(0)) < rule.min_amount:
+        return f"amount {_money(facts.amount)} below minimum {_money(rule.min_amount)}"
+    # Item filters on a purchase with items: at least one item must qualify.
+    if facts.items and _filters_items(rule) and not any(_item_matches(rule, i) for i in facts.items):
+        return "no item of the order is in the rule's categories or SKUs"
+    return None
+
+
 def conditions_met(rule: EarningRule, facts: ActivityFacts, *, tier_id: int | None = None) -> bool:
     """The rule's trigger, channel, member tier, window, day of week and minimum amount.
     The tier condition reads `rule.tier_ids` (set by `selectors.active_rules`; absent = any)."""
-    if not rule.is_active or rule.trigger != facts.type:
-        return False
-    allowed_tiers = getattr(rule, "tier_ids", frozenset())
-    if allowed_tiers and tier_id not in allowed_tiers:
-        return False
-    if rule.channel and rule.channel != facts.channel:
-        return False
-    if rule.starts_at and facts.occurred_at < rule.starts_at:
-        return False
-    if rule.ends_at and facts.occurred_at >= rule.ends_at:
-        return False
-    if rule.days_of_week and facts.weekday not in rule.days_of_week:
-        return False
-    if rule.min_amount is not None and (facts.amount or Decimal(0)) < rule.min_amount:
-        return False
-    # Item filters on a purchase with items: at least one item must qualify.
-    return not (facts.items and _filters_items(rule) and not any(_item_matches(rule, i) for i in facts.items))
+    return condition_failure(rule, facts, tier_id=tier_id) is None
 
 
 def base_points(rule: EarningRule, facts: ActivityFacts, *, earn_rate: Decimal) -> Decimal:
@@ -140,18 +158,121 @@ def base_points(rule: EarningRule, facts: ActivityFacts, *, earn_rate: Decimal) 
     return rate * sum(i.quantity for i in matching)
 
 
-def _cap(points: int, rule: EarningRule, usage: Usage) -> int:
+_CAP_NAMES = {
+    "cap_per_order": "the per-order cap",
+    "cap_per_day": "the daily cap",
+    "cap_per_week": "the weekly cap",
+    "cap_per_month": "the monthly cap",
+    "cap_lifetime": "the lifetime cap",
+}
+
+
+def _cap_detail(points: int, rule: EarningRule, usage: Usage) -> tuple[int, str]:
+    """`points` within the rule's caps, and which cap cut them ("" when none did)."""
     limits = [
-        (rule.cap_per_order, 0),
-        (rule.cap_per_day, usage.day),
-        (rule.cap_per_week, usage.week),
-        (rule.cap_per_month, usage.month),
-        (rule.cap_lifetime, usage.lifetime),
+        ("cap_per_order", 0),
+        ("cap_per_day", usage.day),
+        ("cap_per_week", usage.week),
+        ("cap_per_month", usage.month),
+        ("cap_lifetime", usage.lifetime),
     ]
-    for cap, used in limits:
-        if cap is not None:
-            points = min(points, max(0, cap - used))
-    return points
+    cut = ""
+    for name, used in limits:
+        cap = getattr(rule, name)
+        if cap is not None and points > max(0, cap - used):
+            points = max(0, cap - used)
+            cut = f"{_CAP_NAMES[name]} {cap}" + (f" (used {used})" if name != "cap_per_order" else "")
+    return points, cut
+
+
+def _cap(points: int, rule: EarningRule, usage: Usage) -> int:
+    return _cap_detail(points, rule, usage)[0]
+
+
+class Outcome:
+    FIRED = "fired"
+    NOT_MET = "not_met"  # a condition failed
+    ZERO = "zero"  # conditions met, but the points round or cap to 0
+    STOPPED = "stopped"  # a non-stackable rule above fired
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one rule did for an activity (`explain`); `evaluate` keeps the fired ones."""
+
+    rule: EarningRule
+    outcome: str
+    reason: str = ""  # why it did not fire, in words
+    base: Decimal = Decimal(0)
+    multiplier: Decimal = Decimal(1)
+    tier_multiplier: Decimal = Decimal(1)
+    uncapped: int = 0
+    cap: str = ""  # the cap that cut the points ("the daily cap 500 (used 450)")
+    points: int = 0
+
+    @property
+    def fired(self) -> bool:
+        return self.outcome == Outcome.FIRED
+
+
+def _steps(
+    rules: Sequence[EarningRule],
+    facts: ActivityFacts,
+    *,
+    usage: Mapping[int, Usage],
+    earn_rate: Decimal,
+    tier_multiplier: Decimal,
+    tier_id: int | None,
+    every: bool,
+    budgets: Budgets | None = None,
+) -> list[Step]:
+    """The one walk over the rules that `evaluate` (fired steps only, `every=False`: no step
+    is built for a rule that does not fire) and `explain` (every rule) share. `budgets` cut a
+    rule's capped points to what its budgets have left (the gate records why)."""
+    steps: list[Step] = []
+    stopper: EarningRule | None = None
+    tier_factor = tier_multiplier if facts.type == "purchase" else Decimal(1)
+    for rule in sorted(rules, key=lambda r: (-r.priority, r.id or 0)):
+        if stopper is not None:
+            if not every:
+                break
+            steps.append(Step(rule, Outcome.STOPPED, f"stopped: rule {stopper.name} above is not stackable"))
+            continue
+        failure = condition_failure(rule, facts, tier_id=tier_id)
+        if failure is not None:
+            if every:
+                steps.append(Step(rule, Outcome.NOT_MET, failure))
+            continue
+        base = base_points(rule, facts, earn_rate=earn_rate)
+        points = int((base * (rule.multiplier * tier_factor)).to_integral_value(rounding=ROUND_FLOOR))
+        capped, cut = _cap_detail(points, rule, usage.get(rule.id, Usage()))
+        if budgets is not None and capped > 0:
+            allowed = budgets.take(rule, capped)
+            if allowed < capped:
+                cut = f"{cut} and " if cut else ""
+                cut += f"its budget ({allowed} of {capped} left)" if allowed else "its budget, used up"
+            capped = allowed
+        fired = capped > 0
+        if fired or every:
+            reason = ""
+            if not fired:
+                reason = f"capped to 0 by {cut}" if cut else f"gives 0 points (base {base.normalize():f})"
+            steps.append(
+                Step(
+                    rule,
+                    Outcome.FIRED if fired else Outcome.ZERO,
+                    reason,
+                    base=base,
+                    multiplier=rule.multiplier,
+                    tier_multiplier=tier_factor,
+                    uncapped=points,
+                    cap=cut,
+                    points=capped,
+                )
+            )
+        if fired and not rule.stackable:
+            stopper = rule
+    return steps
 
 
 def evaluate(
@@ -169,19 +290,73 @@ def evaluate(
     and the program's budgets have left (`budgets`, optional; the gate records why). A rule
     fires when it gives at least one point; a non-stackable rule that fires stops the rules
     after it (one whose budget is used up does not fire)."""
-    awards: list[Award] = []
-    for rule in sorted(rules, key=lambda r: (-r.priority, r.id or 0)):
-        if not conditions_met(rule, facts, tier_id=tier_id):
-            continue
-        base = base_points(rule, facts, earn_rate=earn_rate)
-        factor = rule.multiplier * (tier_multiplier if facts.type == "purchase" else Decimal(1))
-        points = int((base * factor).to_integral_value(rounding=ROUND_FLOOR))
-        points = _cap(points, rule, usage.get(rule.id, Usage()))
-        if budgets is not None and points > 0:
-            points = budgets.take(rule, points)
-        if points <= 0:
-            continue
-        awards.append(Award(rule=rule, points=points, base=base))
-        if not rule.stackable:
-            break
-    return awards
+    steps = _steps(
+        rules,
+        facts,
+        usage=usage,
+        earn_rate=earn_rate,
+        tier_multiplier=tier_multiplier,
+        tier_id=tier_id,
+        every=False,
+        budgets=budgets,
+    )
+    return [Award(rule=s.rule, points=s.points, base=s.base) for s in steps]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Every rule's step for one activity, highest priority first, and the stacking in words."""
+
+    steps: list[Step]
+
+    @property
+    def points(self) -> int:
+        return sum(s.points for s in self.steps if s.fired)
+
+    @property
+    def fired(self) -> list[Step]:
+        return [s for s in self.steps if s.fired]
+
+    def stacking(self, step: Step) -> str:
+        """How a fired rule adds to the others, so that "x2" never silently means 3x: "the
+        base rule Points per EUR gives 10 and this rule (x2) gives 20 more: 30 in all (3x the
+        base)". Empty when the rule fired alone."""
+        others = [s for s in self.fired if s is not step]
+        if not step.fired or not others:
+            return ""
+        rest = sum(s.points for s in others)
+        if len(others) == 1:
+            who = f"the {'base ' if others[0].multiplier == 1 else ''}rule {others[0].rule.name} gives {rest}"
+        else:
+            who = f"the other {len(others)} rules give {rest}"
+        this = f"this rule (x{Decimal(step.multiplier).normalize():f})" if step.multiplier != 1 else "this rule"
+        total = rest + step.points
+        ratio = f" ({Decimal(total) / Decimal(rest):.2g}x the base)" if rest else ""
+        return f"{who} and {this} gives {step.points} more: {total} in all{ratio}"
+
+
+def explain(
+    rules: Sequence[EarningRule],
+    facts: ActivityFacts,
+    *,
+    usage: Mapping[int, Usage],
+    earn_rate: Decimal,
+    tier_multiplier: Decimal = Decimal(1),
+    tier_id: int | None = None,
+    budgets: Budgets | None = None,
+) -> Explanation:
+    """`evaluate` with every rule's step: fired (base, multipliers, cap, points) or why not
+    (the failed condition, the cap that took it to 0, the non-stackable rule that stopped it).
+    Its fired steps are exactly `evaluate`'s awards (the same walk, `_steps`)."""
+    return Explanation(
+        _steps(
+            rules,
+            facts,
+            usage=usage,
+            earn_rate=earn_rate,
+            tier_multiplier=tier_multiplier,
+            tier_id=tier_id,
+            every=True,
+            budgets=budgets,
+        )
+    )

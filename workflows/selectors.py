@@ -11,10 +11,10 @@ from typing import Any
 
 from django.apps import apps
 from django.db import connection
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Sum
 from django.utils import timezone
 
-from loyalty.models import Member, Program
+from loyalty.models import Activity, LedgerEntry, Member, Program
 from loyalty.presence import TtlCache
 from tiers.models import Tier
 
@@ -82,11 +82,17 @@ def _periods(program: Program, moment: dt.datetime) -> dict[str, tuple[dt.dateti
 
 
 def rule_usage(
-    *, program: Program, member_id: int, rules_: Sequence[EarningRule], occurred_at: dt.datetime
+    *,
+    program: Program,
+    member_id: int,
+    rules_: Sequence[EarningRule],
+    occurred_at: dt.datetime,
+    before_activity_id: int | None = None,
 ) -> dict[int, rules.Usage]:
     """Points each capped rule already gave the member in the day, week and month of
-    `occurred_at` and in all. Queries: 1 (none when no rule has a period cap), on the
-    `award_member_rule_time` index."""
+    `occurred_at` and in all. `before_activity_id`: only awards of activities reported before
+    that one (what the caps saw when it was reported). Queries: 1 (none when no rule has a
+    period cap), on the `award_member_rule_time` index."""
     capped = [r.id for r in rules_ if any((r.cap_per_day, r.cap_per_week, r.cap_per_month, r.cap_lifetime)) and r.id]
     if not capped:
         return {}
@@ -97,13 +103,14 @@ def rule_usage(
         f"AND occurred_at < %({name}_end)s), 0)::bigint"
         for name in periods
     )
-    params: dict[str, Any] = {"member": member_id, "rules": capped}
+    params: dict[str, Any] = {"member": member_id, "rules": capped, "before": before_activity_id}
     for name, (start, end) in periods.items():
         params[f"{name}_start"], params[f"{name}_end"] = start, end
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT rule_id, coalesce(sum(points), 0)::bigint, {sums} FROM {RuleAward._meta.db_table} "
-            "WHERE member_id = %(member)s AND rule_id = ANY(%(rules)s) GROUP BY rule_id",
+            "WHERE member_id = %(member)s AND rule_id = ANY(%(rules)s) "
+            "AND (%(before)s::bigint IS NULL OR activity_id < %(before)s::bigint) GROUP BY rule_id",
             params,
         )
         rows = cursor.fetchall()
@@ -199,3 +206,140 @@ def activity_preview(
     awards = awards_for(program=program, member_id=member.pk, facts=facts, budgets=gate)
     notes = gate.reasons if gate is not None else []
     return Preview(points=sum(a.points for a in awards), awards=awards, budget_notes=notes)
+
+
+def rules_with_tiers(rules_: Iterable[EarningRule]) -> list[EarningRule]:
+    """`rules_` with `tier_ids` set where missing (a saved rule: its tier condition; an unsaved
+    one: any tier). Queries: 1 when a saved rule lacks them."""
+    rules_ = list(rules_)
+    missing = [r.pk for r in rules_ if r.pk and not hasattr(r, "tier_ids")]
+    if missing:
+        through = EarningRule.tiers.through
+        by_rule: dict[int, set[int]] = {}
+        for rule_id, tier_id in through.objects.filter(earningrule_id__in=missing).values_list(
+            "earningrule_id", "tier_id"
+        ):
+            by_rule.setdefault(rule_id, set()).add(tier_id)
+        for rule in rules_:
+            if rule.pk in by_rule or (rule.pk and not hasattr(rule, "tier_ids")):
+                rule.tier_ids = frozenset(by_rule.get(rule.pk, ()))
+    return rules_
+
+
+def live_rules(*, program: Program) -> list[EarningRule]:
+    """Every active rule of the program (all triggers), with `tier_ids`. Queries: 2."""
+    found = list(
+        EarningRule.objects.filter(program=program, is_active=True)
+        .prefetch_related(Prefetch("tiers", queryset=Tier.objects.only("id")))
+        .order_by("-priority", "id")
+    )
+    for rule in found:
+        rule.tier_ids = frozenset(t.id for t in rule.tiers.all())
+    return found
+
+
+def member_tier_at(*, member_id: int, moment: dt.datetime) -> tuple[int | None, Decimal]:
+    """The member's tier (id, earn multiplier) just before `moment`, from the tier history:
+    the tier the latest change strictly before `moment` moved to; a member with no history at
+    all has the current tier (set without history: imports, demo data). The multiplier is
+    the tier's today (history keeps no multiplier). Queries: 1-2."""
+    if not apps.is_installed("tiers"):
+        return None, Decimal(1)
+    from tiers.models import TierChange  # an optional app, a layer below workflows
+
+    changes = TierChange.objects.filter(member_id=member_id)
+    last = changes.filter(at__lt=moment).order_by("-at", "-id").values_list("to_tier_id", "to_tier__multiplier")
+    row = next(iter(last), None)
+    if row is not None:
+        return (row[0], Decimal(row[1])) if row[0] is not None else (None, Decimal(1))
+    if changes.exists():
+        return None, Decimal(1)
+    return member_tier(member_id=member_id)
+
+
+def activity_moment(*, activity: Activity) -> dt.datetime:
+    """When the rules ran for a stored activity: its earn entries' posting time (the `now` of
+    `activity_report`), else when the row was written."""
+    posted = (
+        LedgerEntry.objects.filter(activity_id=activity.pk, kind=LedgerEntry.Kind.EARN)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    return posted or activity.reported_at
+
+
+@dataclass(frozen=True)
+class Explained:
+    """`explanation` of an activity, with what its facts were and the tier it was computed with."""
+
+    facts: rules.ActivityFacts
+    explanation: rules.Explanation
+    tier_id: int | None
+    tier_multiplier: Decimal
+    live_points: int | None = None  # a stored activity: what it earned then (its rule awards)
+
+
+def activity_explain(
+    *,
+    program: Program,
+    member: Member,
+    type: str,
+    occurred_at: dt.datetime | None = None,
+    amount: Decimal | None = None,
+    channel: str = "",
+    items: Iterable[Mapping[str, Any]] = (),
+    rules_: Sequence[EarningRule] | None = None,
+) -> Explained:
+    """Each rule's step for an activity typed in (as `activity_preview`: the member's caps and
+    tier now). `rules_`: another rule set (a draft; unsaved rules have no caps used yet);
+    default the live rules for the activity's type. Writes nothing."""
+    facts = activity_facts(
+        program=program,
+        type=type,
+        occurred_at=occurred_at or timezone.now(),
+        amount=amount,
+        channel=channel,
+        items=items,
+    )
+    candidates = rules_with_tiers(rules_) if rules_ is not None else active_rules(program=program, trigger=type)
+    usage = rule_usage(program=program, member_id=member.pk, rules_=candidates, occurred_at=facts.occurred_at)
+    tier_id, multiplier = member_tier(member_id=member.pk)
+    explanation = rules.explain(
+        candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier, tier_id=tier_id
+    )
+    return Explained(facts=facts, explanation=explanation, tier_id=tier_id, tier_multiplier=multiplier)
+
+
+def stored_activity_explain(*, activity: Activity, rules_: Sequence[EarningRule] | None = None) -> Explained:
+    """Each rule's step for a stored activity, as things stood when it was reported: the
+    caps counted over the awards of activities reported before it, the member's tier from
+    the tier history (`member_tier_at`). `rules_`: another rule set; default the program's
+    active rules today (a rule changed since explains what it would do now). Writes nothing."""
+    program = activity.program
+    facts = activity_facts(
+        program=program,
+        type=activity.type,
+        occurred_at=activity.occurred_at,
+        amount=activity.amount,
+        channel=activity.channel,
+        items=activity.items or (),
+    )
+    candidates = (
+        rules_with_tiers(rules_) if rules_ is not None else active_rules(program=program, trigger=activity.type)
+    )
+    usage = rule_usage(
+        program=program,
+        member_id=activity.member_id,
+        rules_=candidates,
+        occurred_at=activity.occurred_at,
+        before_activity_id=activity.pk,
+    )
+    tier_id, multiplier = member_tier_at(member_id=activity.member_id, moment=activity_moment(activity=activity))
+    explanation = rules.explain(
+        candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier, tier_id=tier_id
+    )
+    live = RuleAward.objects.filter(activity_id=activity.pk).aggregate(total=Sum("points"))["total"]
+    return Explained(
+        facts=facts, explanation=explanation, tier_id=tier_id, tier_multiplier=multiplier, live_points=live or 0
+    )
