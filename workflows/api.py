@@ -82,6 +82,7 @@ def activity_result_data(result: services.ActivityResult, *, shows_member_data: 
         "points_awarded": int(result.points),
         "awards": [award_data(a) for a in result.awards],
         "entries": [entry_data(e) for e in result.entries],
+        "held_for_review": result.held_for_review,
     }
     if shows_member_data:
         data["balance"] = balance_data(result.balance)
@@ -215,6 +216,10 @@ class ActivityReportApi(ProgramApi):
         points_awarded = serializers.IntegerField(source="points")
         awards = AwardSerializer(many=True)
         entries = EntrySerializer(many=True)
+        held_for_review = serializers.BooleanField(
+            help_text="True when a fraud limit of the program tripped: the points are accepted but held pending "
+            "until staff review them (docs/fraud.md)."
+        )
         balance = BalanceSerializer()
 
     @extend_schema(

@@ -20,8 +20,8 @@ from loyalty.signals import demo_loaded, member_enrolled
 from tiers import services as tier_services
 from tiers.signals import tier_changed
 
-from . import automations, builtins, demo, referrals, selectors
-from .models import Automation, EarningRule
+from . import automations, builtins, demo, fraud, referrals, selectors
+from .models import Automation, EarningRule, FraudLimits
 
 logger = logging.getLogger(__name__)
 
@@ -128,3 +128,10 @@ def forget_event_automations(sender: Any, **kwargs: Any) -> None:
 def forget_active_rules(sender: Any, **kwargs: Any) -> None:
     """A rule changed: the remembered active rules go."""
     selectors.active_rules_forget()
+
+
+@receiver(post_save, sender=FraudLimits, dispatch_uid="workflows.fraud_limits_saved")
+@receiver(post_delete, sender=FraudLimits, dispatch_uid="workflows.fraud_limits_deleted")
+def forget_fraud_limits(sender: Any, **kwargs: Any) -> None:
+    """A program's fraud limits changed: the remembered limits go."""
+    fraud.limits_forget()

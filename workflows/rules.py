@@ -49,6 +49,9 @@ class Usage:
     week: int = 0
     month: int = 0
     lifetime: int = 0
+    # Points the rule gave for activities reported on the day this one is reported: a daily
+    # cap holds for the reporting day too, so backdating cannot reuse a past day's unused cap.
+    reported_day: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ def _cap(points: int, rule: EarningRule, usage: Usage) -> int:
     limits = [
         (rule.cap_per_order, 0),
         (rule.cap_per_day, usage.day),
+        (rule.cap_per_day, usage.reported_day),
         (rule.cap_per_week, usage.week),
         (rule.cap_per_month, usage.month),
         (rule.cap_lifetime, usage.lifetime),

@@ -27,8 +27,8 @@ from loyalty import services as ledger
 from loyalty.models import Activity, IdempotencyRecord, LedgerEntry, Member, Program
 from loyalty.services import Balance, PostResult
 
-from . import automations, lock_objects, referrals, selectors
-from .models import EarningRule, RuleAward
+from . import automations, fraud, lock_objects, referrals, selectors
+from .models import EarningRule, ReviewHold, RuleAward
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,15 @@ class ActivityResult:
     entries: list[LedgerEntry]
     balance: Balance
     replayed: bool = False
+    hold: ReviewHold | None = None  # its points wait for review (docs/fraud.md)
 
     @property
     def points(self) -> int:
         return sum(a.points for a in self.awards)
+
+    @property
+    def held_for_review(self) -> bool:
+        return self.hold is not None
 
 
 _AWARDS_SQL = (
@@ -133,7 +138,10 @@ def _replay(*, program: Program, record: IdempotencyRecord, key: str, request_ha
     awards = list(RuleAward.objects.filter(activity=activity).select_related("rule").order_by("id"))
     entries = list(LedgerEntry.objects.filter(activity=activity).order_by("id"))
     member = Member.objects.get(pk=activity.member_id)
-    return ActivityResult(activity=activity, awards=awards, entries=entries, balance=Balance.of(member), replayed=True)
+    hold = ReviewHold.objects.filter(activity=activity).first()
+    return ActivityResult(
+        activity=activity, awards=awards, entries=entries, balance=Balance.of(member), replayed=True, hold=hold
+    )
 
 
 def _member_for_customer(
@@ -306,6 +314,7 @@ def _report(
             channel=channel,
             items=item_list,
             data=data,
+            reported_at=now,
         )
     except errors.LoyaltyError as exc:
         return exc
@@ -313,7 +322,18 @@ def _report(
         program=program, type=type, occurred_at=occurred_at, amount=amount, channel=channel, items=item_list
     )
     tier = (locked.tier_id_now, Decimal(locked.tier_multiplier_now or 1))
-    awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts, tier=tier)
+    awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts, tier=tier, reported_at=now)
+    # Fraud limits and backdating (docs/fraud.md), under the member's lock taken above.
+    verdict = None
+    if awards:
+        verdict = fraud.velocity_check(
+            program=program, member_id=locked.pk, activity=activity, points=sum(a.points for a in awards), now=now
+        )
+    available_at = (
+        ledger.HELD_UNTIL
+        if verdict is not None
+        else fraud.availability(program=program, occurred_at=occurred_at, reported_at=now)
+    )
     rows = [
         RuleAward(rule=a.rule, member_id=locked.pk, activity=activity, points=a.points, occurred_at=occurred_at)
         for a in awards
@@ -338,6 +358,7 @@ def _report(
             # What the in-transaction receivers learn: the activity's type, and whether another
             # event announces these points (the birthday job's own email).
             context={"activity_type": type, **(context or {})},
+            available_at=available_at,
         )
         if result.replayed:  # a concurrent first attempt committed meanwhile
             raise busy
@@ -355,6 +376,16 @@ def _report(
         if claimed is not None:
             raise busy
     _insert_awards(rows)
+    hold = None
+    if verdict is not None:
+        hold = fraud.hold_record(
+            program=program,
+            member_id=locked.pk,
+            activity=activity,
+            verdict=verdict,
+            points=sum(a.points for a in awards),
+            now=now,
+        )
     referral = None
     if type == Activity.Type.PURCHASE:
         # A referred friend's first qualifying purchase rewards both (same transaction).
@@ -373,7 +404,7 @@ def _report(
             trigger="activity", member_id=member_id, activity_type=type, now=now, program_id=program.pk
         )
     )
-    return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance)
+    return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance, hold=hold)
 
 
 def refund_report(
