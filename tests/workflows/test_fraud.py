@@ -83,11 +83,14 @@ def test_activities_past_the_daily_limit_are_accepted_but_held(program, member, 
     limits(program, max_activities_per_day=2)
     first, second = buy(program, member, 1), buy(program, member, 2)
     third = buy(program, member, 3)
-    assert not first.held_for_review and not second.held_for_review
-    assert third.held_for_review and third.points == 10
+    assert not first.held_for_review
+    assert not second.held_for_review
+    assert third.held_for_review
+    assert third.points == 10
     assert balances(member) == (20, 10)
     entry = LedgerEntry.objects.get(activity=third.activity)
-    assert entry.available_at == HELD_UNTIL and entry.released_at is None
+    assert entry.available_at == HELD_UNTIL
+    assert entry.released_at is None
     hold = ReviewHold.objects.get()
     assert (hold.reason, hold.points, hold.status, hold.member_id) == ("activities_per_day", 10, "pending", member.pk)
     assert "3 activities today (limit 2)" in hold.detail
@@ -181,7 +184,9 @@ def test_an_idempotent_retry_answers_held_again(program, member, ten_per_purchas
     limits(program, max_activities_per_day=0)
     first = buy(program, member, 1, idempotency_key="k-1")
     again = buy(program, member, 1, idempotency_key="k-1")
-    assert again.replayed and again.held_for_review and again.hold == first.hold
+    assert again.replayed
+    assert again.held_for_review
+    assert again.hold == first.hold
     assert ReviewHold.objects.count() == 1
 
 
@@ -198,7 +203,8 @@ def test_release_makes_the_points_available_now_and_is_audited(program, member, 
     manager = reviewer()
     later = NOON + dt.timedelta(hours=2)
     decision = fraud.review_hold_release(hold_id=held.pk, reviewer=manager, note="Known customer", now=later)
-    assert decision.points == 10 and not decision.already
+    assert decision.points == 10
+    assert not decision.already
     assert balances(member) == (10, 0)
     entry = LedgerEntry.objects.get(activity=held.activity)
     assert entry.released_at == later
@@ -266,9 +272,12 @@ def test_a_backdated_activity_cannot_use_a_past_days_unused_cap(program, member)
     EarningRuleFactory(program=program, trigger="store_visit", points=10, cap_per_day=20)
     today = NOON
     last_week = NOON - dt.timedelta(days=7)
-    visit = lambda when: services.activity_report(  # noqa: E731
-        program=program, member=member, type="store_visit", occurred_at=when, now=today
-    ).points
+
+    def visit(when):
+        return services.activity_report(
+            program=program, member=member, type="store_visit", occurred_at=when, now=today
+        ).points
+
     assert [visit(today), visit(today)] == [10, 10]
     # Last week's cap is unused, but today's reporting day is full.
     assert visit(last_week) == 0
@@ -277,9 +286,12 @@ def test_a_backdated_activity_cannot_use_a_past_days_unused_cap(program, member)
 def test_backdated_points_count_against_the_reporting_days_cap(program, member):
     EarningRuleFactory(program=program, trigger="store_visit", points=10, cap_per_day=20)
     today = NOON
-    visit = lambda when: services.activity_report(  # noqa: E731
-        program=program, member=member, type="store_visit", occurred_at=when, now=today
-    ).points
+
+    def visit(when):
+        return services.activity_report(
+            program=program, member=member, type="store_visit", occurred_at=when, now=today
+        ).points
+
     assert visit(today - dt.timedelta(days=7)) == 10
     assert visit(today - dt.timedelta(days=3)) == 10
     assert visit(today) == 0  # 20 reported today already
@@ -288,9 +300,12 @@ def test_backdated_points_count_against_the_reporting_days_cap(program, member):
 def test_an_activity_reported_late_still_meets_its_own_days_cap(program, member):
     EarningRuleFactory(program=program, trigger="store_visit", points=10, cap_per_day=20)
     today, tomorrow = NOON, NOON + dt.timedelta(days=1)
-    visit = lambda when, now: services.activity_report(  # noqa: E731
-        program=program, member=member, type="store_visit", occurred_at=when, now=now
-    ).points
+
+    def visit(when, now):
+        return services.activity_report(
+            program=program, member=member, type="store_visit", occurred_at=when, now=now
+        ).points
+
     assert [visit(today, today), visit(today, today)] == [10, 10]
     assert visit(today, tomorrow) == 0  # today's cap is used, whatever tomorrow's is
     assert visit(tomorrow, tomorrow) == 10
