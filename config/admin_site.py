@@ -48,6 +48,7 @@ GROUPS: list[tuple[str, str, list[tuple[str, str, str | None]]]] = [
             ("loyalty", "staffaction", None),
             ("loyalty", "adjustmentrequest", None),
             ("loyalty", "membernote", None),
+            ("workflows", "reviewhold", "Review queue (held points)"),
         ],
     ),
     ("Cards", "cards", [("cards", "card", None), ("cards", "cardbatch", None)]),
@@ -66,6 +67,7 @@ GROUPS: list[tuple[str, str, list[tuple[str, str, str | None]]]] = [
             ("workflows", "automationrun", None),
             ("tiers", "tier", None),
             ("workflows", "referralsettings", None),
+            ("workflows", "fraudlimits", None),
         ],
     ),
     (

@@ -92,6 +92,7 @@ def add_demo_rules(sender: Any, *, program: Program, now: Any, stdout: Any = Non
         demo.demo_rules_load(program=program, now=now),
         demo.demo_built_ins_load(program=program, now=now),
         automations.automations_demo_load(program=program, now=now),
+        demo.demo_fraud_load(program=program, now=now),
     ]
     if stdout is not None:
         for line in lines:
