@@ -18,10 +18,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from loyalty import errors, staff_scope
-from loyalty.admin import LargeTableAdmin, ProgramScopedAdmin, ReadOnlyAdmin
+from loyalty.admin import LargeTableAdmin, ProgramScopedAdmin, ReadOnlyAdmin, truncated_column
 
 from . import fraud
 from .models import FraudLimits, ReviewHold
@@ -67,16 +68,16 @@ class RejectForm(forms.Form):
 class ReviewHoldAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
     """The review queue: opens on the waiting holds, oldest first."""
 
+    # The reason is the list filter; the detail says which limit and by how much.
     list_display = (
         "id",
         "status",
         "member_link",
-        "reason",
-        "detail",
+        "why",
         "points",
         "activity_link",
-        "created_at",
-        "decided_by",
+        "held_at",
+        "decision",
         "program",
     )
     list_filter = ("status", "reason", "program")
@@ -99,11 +100,27 @@ class ReviewHoldAdmin(ProgramScopedAdmin, ReadOnlyAdmin, LargeTableAdmin):
         url = reverse("admin:loyalty_member_change", args=[obj.member_id])
         return format_html('<a href="{}">{}</a>', url, obj.member)
 
+    why = truncated_column("detail", "why held", length=44)
+
+    @admin.display(description="held at", ordering="id")
+    def held_at(self, obj: ReviewHold) -> str:
+        return timezone.localtime(obj.created_at, obj.program.tz).strftime("%d %b %H:%M")
+
+    @admin.display(description="decision")
+    def decision(self, obj: ReviewHold) -> str:
+        if obj.status == ReviewHold.Status.PENDING:
+            return "—"
+        who = obj.decided_by.get_username() if obj.decided_by_id else "?"
+        text = f"{who}: {obj.note}" if obj.note else who
+        if len(text) <= 30:
+            return text
+        return format_html('<span title="{}">{}…</span>', text, text[:29].rstrip())
+
     @admin.display(description="activity")
     def activity_link(self, obj: ReviewHold) -> str:
         activity = obj.activity
-        amount = f" {activity.amount} {activity.currency}" if activity.amount is not None else ""
-        return f"{activity.type} {activity.order_id}{amount}".strip()
+        amount = f" ({activity.amount} {activity.currency})" if activity.amount is not None else ""
+        return f"{activity.order_id or activity.type}{amount}"
 
     def _decide(self, request: HttpRequest, queryset: QuerySet, *, release: bool, note: str = "") -> None:
         decided = points = 0

@@ -477,7 +477,7 @@ class ReviewHold(models.Model):
 
     class Meta:
         verbose_name = "review hold"
-        verbose_name_plural = "review queue"
+        verbose_name_plural = "review holds"
         permissions = [("decide_reviewhold", "Can release or reject points held for review")]
         indexes = [
             # The review queue: a program's waiting holds, oldest first.

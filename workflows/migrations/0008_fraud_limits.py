@@ -169,7 +169,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "verbose_name": "review hold",
-                "verbose_name_plural": "review queue",
+                "verbose_name_plural": "review holds",
                 "permissions": [("decide_reviewhold", "Can release or reject points held for review")],
                 "indexes": [
                     models.Index(
