@@ -48,6 +48,7 @@ GROUPS: list[tuple[str, str, list[tuple[str, str, str | None]]]] = [
             ("loyalty", "staffaction", None),
             ("loyalty", "adjustmentrequest", None),
             ("loyalty", "membernote", None),
+            ("workflows", "reviewhold", "Review queue (held points)"),
         ],
     ),
     ("Cards", "cards", [("cards", "card", None), ("cards", "cardbatch", None)]),
@@ -70,6 +71,7 @@ GROUPS: list[tuple[str, str, list[tuple[str, str, str | None]]]] = [
             ("workflows", "budgetcut", "Awards cut by a budget"),
             ("programfiles", "programdraft", "Configuration drafts"),
             ("programfiles", "programversion", "Published versions"),
+            ("workflows", "fraudlimits", None),
         ],
     ),
     (

@@ -24,6 +24,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import ExtractDay, ExtractMonth, Lower, Upper
+from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -429,7 +430,9 @@ class Activity(models.Model):
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="activities", db_index=False)
     type = models.CharField(max_length=40, help_text="A built-in type or a custom event name.")
     occurred_at = models.DateTimeField()
-    reported_at = models.DateTimeField(auto_now_add=True)
+    # When the activity reached us (the caller's `now`): daily caps and velocity limits count
+    # by it as well as by `occurred_at` (docs/fraud.md).
+    reported_at = models.DateTimeField(default=timezone.now, editable=False)
     order_id = models.CharField(max_length=255, blank=True)
     amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
@@ -755,6 +758,8 @@ class StaffAction(models.Model):
         DRAFT_PUBLISH = "draft_publish", "Published a configuration draft"
         VERSION_RESTORE = "version_restore", "Restored a configuration version as a draft"
         DRAFT_DISCARD = "draft_discard", "Discarded a configuration draft"
+        HOLD_RELEASE = "hold_release", "Released points held for review"
+        HOLD_REJECT = "hold_reject", "Rejected points held for review"
 
     # Actions that move points or money: they need a reason.
     REASON_REQUIRED = frozenset({"adjust", "adjust_requested", "adjust_rejected", "transfer", "block", "refund"})

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from loyalty.models import Activity, LedgerEntry, Member
+from loyalty.services import HELD_UNTIL
 from rewards.models import Redemption
 from tiers import selectors as tier_selectors
 
@@ -24,6 +25,11 @@ class Lot:
     points: int
     date: dt.datetime  # when pending points become available, or when points expire
 
+    @property
+    def held(self) -> bool:
+        """Pending points held for a check (docs/fraud.md): no date to show."""
+        return self.date >= HELD_UNTIL
+
 
 @dataclass(frozen=True)
 class HistoryLine:
@@ -31,6 +37,10 @@ class HistoryLine:
     title: str
     detail: str = ""
     pending_until: dt.datetime | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.pending_until is not None and self.pending_until >= HELD_UNTIL
 
     @property
     def magnitude(self) -> int:

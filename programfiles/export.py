@@ -17,7 +17,7 @@ from loyalty.models import Program
 from notifications.models import EmailSettings, EmailTemplate, WebhookEndpoint
 from rewards.models import Reward, RewardSettings
 from tiers.models import Tier
-from workflows.models import Automation, EarningRule, ProgramBudget, ReferralSettings
+from workflows.models import Automation, EarningRule, FraudLimits, ProgramBudget, ReferralSettings
 
 from .spec import REWARD, SECTIONS, TIER, TIERS, VERSION, Section, to_document
 
@@ -64,6 +64,7 @@ def objects_of(program: Program) -> dict[str, Any]:
         "coupon_policy": RewardSettings.objects.filter(program_id=pid).first() or RewardSettings(program_id=pid),
         "earning_rules": list(EarningRule.objects.filter(program_id=pid).prefetch_related("tiers")),
         "referrals": ReferralSettings.objects.filter(program_id=pid).first() or ReferralSettings(program_id=pid),
+        "fraud_limits": FraudLimits.objects.filter(program_id=pid).first() or FraudLimits(program_id=pid),
         "automations": list(Automation.objects.filter(program_id=pid).prefetch_related("tiers")),
         "budget": ProgramBudget.objects.filter(program_id=pid).first() or ProgramBudget(program_id=pid),
         "email_settings": EmailSettings.objects.filter(program_id=pid).first() or EmailSettings(program_id=pid),

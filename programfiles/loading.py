@@ -601,6 +601,7 @@ def load_document(document: Any, *, slug: str | None = None, dry_run: bool = Fal
             "earning_rules", program, objects["earning_rules"], match=same_builtin, form_class=EarningRuleForm
         )
         loader.apply([BY_NAME["referrals"]], None, objects["referrals"], [document.get("referrals", {})])
+        loader.apply([BY_NAME["fraud_limits"]], None, objects["fraud_limits"], [document.get("fraud_limits", {})])
         _automations, old_automations = loader.list_section(
             "automations", program, objects["automations"], form_class=AutomationForm
         )

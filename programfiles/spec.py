@@ -22,7 +22,7 @@ from notifications.emails import SETTINGS_FIELDS
 from notifications.models import EmailSettings, EmailTemplate, WebhookEndpoint
 from rewards.models import Reward, RewardSettings
 from tiers.models import Tier
-from workflows.models import Automation, EarningRule, ProgramBudget, ReferralSettings
+from workflows.models import Automation, EarningRule, FraudLimits, ProgramBudget, ReferralSettings
 
 VERSION = 1
 
@@ -138,6 +138,20 @@ SECTIONS: tuple[Section, ...] = (
             "qualify_within_days",
         ),
         title="Referrals",
+    ),
+    Section(
+        "fraud_limits",
+        FraudLimits,
+        _plain(
+            FraudLimits,
+            "is_active",
+            "max_activities_per_day",
+            "max_points_per_day",
+            "max_refunds_per_month",
+            "max_members_per_card",
+            "max_same_amount_per_day",
+        ),
+        title="Fraud limits",
     ),
     Section(
         "automations",

@@ -217,3 +217,5 @@ class RuleAwardAdmin(ProgramScopedAdmin, ReadOnlyAdmin):
 from . import admin_automations  # noqa: E402,F401  (registers the automations admin)
 
 from . import admin_referrals  # noqa: E402,F401  (registers the referral admin)  # isort: skip
+
+from . import admin_fraud  # noqa: E402,F401  (registers the fraud limits and the review queue)  # isort: skip

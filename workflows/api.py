@@ -84,6 +84,7 @@ def activity_result_data(result: services.ActivityResult, *, shows_member_data: 
         "awards": [award_data(a) for a in result.awards],
         "entries": [entry_data(e) for e in result.entries],
         "budget_notes": [str(n) for n in result.budget_notes],
+        "held_for_review": result.held_for_review,
     }
     if shows_member_data:
         data["balance"] = balance_data(result.balance)
@@ -220,6 +221,10 @@ class ActivityReportApi(ProgramApi):
         budget_notes = serializers.ListField(
             child=serializers.CharField(),
             help_text="Why a budget cut or stopped a rule's points (docs/budgets.md); empty when none did.",
+        )
+        held_for_review = serializers.BooleanField(
+            help_text="True when a fraud limit of the program tripped: the points are accepted but held pending "
+            "until staff review them (docs/fraud.md)."
         )
         balance = BalanceSerializer()
 

@@ -10,9 +10,9 @@ from decimal import Decimal
 from loyalty import services as ledger
 from loyalty.models import Member, Program
 
-from . import builtins, referrals, services
+from . import builtins, fraud, referrals, services
 from .birthdays import birthdays_award
-from .models import Builtin, EarningRule, ProgramBudget, ReferralSettings
+from .models import Builtin, EarningRule, FraudLimits, ProgramBudget, ReferralSettings
 
 
 def demo_rules_load(*, program: Program, now: dt.datetime) -> str:
@@ -170,3 +170,46 @@ def demo_budgets_load(*, program: Program, now: dt.datetime) -> str:
         )
         given += sum(a.points for a in result.awards if a.rule_id == rule.pk)
     return f"Budgets: {rule.name!r} {given} of 500 points this month used; the program 500,000 a month."
+
+
+def demo_fraud_load(*, program: Program, now: dt.datetime) -> str:
+    """The demo's fraud limits (docs/fraud.md) and two members waiting in the review queue: one
+    who rang up the same amount four times this morning, one whose single purchase earned more
+    than a day's points. Once: a program with fraud limits is left alone."""
+    if FraudLimits.objects.filter(program=program).exists():
+        return "Fraud limits: the demo program has them; left as they are."
+    FraudLimits.objects.create(
+        program=program,
+        is_active=True,
+        max_activities_per_day=8,
+        max_points_per_day=1500,
+        max_refunds_per_month=4,
+        max_members_per_card=3,
+        max_same_amount_per_day=3,
+    )
+    fraud.limits_forget()
+    # Customers of the history (not the referral friends, whose states the demo shows).
+    members = list(
+        Member.objects.filter(program=program, status="active", referred_by__isnull=True)
+        .exclude(email="")
+        .exclude(external_id__startswith="demo-friend")
+        .order_by("-id")[:2]
+    )
+    held = 0
+    plan = [[Decimal("19.90")] * 4, [Decimal("1850.00")]] if len(members) == 2 else []
+    for member, amounts in zip(members, plan, strict=False):
+        for n, amount in enumerate(amounts, start=1):
+            result = services.activity_report(
+                program=program,
+                member=member,
+                type="purchase",
+                occurred_at=now - dt.timedelta(minutes=60 - n),
+                order_id=f"DEMO-REVIEW-{member.pk}-{n}",
+                amount=amount,
+                currency=program.currency,
+                channel="pos",
+                idempotency_key=f"demo:review:{member.pk}:{n}",
+                now=now,
+            )
+            held += int(result.held_for_review)
+    return f"Fraud limits on; {held} activities held in the review queue."

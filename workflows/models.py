@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
@@ -518,3 +519,87 @@ class BudgetCut(models.Model):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class FraudLimits(models.Model):
+    """A program's velocity limits on members (docs/fraud.md). When an activity of a member
+    passes one, the activity is accepted but its points are held for review (`ReviewHold`).
+    Empty = no limit; `is_active` switches them all."""
+
+    program = models.OneToOneField(Program, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    is_active = models.BooleanField(default=False)
+    max_activities_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Activities a member may report per day (program time zone) before review."
+    )
+    max_points_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Points a member may earn per day before review."
+    )
+    max_refunds_per_month = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Refunds per calendar month; past them the member's next points are held."
+    )
+    max_members_per_card = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Members one card may have passed through (enrolled, assigned, claimed, merged).",
+    )
+    max_same_amount_per_day = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Purchases of a member with the very same amount per day before review.",
+    )
+
+    class Meta:
+        verbose_name = "fraud limits"
+        verbose_name_plural = "fraud limits"
+
+    def __str__(self) -> str:
+        return f"Fraud limits of {self.program}"
+
+
+class ReviewHold(models.Model):
+    """An activity whose points are held until a reviewer releases or rejects them
+    (`workflows.fraud`): one per activity; its ledger lots wait with `HELD_UNTIL`."""
+
+    class Reason(models.TextChoices):
+        ACTIVITIES_PER_DAY = "activities_per_day", "Too many activities in a day"
+        POINTS_PER_DAY = "points_per_day", "Too many points in a day"
+        REFUNDS_PER_MONTH = "refunds_per_month", "Too many refunds in a month"
+        MEMBERS_PER_CARD = "members_per_card", "Card shared by too many members"
+        SAME_AMOUNT = "same_amount", "Same purchase amount repeated in a day"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for review"
+        RELEASED = "released", "Released"
+        REJECTED = "rejected", "Rejected"
+
+    program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+", db_index=False)
+    activity = models.OneToOneField(Activity, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=24, choices=Reason.choices)
+    detail = models.CharField(max_length=255, blank=True, help_text="Every limit the activity passed.")
+    points = models.PositiveBigIntegerField(help_text="Points held when the activity was reported.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    note = models.CharField(max_length=255, blank=True, help_text="The reviewer's note.")
+    points_moved = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Points the decision released or reversed (less if refunded meanwhile)."
+    )
+
+    class Meta:
+        verbose_name = "review hold"
+        verbose_name_plural = "review holds"
+        permissions = [("decide_reviewhold", "Can release or reject points held for review")]
+        indexes = [
+            # The review queue: a program's waiting holds, oldest first.
+            models.Index(fields=["program", "id"], name="reviewhold_pending", condition=Q(status="pending")),
+            models.Index(fields=["member", "-id"], name="reviewhold_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()}: {self.points} points of member {self.member_id}"

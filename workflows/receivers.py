@@ -20,8 +20,8 @@ from loyalty.signals import demo_loaded, member_enrolled
 from tiers import services as tier_services
 from tiers.signals import tier_changed
 
-from . import automations, budgets, builtins, demo, referrals, selectors
-from .models import Automation, EarningRule, ProgramBudget
+from . import automations, budgets, builtins, demo, fraud, referrals, selectors
+from .models import Automation, EarningRule, FraudLimits, ProgramBudget
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def add_demo_rules(sender: Any, *, program: Program, now: Any, stdout: Any = Non
         demo.demo_built_ins_load(program=program, now=now),
         automations.automations_demo_load(program=program, now=now),
         demo.demo_budgets_load(program=program, now=now),
+        demo.demo_fraud_load(program=program, now=now),
     ]
     if stdout is not None:
         for line in lines:
@@ -136,3 +137,10 @@ def forget_active_rules(sender: Any, **kwargs: Any) -> None:
 def forget_program_budgets(sender: Any, **kwargs: Any) -> None:
     """A program's budget changed: the remembered budgets go."""
     budgets.program_budgets_forget()
+
+
+@receiver(post_save, sender=FraudLimits, dispatch_uid="workflows.fraud_limits_saved")
+@receiver(post_delete, sender=FraudLimits, dispatch_uid="workflows.fraud_limits_deleted")
+def forget_fraud_limits(sender: Any, **kwargs: Any) -> None:
+    """A program's fraud limits changed: the remembered limits go."""
+    fraud.limits_forget()

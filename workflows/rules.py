@@ -50,6 +50,9 @@ class Usage:
     week: int = 0
     month: int = 0
     lifetime: int = 0
+    # Points the rule gave for activities reported on the day this one is reported: a daily
+    # cap holds for the reporting day too, so backdating cannot reuse a past day's unused cap.
+    reported_day: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ def _cap_detail(points: int, rule: EarningRule, usage: Usage) -> tuple[int, str]
     limits = [
         ("cap_per_order", 0),
         ("cap_per_day", usage.day),
+        ("cap_per_day", usage.reported_day),
         ("cap_per_week", usage.week),
         ("cap_per_month", usage.month),
         ("cap_lifetime", usage.lifetime),

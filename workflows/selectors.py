@@ -87,37 +87,50 @@ def rule_usage(
     member_id: int,
     rules_: Sequence[EarningRule],
     occurred_at: dt.datetime,
+    reported_at: dt.datetime | None = None,
     before_activity_id: int | None = None,
 ) -> dict[int, rules.Usage]:
     """Points each capped rule already gave the member in the day, week and month of
-    `occurred_at` and in all. `before_activity_id`: only awards of activities reported before
-    that one (what the caps saw when it was reported). Queries: 1 (none when no rule has a
-    period cap), on the `award_member_rule_time` index."""
+    `occurred_at` and in all; and, for daily caps, for activities reported on the day of
+    `reported_at` (default `occurred_at`), whenever they occurred (docs/fraud.md, backdating).
+    `before_activity_id`: only awards of activities reported before that one (what the caps
+    saw when it was reported). Queries: 1 (none when no rule has a period cap), on the
+    `award_member_rule_time` index (joined to the awards' activities only when a rule has a
+    daily cap)."""
     capped = [r.id for r in rules_ if any((r.cap_per_day, r.cap_per_week, r.cap_per_month, r.cap_lifetime)) and r.id]
     if not capped:
         return {}
     periods = _periods(program, occurred_at)
     # Raw SQL: the ORM's filtered aggregates cost more CPU to build than the statement to run.
     sums = ", ".join(
-        f"coalesce(sum(points) FILTER (WHERE occurred_at >= %({name}_start)s "
-        f"AND occurred_at < %({name}_end)s), 0)::bigint"
+        f"coalesce(sum(a.points) FILTER (WHERE a.occurred_at >= %({name}_start)s "
+        f"AND a.occurred_at < %({name}_end)s), 0)::bigint"
         for name in periods
     )
     params: dict[str, Any] = {"member": member_id, "rules": capped, "before": before_activity_id}
     for name, (start, end) in periods.items():
         params[f"{name}_start"], params[f"{name}_end"] = start, end
+    join, reported = "", "0::bigint"
+    if any(r.cap_per_day for r in rules_):
+        params["r_start"], params["r_end"] = _periods(program, reported_at or occurred_at)["day"]
+        join = (
+            f"LEFT JOIN {Activity._meta.db_table} act ON act.id = a.activity_id "
+            "AND act.reported_at >= %(r_start)s AND act.reported_at < %(r_end)s"
+        )
+        reported = "coalesce(sum(a.points) FILTER (WHERE act.id IS NOT NULL), 0)::bigint"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT rule_id, coalesce(sum(points), 0)::bigint, {sums} FROM {RuleAward._meta.db_table} "
-            "WHERE member_id = %(member)s AND rule_id = ANY(%(rules)s) "
-            "AND (%(before)s::bigint IS NULL OR activity_id < %(before)s::bigint) GROUP BY rule_id",
+            f"SELECT a.rule_id, coalesce(sum(a.points), 0)::bigint, {reported}, {sums} "
+            f"FROM {RuleAward._meta.db_table} a {join} "
+            "WHERE a.member_id = %(member)s AND a.rule_id = ANY(%(rules)s) "
+            "AND (%(before)s::bigint IS NULL OR a.activity_id < %(before)s::bigint) GROUP BY a.rule_id",
             params,
         )
         rows = cursor.fetchall()
     names = list(periods)
     return {
-        rule_id: rules.Usage(lifetime=lifetime, **dict(zip(names, values, strict=True)))
-        for rule_id, lifetime, *values in rows
+        rule_id: rules.Usage(lifetime=lifetime, reported_day=reported_day, **dict(zip(names, values, strict=True)))
+        for rule_id, lifetime, reported_day, *values in rows
     }
 
 
@@ -147,15 +160,23 @@ def awards_for(
     facts: rules.ActivityFacts,
     tier: tuple[int | None, Decimal] | None = None,
     budgets: rules.Budgets | None = None,
+    reported_at: dt.datetime | None = None,
 ) -> list[rules.Award]:
-    """What the program's rules give the member for an activity with these facts. `tier`:
-    the member's (tier id, multiplier) when the caller read it already; `budgets`: what the
-    budgets have left (workflows.budgets; None: no budget applies). Queries: the rules
-    (kept 5 s per process) + 1 (caps, if any) + 1 (the member's tier, unless given)."""
+    """What the program's rules give the member for an activity with these facts, reported at
+    `reported_at` (default: when it occurred). `tier`: the member's (tier id, multiplier) when
+    the caller read it already; `budgets`: what the budgets have left (workflows.budgets;
+    None: no budget applies). Queries: the rules (kept 5 s per process) + 1 (caps, if any) + 1
+    (the member's tier, unless given)."""
     candidates = active_rules(program=program, trigger=facts.type)
     if not candidates:
         return []
-    usage = rule_usage(program=program, member_id=member_id, rules_=candidates, occurred_at=facts.occurred_at)
+    usage = rule_usage(
+        program=program,
+        member_id=member_id,
+        rules_=candidates,
+        occurred_at=facts.occurred_at,
+        reported_at=reported_at,
+    )
     tier_id, multiplier = tier if tier is not None else member_tier(member_id=member_id)
     if facts.type != "purchase":
         multiplier = Decimal(1)
@@ -203,7 +224,7 @@ def activity_preview(
         program=program, candidates=active_rules(program=program, trigger=type), facts=facts
     )
     gate = budget_gates.gate_read(program=program, owners=owners, now=now)
-    awards = awards_for(program=program, member_id=member.pk, facts=facts, budgets=gate)
+    awards = awards_for(program=program, member_id=member.pk, facts=facts, budgets=gate, reported_at=now)
     notes = gate.reasons if gate is not None else []
     return Preview(points=sum(a.points for a in awards), awards=awards, budget_notes=notes)
 
@@ -303,7 +324,13 @@ def activity_explain(
         items=items,
     )
     candidates = rules_with_tiers(rules_) if rules_ is not None else active_rules(program=program, trigger=type)
-    usage = rule_usage(program=program, member_id=member.pk, rules_=candidates, occurred_at=facts.occurred_at)
+    usage = rule_usage(
+        program=program,
+        member_id=member.pk,
+        rules_=candidates,
+        occurred_at=facts.occurred_at,
+        reported_at=timezone.now(),
+    )
     tier_id, multiplier = member_tier(member_id=member.pk)
     explanation = rules.explain(
         candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier, tier_id=tier_id
@@ -333,6 +360,7 @@ def stored_activity_explain(*, activity: Activity, rules_: Sequence[EarningRule]
         member_id=activity.member_id,
         rules_=candidates,
         occurred_at=activity.occurred_at,
+        reported_at=activity.reported_at,
         before_activity_id=activity.pk,
     )
     tier_id, multiplier = member_tier_at(member_id=activity.member_id, moment=activity_moment(activity=activity))

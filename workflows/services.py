@@ -27,8 +27,8 @@ from loyalty import services as ledger
 from loyalty.models import Activity, IdempotencyRecord, LedgerEntry, Member, Program
 from loyalty.services import Balance, PostResult
 
-from . import automations, budgets, lock_objects, referrals, selectors
-from .models import BudgetCut, EarningRule, RuleAward
+from . import automations, budgets, fraud, lock_objects, referrals, selectors
+from .models import BudgetCut, EarningRule, ReviewHold, RuleAward
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,15 @@ class ActivityResult:
     replayed: bool = False
     # Why a budget cut or stopped a rule (docs/budgets.md), in words; also stored as `BudgetCut`.
     budget_notes: list[str] = field(default_factory=list)
+    hold: ReviewHold | None = None  # its points wait for review (docs/fraud.md)
 
     @property
     def points(self) -> int:
         return sum(a.points for a in self.awards)
+
+    @property
+    def held_for_review(self) -> bool:
+        return self.hold is not None
 
 
 _AWARDS_SQL = (
@@ -136,6 +141,7 @@ def _replay(*, program: Program, record: IdempotencyRecord, key: str, request_ha
     entries = list(LedgerEntry.objects.filter(activity=activity).order_by("id"))
     member = Member.objects.get(pk=activity.member_id)
     notes = list(BudgetCut.objects.filter(activity=activity).order_by("id").values_list("reason", flat=True))
+    hold = ReviewHold.objects.filter(activity=activity).first()
     return ActivityResult(
         activity=activity,
         awards=awards,
@@ -143,6 +149,7 @@ def _replay(*, program: Program, record: IdempotencyRecord, key: str, request_ha
         balance=Balance.of(member),
         replayed=True,
         budget_notes=notes,
+        hold=hold,
     )
 
 
@@ -328,12 +335,26 @@ def _report(
             channel=channel,
             items=item_list,
             data=data,
+            reported_at=now,
         )
     except errors.LoyaltyError as exc:
         return exc
     tier = (locked.tier_id_now, Decimal(locked.tier_multiplier_now or 1))
-    awards = selectors.awards_for(program=program, member_id=locked.pk, facts=facts, tier=tier, budgets=gate)
+    awards = selectors.awards_for(
+        program=program, member_id=locked.pk, facts=facts, tier=tier, budgets=gate, reported_at=now
+    )
     budget_notes = gate.reasons if gate is not None else []
+    # Fraud limits and backdating (docs/fraud.md), under the member's lock taken above.
+    verdict = None
+    if awards:
+        verdict = fraud.velocity_check(
+            program=program, member_id=locked.pk, activity=activity, points=sum(a.points for a in awards), now=now
+        )
+    available_at = (
+        ledger.HELD_UNTIL
+        if verdict is not None
+        else fraud.availability(program=program, occurred_at=occurred_at, reported_at=now)
+    )
     rows = [
         RuleAward(rule=a.rule, member_id=locked.pk, activity=activity, points=a.points, occurred_at=occurred_at)
         for a in awards
@@ -358,6 +379,7 @@ def _report(
             # What the in-transaction receivers learn: the activity's type, and whether another
             # event announces these points (the birthday job's own email).
             context={"activity_type": type, **(context or {})},
+            available_at=available_at,
         )
         if result.replayed:  # a concurrent first attempt committed meanwhile
             raise busy
@@ -376,6 +398,16 @@ def _report(
             raise busy
     _insert_awards(rows)
     budgets.gate_spend(gate=gate, program=program, member_id=locked.pk, now=now, activity=activity)
+    hold = None
+    if verdict is not None:
+        hold = fraud.hold_record(
+            program=program,
+            member_id=locked.pk,
+            activity=activity,
+            verdict=verdict,
+            points=sum(a.points for a in awards),
+            now=now,
+        )
     referral = None
     if type == Activity.Type.PURCHASE:
         # A referred friend's first qualifying purchase rewards both (same transaction).
@@ -394,7 +426,9 @@ def _report(
             trigger="activity", member_id=member_id, activity_type=type, now=now, program_id=program.pk
         )
     )
-    return ActivityResult(activity=activity, awards=rows, entries=entries, balance=balance, budget_notes=budget_notes)
+    return ActivityResult(
+        activity=activity, awards=rows, entries=entries, balance=balance, budget_notes=budget_notes, hold=hold
+    )
 
 
 def refund_report(

@@ -10,6 +10,7 @@
 - `api_keys`: creating, changing and revoking API keys;
 - `checks`: input checks that raise before anything is written;
 - `audit`: the staff audit trail (`StaffAction` rows);
+- `holds`: points held for review, released or rejected (docs/fraud.md);
 - `adjustments`: staff adjustments with their guardrails (confirmation, approval, role limits).
 
 Callers import from `loyalty.services`; the names below are its public surface.
@@ -27,6 +28,7 @@ from .adjustments import (
 )
 from .api_keys import api_key_create, api_key_revoke, api_key_update
 from .audit import member_audit, staff_action_record
+from .holds import HELD_UNTIL, points_hold_reject, points_hold_release
 from .idempotency import idempotency_key_claim, idempotency_key_namespaced, idempotency_key_settle
 from .jobs import JobResult, points_expire, points_release
 from .members import (
@@ -55,6 +57,7 @@ from .programs import program_create, program_widget_off, program_widget_secret_
 
 __all__ = [
     "BALANCE_FIELDS",
+    "HELD_UNTIL",
     "MEMBER_PROFILE_FIELDS",
     "AdjustmentCheck",
     "Balance",
@@ -86,6 +89,8 @@ __all__ = [
     "points_earn",
     "points_earn_many",
     "points_expire",
+    "points_hold_reject",
+    "points_hold_release",
     "points_post",
     "points_redeem",
     "points_release",

@@ -27,8 +27,10 @@ def activity_record(
     channel: str = "",
     items: Iterable[dict[str, Any]] = (),
     data: dict[str, Any] | None = None,
+    reported_at: dt.datetime | None = None,
 ) -> Activity:
-    """Store an activity (the rules of `workflows` decide what it earns)."""
+    """Store an activity (the rules of `workflows` decide what it earns). `reported_at`: when
+    it was reported (the caller's `now`; default the clock)."""
     check_aware(occurred_at, "occurred_at")
     if member.program_id != program.id:
         raise errors.MemberNotFound("The member belongs to another program.", member_id=member.pk)
@@ -48,6 +50,8 @@ def activity_record(
         items=list(items),
         data=data or {},
     )
+    if reported_at is not None:
+        activity.reported_at = reported_at
     # The member and program are objects already; the database checks the constraints
     # (an IntegrityError below), so validation stays free of queries.
     full_clean(activity, exclude=["program", "member"], validate_unique=False, validate_constraints=False)

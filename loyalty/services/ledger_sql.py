@@ -195,3 +195,23 @@ RELEASE_PICK = (
 
 EXPIRE_LOTS = _expire_lots()
 RELEASE_LOTS = _release_lots()
+
+
+# A lot held for review (docs/fraud.md) carries this far-future `available_at`, so neither the
+# release job nor a posting's settle ever releases it; the review stamps `released_at` itself.
+# Year 9000, not 9999: shown in any time zone it stays a valid date.
+HELD_UNTIL_SQL = "9000-01-01T00:00:00+00:00"
+
+# Release the held lots of one activity now: stamp `released_at` once; the points move from
+# pending to available through the posting's deltas (the caller holds the member's lock).
+RELEASE_HELD = (
+    f"WITH due AS (SELECT id, remaining FROM {ENTRY} WHERE activity_id = %(activity)s AND member_id = %(m)s "
+    "AND points > 0 AND released_at IS NULL AND available_at >= %(held)s FOR UPDATE), "
+    f"stamped AS (UPDATE {ENTRY} e SET released_at = %(now)s FROM due WHERE e.id = due.id) "
+    "SELECT coalesce(sum(remaining), 0)::bigint, count(*) FROM due"
+)
+# What is still held of one activity's lots (for a rejection's reversal).
+HELD_REMAINING = (
+    f"SELECT coalesce(sum(remaining), 0)::bigint FROM {ENTRY} WHERE activity_id = %(activity)s "
+    "AND member_id = %(m)s AND points > 0 AND released_at IS NULL AND available_at >= %(held)s"
+)

@@ -84,6 +84,7 @@ def points_earn_many(
     result: dict[str, Any] | None = None,
     now: dt.datetime | None = None,
     context: dict[str, Any] | None = None,
+    available_at: dt.datetime | None = None,
 ) -> PostResult:
     """Credit several earned lots of one member in ONE posting (the awards of one activity):
     one member lock, one statement when the member is active and owes nothing, one
@@ -91,7 +92,9 @@ def points_earn_many(
     `occurred_at` (the activity's, if given) with its own reason and reference, like
     `points_earn`. Refused for a blocked member. `request_hash` (optional) replaces the hash
     of the awards for the idempotency key, and `result` is stored with the key: a caller
-    whose request is more than its awards (an activity) keys the posting by its own request."""
+    whose request is more than its awards (an activity) keys the posting by its own request.
+    `available_at` replaces the lots' availability date (default: the program's pending days
+    after `occurred_at`): a backdated activity's or a held activity's (docs/fraud.md)."""
     if not awards:
         raise errors.InvalidInput("An earn posting needs at least one award.", field="awards")
     payload = {
@@ -113,6 +116,7 @@ def points_earn_many(
         result=result,
         now=now,
         context=context,
+        available_at=available_at,
     )
 
 
@@ -130,6 +134,7 @@ def _earn(
     request_hash: str | None = None,
     result: dict[str, Any] | None = None,
     context: dict[str, Any] | None = None,
+    available_at: dt.datetime | None = None,
 ) -> PostResult:
     for award in awards:
         check_points(award.points)
@@ -138,7 +143,7 @@ def _earn(
     check_aware(occurred_at, "occurred_at")
     if activity is not None and activity.member_id != member_id:
         raise errors.InvalidInput("The activity belongs to another member.", field="activity")
-    available_at = program.availability_for(occurred_at)
+    available_at = available_at or program.availability_for(occurred_at)
     expires_at = program.expiry_for(occurred_at)
     lots = [
         {
@@ -376,6 +381,7 @@ def points_reverse_order(
             member_id=purchase.member_id,
             type=Activity.Type.REFUND,
             occurred_at=occurred_at,
+            reported_at=now,
             order_id=order_id,
             amount=amount,
             currency=purchase.currency,

@@ -36,6 +36,7 @@ from .idempotency import check_key, request_hash_of
 from .transactions import atomic_or_join
 
 Kind = LedgerEntry.Kind
+HELD_UNTIL = dt.datetime.fromisoformat(sql.HELD_UNTIL_SQL)  # a held lot's `available_at` (docs/fraud.md)
 BALANCE_FIELDS = sql.BALANCES  # the cached balance columns of a member, for `only()` / `refresh_from_db()`
 
 
@@ -188,12 +189,31 @@ class _Posting:
             [purchase_id],
         )
         earned = int(self.cur.fetchone()[0])
+        # The reversals of its refunds, and of a rejected review hold (on the purchase itself).
         self.cur.execute(
             f"SELECT coalesce(-sum(e.points), 0) FROM {sql.ENTRY} e JOIN loyalty_activity a ON a.id = e.activity_id "
-            "WHERE a.program_id = %s AND a.order_id = %s AND a.type = 'refund' AND e.kind = 'reversal'",
-            [self.program.id, order_id],
+            "WHERE a.program_id = %s AND a.order_id = %s AND e.kind = 'reversal' AND (a.type = 'refund' OR a.id = %s)",
+            [self.program.id, order_id, purchase_id],
         )
         return refunded_before, earned, int(self.cur.fetchone()[0])
+
+    # -- lots held for review (docs/fraud.md) ---------------------------------------------------
+
+    def release_held(self, member_id: int, activity_id: int) -> int:
+        """Make the still-held lots of an activity available now; the points moved."""
+        self.cur.execute(
+            sql.RELEASE_HELD, {"activity": activity_id, "m": member_id, "held": HELD_UNTIL, "now": self.now}
+        )
+        points = int(self.cur.fetchone()[0])
+        self._open_lots.pop(member_id, None)
+        self.deltas[member_id]["pending"] -= points
+        self.deltas[member_id]["available"] += points
+        return points
+
+    def held_remaining(self, member_id: int, activity_id: int) -> int:
+        """The points of an activity's lots that are still held."""
+        self.cur.execute(sql.HELD_REMAINING, {"activity": activity_id, "m": member_id, "held": HELD_UNTIL})
+        return int(self.cur.fetchone()[0])
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -28,14 +28,14 @@ from cards import importing
 from cards.models import Card, CardBatch, MemberImport
 from loyalty import services, staff_scope
 from loyalty.admin import ProgramScopedAdmin, program_path_of
-from loyalty.models import AdjustmentRequest, Member, MemberNote, Program, StaffAction, StaffProgram
+from loyalty.models import Activity, AdjustmentRequest, Member, MemberNote, Program, StaffAction, StaffProgram
 from notifications import emails
 from notifications.models import EmailSuppression, WebhookDelivery
 from rewards import services as rewards_services
 from rewards.models import Redemption, Reward
 from tests.loyalty.factories import ProgramFactory, StaffFactory
 from tests.notifications.factories import WebhookEndpointFactory
-from workflows.models import Automation, AutomationRun, BudgetCut, ProgramBudget
+from workflows.models import Automation, AutomationRun, BudgetCut, FraudLimits, ProgramBudget, ReviewHold
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +90,17 @@ def _top_up(program: Program, staff) -> None:
     MemberNote.objects.create(
         program=program, member=member, author=staff, text="Called about a missing order", created_at=timezone.now()
     )
+    FraudLimits.objects.get_or_create(program=program)
+    if not ReviewHold.objects.filter(program=program).exists():
+        activity = Activity.objects.filter(program=program, member=member).order_by("pk").first()
+        ReviewHold.objects.create(
+            program=program,
+            member=member,
+            activity=activity,
+            reason="same_amount",
+            points=10,
+            created_at=timezone.now(),
+        )
     AdjustmentRequest.objects.create(
         program=program,
         member=member,

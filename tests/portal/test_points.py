@@ -48,11 +48,13 @@ def program(db):
 
 
 def purchase(program, member, order_id, amount, days_ago):
+    when = timezone.now() - dt.timedelta(days=days_ago)
     workflow_services.activity_report(
         program=program,
         member=member,
         type="purchase",
-        occurred_at=timezone.now() - dt.timedelta(days=days_ago),
+        occurred_at=when,
+        now=when,  # reported when it happened (a backdated report would be pending from today)
         order_id=order_id,
         amount=Decimal(amount),
         currency="EUR",

@@ -137,6 +137,7 @@ def test_share_and_visit_presets_pay_once_a_day(installed, member, builtin, poin
             member=member,
             type=builtin,
             occurred_at=WEDNESDAY_NOON + dt.timedelta(hours=hours),
+            now=WEDNESDAY_NOON + dt.timedelta(hours=hours),  # reported live (daily caps count both days)
         ).points
 
     assert [report(0), report(2), report(24)] == [points, 0, points]

@@ -131,8 +131,8 @@ def test_bonus_multiplier_applies_before_rounding_down(program, member):
 def test_daily_cap_limits_the_points_of_a_rule_per_member_and_local_day(program, member, other_member):
     EarningRuleFactory(program=program, name="Store visit", trigger="store_visit", points=10, cap_per_day=15)
 
-    def visit(who, when):
-        return services.activity_report(program=program, member=who, type="store_visit", occurred_at=when)
+    def visit(who, when):  # reported live: daily caps count by the reporting day too (docs/fraud.md)
+        return services.activity_report(program=program, member=who, type="store_visit", occurred_at=when, now=when)
 
     assert visit(member, WEDNESDAY_NOON).points == 10
     assert visit(member, WEDNESDAY_NOON + dt.timedelta(hours=1)).points == 5
