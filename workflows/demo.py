@@ -192,7 +192,7 @@ def demo_fraud_load(*, program: Program, now: dt.datetime) -> str:
     members = list(
         Member.objects.filter(program=program, status="active", referred_by__isnull=True)
         .exclude(email="")
-        .exclude(external_id__startswith="demo-friend")
+        .filter(external_id__regex=r"^demo-[0-9]+$")  # not the card, friend or story members
         .order_by("-id")[:2]
     )
     held = 0
