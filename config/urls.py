@@ -51,7 +51,8 @@ urlpatterns = [
 # server or object storage (`static()` adds nothing when DEBUG is off).
 urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
 
-# Unknown paths and crashes under /api/ answer with the API's JSON error envelope.
+# Unreadable requests, unknown paths and crashes under /api/ answer with the API's JSON error envelope.
+handler400 = "loyalty.api.errors.bad_request"
 handler404 = "loyalty.api.errors.page_not_found"
 handler500 = "loyalty.api.errors.server_error"
 # A staff page refused: the admin's own 403 (loyalty/admin/errors.py); Django's page elsewhere.

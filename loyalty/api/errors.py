@@ -168,6 +168,14 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return django_defaults.page_not_found(request, exception)
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler400` (a request Django refuses before any view, e.g. a Host header not in
+    ALLOWED_HOSTS): the JSON envelope under /api/, Django's page elsewhere."""
+    if _is_api_path(request):
+        return JsonResponse(error_body("bad_request", "The request could not be read."), status=400)
+    return django_defaults.bad_request(request, exception)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """`handler500`: the JSON envelope under /api/, Django's page elsewhere."""
     if _is_api_path(request):

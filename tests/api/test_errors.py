@@ -51,6 +51,16 @@ def test_an_unknown_api_path_is_404_in_the_envelope(api_client):
     assert error["details"] == {"path": "/api/v1/no-such-thing"}
 
 
+def test_a_host_outside_allowed_hosts_is_400_in_the_envelope_under_the_api(
+    api_client, client, unassigned_card, settings
+):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    assert_envelope(api_client.get(card_url(unassigned_card.number), HTTP_HOST="evil.example"), 400, "bad_request")
+    page = client.get("/p/no-such-program/", HTTP_HOST="evil.example")
+    assert page.status_code == 400
+    assert page["Content-Type"].startswith("text/html")
+
+
 def test_pages_outside_the_api_keep_djangos_404(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404
