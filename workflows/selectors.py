@@ -299,6 +299,9 @@ class Explained:
     tier_id: int | None
     tier_multiplier: Decimal
     live_points: int | None = None  # a stored activity: what it earned then (its rule awards)
+    # A stored activity whose points were posted without rule awards (an import, the demo's
+    # history): `live_points` are its earn entries', which the rules did not compute.
+    without_awards: bool = False
 
 
 def activity_explain(
@@ -368,6 +371,17 @@ def stored_activity_explain(*, activity: Activity, rules_: Sequence[EarningRule]
         candidates, facts, usage=usage, earn_rate=program.earn_rate, tier_multiplier=multiplier, tier_id=tier_id
     )
     live = RuleAward.objects.filter(activity_id=activity.pk).aggregate(total=Sum("points"))["total"]
+    without_awards = False
+    if live is None:
+        posted = LedgerEntry.objects.filter(activity_id=activity.pk, kind=LedgerEntry.Kind.EARN).aggregate(
+            total=Sum("points")
+        )["total"]
+        without_awards, live = posted is not None, posted
     return Explained(
-        facts=facts, explanation=explanation, tier_id=tier_id, tier_multiplier=multiplier, live_points=live or 0
+        facts=facts,
+        explanation=explanation,
+        tier_id=tier_id,
+        tier_multiplier=multiplier,
+        live_points=live or 0,
+        without_awards=without_awards,
     )

@@ -39,7 +39,7 @@ from django.db import connection
 from django.utils import timezone
 
 from loyalty import errors, services
-from loyalty.models import Activity, Member, Program, StaffProgram
+from loyalty.models import Activity, LedgerEntry, Member, Program, StaffProgram
 from loyalty.signals import demo_loaded
 
 DEMO_SLUG = "demo"
@@ -495,6 +495,8 @@ class Command(BaseCommand):
             points_name="beans",
             currency="EUR",
             timezone="Europe/Paris",
+            point_value=Decimal("0.01"),
+            expected_redemption_rate=Decimal("0.80"),
         )
         roles = self.role_users([coffee, bar])
         if options.get("login_file"):
@@ -532,6 +534,14 @@ class Command(BaseCommand):
         # Higher apps (cards, tiers, rewards...) add their part of the demo; each receiver is
         # idempotent (it checks what it made before), like this command.
         demo_loaded.send(sender=Program, program=program, actor=actor, now=timezone.now(), stdout=self.stdout)
+        # Some parts post with a past `now` (a story, referrals, cards): release what is due
+        # since, as the beat job would have (only when something is due: a job run is a row).
+        now = timezone.now()
+        due = LedgerEntry.objects.filter(
+            program=program, released_at__isnull=True, points__gt=0, available_at__lte=now
+        ).exists()
+        if due:
+            services.points_release(now=now, program=program)
         return program
 
     def role_users(self, programs: list[Program]) -> list[dict[str, str]]:
